@@ -1,0 +1,524 @@
+//! `kftenant.toml`: the cluster-wide settings at the root of the tenant repository.
+//!
+//! This module owns the file's types (which also generate its JSON Schema),
+//! its defaults, and its validation. It does no I/O: the text comes in.
+
+use crate::diag::{Diagnostic, Diagnostics, Pos};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The file name of the repository configuration.
+pub const CONFIG_FILE: &str = "kftenant.toml";
+
+/// The whole `kftenant.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The EKS cluster this repository describes.
+    pub cluster: ClusterConfig,
+    /// How tenant IAM roles are named and shaped.
+    #[serde(default)]
+    pub iam: IamConfig,
+    /// Defaults for the Kubeflow Profiles.
+    #[serde(default)]
+    pub profile: ProfileConfig,
+    /// Rules every tenant must follow; a violation fails validation.
+    #[serde(default)]
+    pub guardrails: Guardrails,
+    /// Deleting tenants that were removed from git.
+    #[serde(default)]
+    pub prune: PruneConfig,
+}
+
+/// `[cluster]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// EKS cluster name; used in role names and the `kftenant.io/cluster` tag.
+    pub name: String,
+    /// The 12-digit AWS account id that holds the roles.
+    pub account_id: String,
+    /// AWS region of the cluster, e.g. `us-west-2`.
+    pub region: String,
+    /// The cluster's OIDC issuer without `https://`,
+    /// e.g. `oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B716D3041E`.
+    pub oidc_issuer: String,
+}
+
+/// `[iam]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct IamConfig {
+    /// Role name template; placeholders `{tenant}` and `{cluster}`.
+    pub role_name_template: String,
+    /// IAM path of every role and repo policy kftenant creates.
+    pub role_path: String,
+    /// Permissions boundary (policy ARN or repo policy name) for tenants that name none.
+    pub permissions_boundary: Option<String>,
+    /// Maximum session duration in seconds (3600 to 43200).
+    pub max_session_duration: u32,
+}
+
+impl Default for IamConfig {
+    fn default() -> Self {
+        IamConfig {
+            role_name_template: "{tenant}-{cluster}-role".into(),
+            role_path: "/kftenant/".into(),
+            permissions_boundary: None,
+            max_session_duration: 3600,
+        }
+    }
+}
+
+/// `[profile]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfileConfig {
+    /// Resource quota for tenants that set none.
+    pub default_resource_quota: Option<ResourceQuotaSpec>,
+    /// `annotateOnly` of the `AwsIamForServiceAccount` plugin: when true the
+    /// Kubeflow controller only annotates the service account and leaves the
+    /// role's trust policy to kftenant.
+    pub annotate_only: bool,
+}
+
+impl Default for ProfileConfig {
+    fn default() -> Self {
+        ProfileConfig {
+            default_resource_quota: None,
+            annotate_only: true,
+        }
+    }
+}
+
+/// A Kubernetes `ResourceQuotaSpec` (the subset Profiles use).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceQuotaSpec {
+    /// Resource name to quantity, e.g. `cpu = "8"`, `"requests.nvidia.com/gpu" = 2`.
+    #[serde(default)]
+    pub hard: BTreeMap<String, Quantity>,
+    /// Quota scopes, e.g. `NotTerminating`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+/// A Kubernetes quantity: an integer or a string such as `32Gi`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Quantity {
+    /// A plain integer.
+    Int(i64),
+    /// A quantity string such as `500m` or `32Gi`.
+    Str(String),
+}
+
+/// `[guardrails]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Guardrails {
+    /// Globs of managed policy ARNs tenants may attach; empty allows any.
+    /// Repo policies are always allowed (they are reviewed in the repository).
+    pub allowed_policy_arns: Vec<String>,
+    /// Globs of managed policy ARNs tenants may never attach.
+    pub denied_policy_arns: Vec<String>,
+    /// Action patterns no `Allow` statement of a tenant or repo policy may grant in
+    /// full (`*` covers `iam:*`; `NotAction` in an `Allow` grants what it does not exclude).
+    pub denied_actions: Vec<String>,
+    /// Every role must have a permissions boundary.
+    pub require_boundary: bool,
+    /// At most this many managed policies per role (AWS default quota 10, up to 20).
+    pub max_managed_policies_per_role: usize,
+    /// Maximum trust policy length in characters (AWS default quota 2048, up to 4096).
+    pub trust_policy_max_chars: usize,
+}
+
+impl Default for Guardrails {
+    fn default() -> Self {
+        Guardrails {
+            allowed_policy_arns: Vec::new(),
+            denied_policy_arns: vec![
+                "arn:aws:iam::aws:policy/AdministratorAccess".into(),
+                "arn:aws:iam::aws:policy/IAMFullAccess".into(),
+            ],
+            denied_actions: vec!["*".into(), "iam:*".into()],
+            require_boundary: false,
+            max_managed_policies_per_role: 10,
+            trust_policy_max_chars: 2048,
+        }
+    }
+}
+
+/// `[prune]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct PruneConfig {
+    /// Delete managed tenants that are no longer in git. When false they are only reported.
+    pub enabled: bool,
+    /// Refuse a plan that deletes more tenants than this (override with `--allow-mass-delete`).
+    pub max_deletions: usize,
+}
+
+impl Default for PruneConfig {
+    fn default() -> Self {
+        PruneConfig {
+            enabled: true,
+            max_deletions: 5,
+        }
+    }
+}
+
+impl Config {
+    /// AWS partition of the configured region.
+    pub fn partition(&self) -> &'static str {
+        partition_of(&self.cluster.region)
+    }
+
+    /// ARN of the cluster's IAM OIDC provider.
+    pub fn oidc_provider_arn(&self) -> String {
+        format!(
+            "arn:{}:iam::{}:oidc-provider/{}",
+            self.partition(),
+            self.cluster.account_id,
+            self.cluster.oidc_issuer
+        )
+    }
+
+    /// The role name for `tenant`, from the template.
+    pub fn role_name(&self, tenant: &str) -> String {
+        self.iam
+            .role_name_template
+            .replace("{tenant}", tenant)
+            .replace("{cluster}", &self.cluster.name)
+    }
+
+    /// The ARN of a customer-managed policy kftenant creates from the repository.
+    pub fn repo_policy_arn(&self, name: &str) -> String {
+        format!(
+            "arn:{}:iam::{}:policy{}{}",
+            self.partition(),
+            self.cluster.account_id,
+            self.iam.role_path,
+            name
+        )
+    }
+}
+
+/// `aws`, `aws-cn` or `aws-us-gov`.
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// Parses and validates `kftenant.toml`. Every problem is recorded in `diags`;
+/// the config is returned only when it is usable.
+pub fn load(text: &str, diags: &mut Diagnostics) -> Option<Config> {
+    let config: Config = match toml::from_str(text) {
+        Ok(c) => c,
+        Err(e) => {
+            let pos = e
+                .span()
+                .map_or(Pos::new(1, 1), |s| offset_to_pos(text, s.start));
+            diags.push(Diagnostic::at(
+                CONFIG_FILE,
+                pos,
+                e.message().trim().to_string(),
+            ));
+            return None;
+        }
+    };
+    let before = diags.len();
+    check(&config, text, diags);
+    (diags.len() == before).then_some(config)
+}
+
+/// Byte offset to 1-based line and column.
+pub fn offset_to_pos(text: &str, offset: usize) -> Pos {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Pos::new(line, col)
+}
+
+/// Where `key` is set inside `[section]`, for messages about its value.
+/// (The `toml` crate's typed values carry no spans; we look the key up in the text.)
+pub fn locate(text: &str, section: &str, key: &str) -> Pos {
+    let mut current = String::new();
+    let mut section_line = 1;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            current = name.trim().to_string();
+            if current == section {
+                section_line = i + 1;
+            }
+            continue;
+        }
+        if current == section {
+            if let Some((k, _)) = t.split_once('=') {
+                if k.trim().trim_matches('"') == key {
+                    let col = line.len() - line.trim_start().len() + 1;
+                    return Pos::new(i + 1, col);
+                }
+            }
+        }
+    }
+    Pos::new(section_line, 1)
+}
+
+fn check(c: &Config, text: &str, diags: &mut Diagnostics) {
+    let mut err = |section: &str, key: &str, msg: String, hint: Option<&str>| {
+        let mut d = Diagnostic::at(CONFIG_FILE, locate(text, section, key), msg);
+        if let Some(h) = hint {
+            d = d.with_hint(h);
+        }
+        diags.push(d);
+    };
+    let cl = &c.cluster;
+    let name_ok = !cl.name.is_empty()
+        && cl.name.len() <= 100
+        && cl.name.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+        && cl
+            .name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+    if !name_ok {
+        err(
+            "cluster",
+            "name",
+            format!("cluster name `{}` is not a valid EKS cluster name", cl.name),
+            Some(
+                "use letters, digits, `-` and `_`, starting with a letter or digit, at most 100 characters",
+            ),
+        );
+    }
+    if cl.account_id.len() != 12 || !cl.account_id.chars().all(|ch| ch.is_ascii_digit()) {
+        err(
+            "cluster",
+            "account_id",
+            format!(
+                "account_id `{}` is not a 12-digit AWS account id",
+                cl.account_id
+            ),
+            Some("quote it as a string so leading zeros are kept: account_id = \"012345678901\""),
+        );
+    }
+    let region_ok = {
+        let parts: Vec<&str> = cl.region.split('-').collect();
+        parts.len() >= 3
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit())
+            })
+            && parts
+                .last()
+                .is_some_and(|p| p.chars().all(|ch| ch.is_ascii_digit()))
+    };
+    if !region_ok {
+        err(
+            "cluster",
+            "region",
+            format!("region `{}` is not an AWS region name", cl.region),
+            Some("for example `us-west-2`"),
+        );
+    }
+    let issuer = &cl.oidc_issuer;
+    if issuer.contains("://") {
+        err(
+            "cluster",
+            "oidc_issuer",
+            format!("oidc_issuer `{issuer}` must not include a scheme"),
+            Some("drop `https://`: IAM condition keys use the bare host and path"),
+        );
+    } else if issuer.ends_with('/') || !issuer.contains('/') || issuer.contains(char::is_whitespace)
+    {
+        err(
+            "cluster",
+            "oidc_issuer",
+            format!("oidc_issuer `{issuer}` is not an OIDC issuer host and path"),
+            Some(
+                "for example `oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B716D3041E` (from `aws eks describe-cluster --query cluster.identity.oidc.issuer`)",
+            ),
+        );
+    }
+    let t = &c.iam.role_name_template;
+    if !t.contains("{tenant}") {
+        err(
+            "iam",
+            "role_name_template",
+            format!("role_name_template `{t}` must contain `{{tenant}}`"),
+            Some("otherwise every tenant gets the same role"),
+        );
+    }
+    let stripped = t.replace("{tenant}", "").replace("{cluster}", "");
+    if stripped.contains('{') || stripped.contains('}') {
+        err(
+            "iam",
+            "role_name_template",
+            format!("role_name_template `{t}` has an unknown placeholder"),
+            Some("only `{tenant}` and `{cluster}` are known"),
+        );
+    } else if let Some(msg) = crate::model::role_name_chars(&stripped) {
+        err(
+            "iam",
+            "role_name_template",
+            format!("role_name_template `{t}`: {msg}"),
+            None,
+        );
+    }
+    if let Some(msg) = crate::model::check_iam_path(&c.iam.role_path) {
+        err(
+            "iam",
+            "role_path",
+            msg,
+            Some("a path starts and ends with `/`, e.g. `/kftenant/`"),
+        );
+    }
+    if let Some(b) = &c.iam.permissions_boundary {
+        if b.starts_with("arn:") {
+            if let Some(msg) = crate::model::check_policy_arn(b) {
+                err("iam", "permissions_boundary", msg, None);
+            }
+        }
+    }
+    if !(3600..=43200).contains(&c.iam.max_session_duration) {
+        err(
+            "iam",
+            "max_session_duration",
+            format!(
+                "max_session_duration {} is outside 3600..=43200 seconds",
+                c.iam.max_session_duration
+            ),
+            None,
+        );
+    }
+    let g = &c.guardrails;
+    if !(1..=20).contains(&g.max_managed_policies_per_role) {
+        err(
+            "guardrails",
+            "max_managed_policies_per_role",
+            format!(
+                "max_managed_policies_per_role {} is outside 1..=20",
+                g.max_managed_policies_per_role
+            ),
+            Some("AWS allows 10 by default; a quota increase raises it to at most 20"),
+        );
+    }
+    if !(1..=4096).contains(&g.trust_policy_max_chars) {
+        err(
+            "guardrails",
+            "trust_policy_max_chars",
+            format!(
+                "trust_policy_max_chars {} is outside 1..=4096",
+                g.trust_policy_max_chars
+            ),
+            Some("AWS allows 2048 by default; a quota increase raises it to at most 4096"),
+        );
+    }
+    for (key, list) in [
+        ("allowed_policy_arns", &g.allowed_policy_arns),
+        ("denied_policy_arns", &g.denied_policy_arns),
+    ] {
+        for pat in list {
+            if !pat.starts_with("arn:") {
+                err(
+                    "guardrails",
+                    key,
+                    format!("`{pat}` in {key} is not an ARN pattern"),
+                    Some(
+                        "patterns are ARNs with `*` wildcards, e.g. `arn:aws:iam::aws:policy/*ReadOnly*`",
+                    ),
+                );
+            }
+        }
+    }
+    for a in &g.denied_actions {
+        if let Some(msg) = crate::policy::action_syntax(a) {
+            err("guardrails", "denied_actions", msg, None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[cluster]
+name = "kubeflow-prod"
+account_id = "123456789012"
+region = "us-west-2"
+oidc_issuer = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLE"
+"#;
+
+    fn errors(text: &str) -> Vec<String> {
+        let mut d = Diagnostics::default();
+        let c = load(text, &mut d);
+        assert_eq!(c.is_some(), d.is_empty());
+        d.sorted().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_kubeflow_guide() {
+        let mut d = Diagnostics::default();
+        let c = load(GOOD, &mut d).unwrap();
+        assert_eq!(c.role_name("team-a"), "team-a-kubeflow-prod-role");
+        assert_eq!(c.iam.role_path, "/kftenant/");
+        assert!(c.profile.annotate_only);
+        assert_eq!(
+            c.oidc_provider_arn(),
+            "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/EXAMPLE"
+        );
+        assert_eq!(
+            c.repo_policy_arn("s3"),
+            "arn:aws:iam::123456789012:policy/kftenant/s3"
+        );
+    }
+
+    #[test]
+    fn syntax_and_unknown_fields_have_positions() {
+        let e = errors("[cluster]\nname = \"x\"\nnmae = 1\n");
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with("kftenant.toml:3:1: unknown field `nmae`"),
+            "{e:?}"
+        );
+        let e = errors("[cluster\n");
+        assert!(e[0].starts_with("kftenant.toml:1:"), "{e:?}");
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported_at_its_key() {
+        let text = "[cluster]\nname = \"prod\"\naccount_id = \"1234\"\nregion = \"west\"\noidc_issuer = \"https://oidc.example/id/X\"\n\n[iam]\nrole_name_template = \"{team}-role\"\nrole_path = \"kftenant\"\nmax_session_duration = 60\n\n[guardrails]\ntrust_policy_max_chars = 5000\n";
+        let e = errors(text);
+        let lines: Vec<&str> = e.iter().map(|s| s.split(": ").next().unwrap()).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "kftenant.toml:3:1",
+                "kftenant.toml:4:1",
+                "kftenant.toml:5:1",
+                "kftenant.toml:8:1",
+                "kftenant.toml:8:1",
+                "kftenant.toml:9:1",
+                "kftenant.toml:10:1",
+                "kftenant.toml:13:1"
+            ],
+            "{e:#?}"
+        );
+        assert!(e[4].contains("unknown placeholder") || e[3].contains("unknown placeholder"));
+    }
+
+    #[test]
+    fn offsets_map_to_lines() {
+        assert_eq!(offset_to_pos("ab\ncd", 4), Pos::new(2, 2));
+        assert_eq!(partition_of("cn-north-1"), "aws-cn");
+    }
+}

@@ -1,0 +1,243 @@
+//! The desired world: what IAM and the cluster must look like, rendered from a
+//! validated [`Repository`]. A pure function: no I/O, no clock.
+
+use crate::config::{Config, ResourceQuotaSpec};
+use crate::model::{MANAGED_BY_LABEL, PolicyRef, Repository, Tenant};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value as Json, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The service account Kubeflow creates in every profile namespace; notebooks
+/// and pipelines run as it.
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "default-editor";
+/// Ownership tag: who manages the resource.
+pub const TAG_MANAGED_BY: &str = "kftenant.io/managed-by";
+/// Value of [`TAG_MANAGED_BY`] and of the Profile `managed-by` label.
+pub const MANAGER: &str = "kftenant";
+/// Ownership tag: which tenant a role belongs to.
+pub const TAG_TENANT: &str = "kftenant.io/tenant";
+/// Ownership tag: which cluster's kftenant owns the resource.
+pub const TAG_CLUSTER: &str = "kftenant.io/cluster";
+/// The Kubeflow plugin that binds a profile namespace to an IAM role.
+pub const IAM_PLUGIN_KIND: &str = "AwsIamForServiceAccount";
+
+/// Everything kftenant wants to exist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Desired {
+    /// Cluster name (the `kftenant.io/cluster` tag value).
+    pub cluster: String,
+    /// The IAM path kftenant manages.
+    pub iam_path: String,
+    /// Tenant roles by tenant name.
+    pub roles: BTreeMap<String, DesiredRole>,
+    /// Repo policies by policy name.
+    pub policies: BTreeMap<String, DesiredPolicy>,
+    /// Profiles by tenant name.
+    pub profiles: BTreeMap<String, DesiredProfile>,
+    /// Delete tenants that are gone from git.
+    pub prune: bool,
+    /// Refuse plans deleting more tenants than this.
+    pub max_deletions: usize,
+}
+
+/// A tenant's IAM role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredRole {
+    /// Tenant (and namespace) name.
+    pub tenant: String,
+    /// Role name.
+    pub name: String,
+    /// IAM path.
+    pub path: String,
+    /// Role ARN (named by the Profile).
+    pub arn: String,
+    /// The IRSA trust policy.
+    pub trust_policy: Json,
+    /// Boundary policy ARN.
+    pub permissions_boundary: Option<String>,
+    /// Seconds.
+    pub max_session_duration: u32,
+    /// All tags, ownership tags included.
+    pub tags: BTreeMap<String, String>,
+    /// Attached managed policy ARNs.
+    pub managed_policy_arns: BTreeSet<String>,
+    /// Inline policies by name.
+    pub inline_policies: BTreeMap<String, Json>,
+}
+
+/// A customer-managed policy from `policies/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredPolicy {
+    /// Policy name.
+    pub name: String,
+    /// IAM path.
+    pub path: String,
+    /// Policy ARN.
+    pub arn: String,
+    /// Document.
+    pub document: Json,
+    /// Ownership tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A Kubeflow `Profile` (kubeflow.org/v1), the fields kftenant owns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredProfile {
+    /// Profile (and namespace) name.
+    pub name: String,
+    /// Labels kftenant sets (the managed-by label included).
+    pub labels: BTreeMap<String, String>,
+    /// Annotations kftenant sets.
+    pub annotations: BTreeMap<String, String>,
+    /// `spec` as kftenant sets it: owner, plugins, resourceQuotaSpec.
+    pub spec: Json,
+}
+
+impl DesiredProfile {
+    /// The whole object for a server-side apply.
+    pub fn manifest(&self) -> Json {
+        json!({
+            "apiVersion": "kubeflow.org/v1",
+            "kind": "Profile",
+            "metadata": {"name": self.name, "labels": self.labels, "annotations": self.annotations},
+            "spec": self.spec,
+        })
+    }
+}
+
+/// The trust policy of a tenant role: one statement, in exactly the shape the
+/// Kubeflow profile controller looks for, so it never rewrites it.
+pub fn trust_policy(config: &Config, tenant: &str, extra_service_accounts: &[String]) -> Json {
+    let issuer = &config.cluster.oidc_issuer;
+    let mut subs = vec![format!(
+        "system:serviceaccount:{tenant}:{DEFAULT_SERVICE_ACCOUNT}"
+    )];
+    subs.extend(
+        extra_service_accounts
+            .iter()
+            .map(|sa| format!("system:serviceaccount:{tenant}:{sa}")),
+    );
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": config.oidc_provider_arn()},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {
+                format!("{issuer}:aud"): "sts.amazonaws.com",
+                format!("{issuer}:sub"): subs,
+            }}
+        }]
+    })
+}
+
+/// Ownership tags for a tenant's role (`tenant` set) or a repo policy.
+pub fn ownership_tags(cluster: &str, tenant: Option<&str>) -> BTreeMap<String, String> {
+    let mut tags = BTreeMap::new();
+    tags.insert(TAG_MANAGED_BY.to_string(), MANAGER.to_string());
+    tags.insert(TAG_CLUSTER.to_string(), cluster.to_string());
+    if let Some(t) = tenant {
+        tags.insert(TAG_TENANT.to_string(), t.to_string());
+    }
+    tags
+}
+
+fn resolve(config: &Config, r: &PolicyRef) -> String {
+    match r {
+        PolicyRef::Arn(a) => a.clone(),
+        PolicyRef::Repo(name) => config.repo_policy_arn(name),
+    }
+}
+
+/// Renders the desired world from a validated repository.
+pub fn render(repo: &Repository) -> Desired {
+    let c = &repo.config;
+    let policies = repo
+        .policies
+        .iter()
+        .map(|p| {
+            let d = DesiredPolicy {
+                name: p.name.clone(),
+                path: c.iam.role_path.clone(),
+                arn: c.repo_policy_arn(&p.name),
+                document: p.document.clone(),
+                tags: ownership_tags(&c.cluster.name, None),
+            };
+            (p.name.clone(), d)
+        })
+        .collect();
+    let mut roles = BTreeMap::new();
+    let mut profiles = BTreeMap::new();
+    for t in &repo.tenants {
+        let role = render_role(c, t);
+        profiles.insert(t.name.clone(), render_profile(c, t, &role.arn));
+        roles.insert(t.name.clone(), role);
+    }
+    Desired {
+        cluster: c.cluster.name.clone(),
+        iam_path: c.iam.role_path.clone(),
+        roles,
+        policies,
+        profiles,
+        prune: c.prune.enabled,
+        max_deletions: c.prune.max_deletions,
+    }
+}
+
+fn render_role(c: &Config, t: &Tenant) -> DesiredRole {
+    let name = c.role_name(&t.name);
+    let mut tags = t.tags.clone();
+    tags.extend(ownership_tags(&c.cluster.name, Some(&t.name)));
+    let boundary = t.permissions_boundary.clone().or_else(|| {
+        c.iam.permissions_boundary.as_ref().map(|b| {
+            if b.starts_with("arn:") {
+                PolicyRef::Arn(b.clone())
+            } else {
+                PolicyRef::Repo(b.clone())
+            }
+        })
+    });
+    DesiredRole {
+        tenant: t.name.clone(),
+        arn: format!(
+            "arn:{}:iam::{}:role{}{}",
+            c.partition(),
+            c.cluster.account_id,
+            c.iam.role_path,
+            name
+        ),
+        name,
+        path: c.iam.role_path.clone(),
+        trust_policy: trust_policy(c, &t.name, &t.service_accounts),
+        permissions_boundary: boundary.map(|b| resolve(c, &b)),
+        max_session_duration: t.max_session_duration.unwrap_or(c.iam.max_session_duration),
+        tags,
+        managed_policy_arns: t.managed_policies.iter().map(|r| resolve(c, r)).collect(),
+        inline_policies: t.inline_policies.clone(),
+    }
+}
+
+fn render_profile(c: &Config, t: &Tenant, role_arn: &str) -> DesiredProfile {
+    let mut labels = t.labels.clone();
+    labels.insert(MANAGED_BY_LABEL.to_string(), MANAGER.to_string());
+    let mut spec = json!({
+        "owner": {"kind": "User", "name": t.owner},
+        "plugins": [{
+            "kind": IAM_PLUGIN_KIND,
+            "spec": {"awsIamRole": role_arn, "annotateOnly": c.profile.annotate_only}
+        }],
+    });
+    let quota: Option<&ResourceQuotaSpec> = t
+        .resource_quota
+        .as_ref()
+        .or(c.profile.default_resource_quota.as_ref());
+    if let Some(q) = quota {
+        spec["resourceQuotaSpec"] = serde_json::to_value(q).expect("quota serialises");
+    }
+    DesiredProfile {
+        name: t.name.clone(),
+        labels,
+        annotations: t.annotations.clone(),
+        spec,
+    }
+}

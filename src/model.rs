@@ -1,0 +1,1257 @@
+//! The tenant repository: loading, decoding and validating everything a pull
+//! request can change.
+//!
+//! Layout of a repository:
+//!
+//! ```text
+//! kftenant.toml          cluster settings, defaults, guardrails (see `config`)
+//! tenants/*.yaml         one or more `kind: Tenant` documents per file
+//! policies/*.json        customer-managed IAM policies shared by tenants
+//! <any path>.json        inline policy documents referenced by tenants
+//! ```
+//!
+//! [`load`] reads the whole tree and returns either a [`Repository`] that is
+//! valid in every respect, or every problem found, each with `file:line:column`.
+//! Nothing half-valid ever leaves this module. The only I/O is reading files
+//! through a [`Source`], so tests can also feed it from memory.
+
+use crate::config::{self, Config, ResourceQuotaSpec};
+use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
+use crate::policy::{self, PolicyKind};
+use crate::yaml::{self, Node, Value};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// `apiVersion` of tenant documents.
+pub const API_VERSION: &str = "kftenant.io/v1alpha1";
+/// Ownership tag keys: prefix reserved for kftenant.
+pub const RESERVED_TAG_PREFIX: &str = "kftenant.io/";
+/// Tags kftenant adds to every role (user tags share the 50-tag quota with them).
+pub const OWNERSHIP_TAG_COUNT: usize = 3;
+/// The label kftenant sets on every Profile it manages.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// AWS quota: managed policy document size.
+pub const MANAGED_POLICY_MAX_CHARS: usize = 6144;
+/// AWS quota: all inline policies of one role together.
+pub const INLINE_POLICIES_MAX_CHARS: usize = 10240;
+
+// ---------------------------------------------------------------------------
+// The file format (these types generate `schema/tenant.schema.json`).
+
+/// One `kind: Tenant` document in `tenants/*.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantDocument {
+    /// Always `kftenant.io/v1alpha1`.
+    pub api_version: String,
+    /// Always `Tenant`.
+    pub kind: String,
+    /// The tenant's name.
+    pub metadata: TenantMetadata,
+    /// What the tenant gets.
+    pub spec: TenantSpec,
+}
+
+/// `metadata`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantMetadata {
+    /// Profile and namespace name: a DNS-1123 label (lowercase letters, digits, `-`; at most 63).
+    pub name: String,
+}
+
+/// `spec`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantSpec {
+    /// The Profile owner (a user name as your identity provider gives it, usually an email).
+    pub owner: String,
+    /// The tenant's IAM role.
+    #[serde(default)]
+    pub iam: TenantIam,
+    /// The tenant's Kubeflow Profile.
+    #[serde(default)]
+    pub profile: TenantProfile,
+}
+
+/// `spec.iam`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantIam {
+    /// Managed policies to attach: full ARNs, or names of files in `policies/` (without `.json`).
+    #[serde(default)]
+    pub managed_policies: Vec<String>,
+    /// Inline policies of the role.
+    #[serde(default)]
+    pub inline_policies: Vec<InlinePolicySpec>,
+    /// Permissions boundary (ARN or repo policy name); defaults to `[iam] permissions_boundary`.
+    #[serde(default)]
+    pub permissions_boundary: Option<String>,
+    /// Maximum session duration in seconds; defaults to `[iam] max_session_duration`.
+    #[serde(default)]
+    pub max_session_duration: Option<u32>,
+    /// Extra tags on the role (the `kftenant.io/` prefix and `aws:` are reserved).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Service accounts of the tenant namespace trusted besides `default-editor`.
+    #[serde(default)]
+    pub service_accounts: Vec<String>,
+}
+
+/// One entry of `spec.iam.inlinePolicies`: exactly one of `file` or `document`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InlinePolicySpec {
+    /// Inline policy name.
+    pub name: String,
+    /// Path of a JSON policy document, relative to the repository root.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// The policy document, written inline.
+    #[serde(default)]
+    pub document: Option<Json>,
+}
+
+/// `spec.profile`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantProfile {
+    /// Resource quota of the namespace; defaults to `[profile] default_resource_quota`.
+    #[serde(default)]
+    pub resource_quota: Option<ResourceQuotaSpec>,
+    /// Extra labels on the Profile.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations on the Profile.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+// ---------------------------------------------------------------------------
+// The validated repository.
+
+/// A managed policy reference, as written in a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum PolicyRef {
+    /// A full policy ARN (AWS-managed or customer-managed outside the repository).
+    Arn(String),
+    /// The name of a policy in `policies/`.
+    Repo(String),
+}
+
+/// A tenant that passed validation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tenant {
+    /// Profile and namespace name.
+    pub name: String,
+    /// The file that defines it, relative to the repository root.
+    pub file: String,
+    /// Profile owner.
+    pub owner: String,
+    /// Managed policies to attach.
+    pub managed_policies: Vec<PolicyRef>,
+    /// Inline policies by name, documents loaded.
+    pub inline_policies: BTreeMap<String, Json>,
+    /// The tenant's own boundary, if any (the config default applies otherwise).
+    pub permissions_boundary: Option<PolicyRef>,
+    /// The tenant's own maximum session duration, if any.
+    pub max_session_duration: Option<u32>,
+    /// User tags.
+    pub tags: BTreeMap<String, String>,
+    /// Extra trusted service accounts.
+    pub service_accounts: Vec<String>,
+    /// Resource quota, if the tenant sets one.
+    pub resource_quota: Option<ResourceQuotaSpec>,
+    /// Extra Profile labels.
+    pub labels: BTreeMap<String, String>,
+    /// Extra Profile annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A shared policy from `policies/`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RepoPolicy {
+    /// Policy name (the file name without `.json`).
+    pub name: String,
+    /// The file, relative to the repository root.
+    pub file: String,
+    /// The document.
+    pub document: Json,
+}
+
+/// A repository in which every check passed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Repository {
+    /// `kftenant.toml`.
+    pub config: Config,
+    /// Tenants sorted by name.
+    pub tenants: Vec<Tenant>,
+    /// Repo policies sorted by name.
+    pub policies: Vec<RepoPolicy>,
+}
+
+// ---------------------------------------------------------------------------
+// Reading files.
+
+/// Where the repository's files come from.
+pub trait Source {
+    /// The text of a file (path relative to the root, `/`-separated), or `None` if it does not exist.
+    fn read(&self, path: &str) -> Option<Result<String, String>>;
+    /// The file names directly inside a folder, sorted; `None` if the folder does not exist.
+    fn list(&self, dir: &str) -> Option<Vec<String>>;
+}
+
+/// A repository checked out on disk.
+pub struct DirSource(pub PathBuf);
+
+impl Source for DirSource {
+    fn read(&self, path: &str) -> Option<Result<String, String>> {
+        let p = self.0.join(path);
+        if !p.is_file() {
+            return None;
+        }
+        Some(std::fs::read_to_string(&p).map_err(|e| e.to_string()))
+    }
+
+    fn list(&self, dir: &str) -> Option<Vec<String>> {
+        let rd = std::fs::read_dir(self.0.join(dir)).ok()?;
+        let mut names: Vec<String> = rd
+            .filter_map(Result::ok)
+            .filter(|e| e.path().is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        Some(names)
+    }
+}
+
+/// Loads and validates the repository at `root`.
+pub fn load_dir(root: &Path) -> Result<Repository, Vec<Diagnostic>> {
+    load(&DirSource(root.to_path_buf()))
+}
+
+/// Loads and validates a repository. Returns every problem when there is any.
+pub fn load(src: &dyn Source) -> Result<Repository, Vec<Diagnostic>> {
+    let mut diags = Diagnostics::default();
+    let config = match src.read(config::CONFIG_FILE) {
+        Some(Ok(text)) => config::load(&text, &mut diags),
+        Some(Err(e)) => {
+            diags.push(Diagnostic::file(
+                config::CONFIG_FILE,
+                format!("cannot read: {e}"),
+            ));
+            None
+        }
+        None => {
+            diags.push(
+                Diagnostic::file(
+                    config::CONFIG_FILE,
+                    "missing: the repository root needs a kftenant.toml",
+                )
+                .with_hint("see sample-repo/kftenant.toml for a starting point"),
+            );
+            None
+        }
+    };
+    let policies = load_policies(src, config.as_ref(), &mut diags);
+    let policy_names: BTreeSet<String> = policies.iter().map(|p| p.name.clone()).collect();
+    let mut tenants = Vec::new();
+    match src.list("tenants") {
+        None => diags.push(
+            Diagnostic::file("tenants", "missing: tenant definitions live in tenants/*.yaml")
+                .with_hint("an empty tenants/ folder is allowed, but a missing one is treated as a mistake so nothing gets pruned by accident"),
+        ),
+        Some(files) => {
+            for f in files.iter().filter(|f| f.ends_with(".yaml") || f.ends_with(".yml")) {
+                let path = format!("tenants/{f}");
+                match src.read(&path) {
+                    Some(Ok(text)) => load_tenant_file(src, &path, &text, config.as_ref(), &policy_names, &mut tenants, &mut diags),
+                    Some(Err(e)) => diags.push(Diagnostic::file(&path, format!("cannot read: {e}"))),
+                    None => {}
+                }
+            }
+        }
+    }
+    if let Some(config) = &config {
+        cross_check(config, &tenants, &mut diags);
+    }
+    if !diags.is_empty() {
+        return Err(diags.sorted());
+    }
+    let mut tenants: Vec<Tenant> = tenants.into_iter().map(|t| t.tenant).collect();
+    tenants.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Repository {
+        config: config.expect("no diagnostics means the config loaded"),
+        tenants,
+        policies,
+    })
+}
+
+fn load_policies(
+    src: &dyn Source,
+    config: Option<&Config>,
+    diags: &mut Diagnostics,
+) -> Vec<RepoPolicy> {
+    let mut out = Vec::new();
+    for f in src.list("policies").unwrap_or_default() {
+        let Some(name) = f.strip_suffix(".json") else {
+            continue;
+        };
+        let path = format!("policies/{f}");
+        if let Some(msg) = check_policy_name(name) {
+            diags.push(Diagnostic::file(
+                &path,
+                format!("policy name `{name}` (from the file name): {msg}"),
+            ));
+        }
+        let Some(Ok(text)) = src.read(&path) else {
+            diags.push(Diagnostic::file(&path, "cannot read"));
+            continue;
+        };
+        let Some((node, doc)) = load_policy_text(&path, &text, diags) else {
+            continue;
+        };
+        let size = policy::iam_size(&doc);
+        if size > MANAGED_POLICY_MAX_CHARS {
+            diags.push(
+                Diagnostic::at(&path, node.pos, format!("managed policy is {size} characters, over the IAM limit of {MANAGED_POLICY_MAX_CHARS} (whitespace not counted)"))
+                    .with_hint("split it into two policies"),
+            );
+        }
+        if let Some(c) = config {
+            check_denied_actions(&node, &doc, &c.guardrails.denied_actions, &path, diags);
+        }
+        out.push(RepoPolicy {
+            name: name.to_string(),
+            file: path,
+            document: doc,
+        });
+    }
+    out
+}
+
+/// Parses a JSON policy document: JSON syntax first (serde_json's messages are
+/// the clearest), then the IAM grammar with positions.
+fn load_policy_text(path: &str, text: &str, diags: &mut Diagnostics) -> Option<(Node, Json)> {
+    if let Err(e) = serde_json::from_str::<Json>(text) {
+        diags.push(Diagnostic::at(
+            path,
+            Pos::new(e.line().max(1), e.column().max(1)),
+            format!("invalid JSON: {e}"),
+        ));
+        return None;
+    }
+    let node = match yaml::load_documents(text) {
+        Ok(mut docs) if !docs.is_empty() => docs.remove(0),
+        Ok(_) => {
+            diags.push(Diagnostic::file(path, "empty policy document"));
+            return None;
+        }
+        Err(e) => {
+            diags.push(Diagnostic::at(path, e.pos, e.message));
+            return None;
+        }
+    };
+    let before = diags.len();
+    policy::check_grammar(&node, PolicyKind::Identity, path, diags);
+    let doc = node.to_json();
+    (diags.len() == before).then_some((node, doc))
+}
+
+fn check_denied_actions(
+    node: &Node,
+    doc: &Json,
+    denied: &[String],
+    file: &str,
+    diags: &mut Diagnostics,
+) {
+    let stmt_nodes: Vec<&Node> = match node.get("Statement").map(|s| &s.value) {
+        Some(Value::Seq(items)) => items.iter().collect(),
+        Some(_) => vec![node.get("Statement").expect("checked")],
+        None => vec![],
+    };
+    for (i, d, how) in policy::granted_denied_actions(doc, denied) {
+        let pos = stmt_nodes.get(i).map_or(node.pos, |n| n.pos);
+        diags.push(
+            Diagnostic::at(file, pos, format!("guardrail: statement {} allows the denied action `{d}` through {how}", i + 1))
+                .with_hint("name the actions the tenant needs, or change [guardrails] denied_actions in kftenant.toml"),
+        );
+    }
+}
+
+/// What the loader keeps of a tenant for the cross-file checks.
+struct Loaded {
+    tenant: Tenant,
+    name_pos: Pos,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn load_tenant_file(
+    src: &dyn Source,
+    path: &str,
+    text: &str,
+    config: Option<&Config>,
+    policy_names: &BTreeSet<String>,
+    out: &mut Vec<Loaded>,
+    diags: &mut Diagnostics,
+) {
+    let docs = match yaml::load_documents(text) {
+        Ok(d) => d,
+        Err(e) => {
+            diags.push(Diagnostic::at(
+                path,
+                e.pos,
+                format!("YAML syntax error: {}", e.message),
+            ));
+            return;
+        }
+    };
+    if docs.is_empty() {
+        diags.push(
+            Diagnostic::file(path, "no Tenant document in this file")
+                .with_hint("delete the file if the tenant is gone"),
+        );
+    }
+    for doc in &docs {
+        let mut cx = Cx {
+            file: path,
+            diags,
+            src,
+            config,
+            policy_names,
+        };
+        if let Some(t) = cx.tenant(doc) {
+            out.push(t);
+        }
+    }
+}
+
+/// Decoding context: the file being read and where problems go.
+struct Cx<'a> {
+    file: &'a str,
+    diags: &'a mut Diagnostics,
+    src: &'a dyn Source,
+    config: Option<&'a Config>,
+    policy_names: &'a BTreeSet<String>,
+}
+
+/// Field names accepted by the decoder, kept beside the serde types so a test
+/// can check they agree with the generated schema.
+pub mod fields {
+    /// Top level of a Tenant document.
+    pub const DOCUMENT: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
+    /// `metadata`.
+    pub const METADATA: &[&str] = &["name"];
+    /// `spec`.
+    pub const SPEC: &[&str] = &["owner", "iam", "profile"];
+    /// `spec.iam`.
+    pub const IAM: &[&str] = &[
+        "managedPolicies",
+        "inlinePolicies",
+        "permissionsBoundary",
+        "maxSessionDuration",
+        "tags",
+        "serviceAccounts",
+    ];
+    /// `spec.iam.inlinePolicies[]`.
+    pub const INLINE: &[&str] = &["name", "file", "document"];
+    /// `spec.profile`.
+    pub const PROFILE: &[&str] = &["resourceQuota", "labels", "annotations"];
+    /// `spec.profile.resourceQuota`.
+    pub const QUOTA: &[&str] = &["hard", "scopes"];
+}
+
+impl Cx<'_> {
+    fn err(&mut self, pos: Pos, msg: impl Into<String>) {
+        self.diags.error(self.file, pos, msg);
+    }
+
+    fn err_hint(&mut self, pos: Pos, msg: impl Into<String>, hint: impl Into<String>) {
+        self.diags
+            .push(Diagnostic::at(self.file, pos, msg).with_hint(hint));
+    }
+
+    /// The entries of a mapping, after reporting unknown and duplicate keys.
+    fn mapping<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &str,
+        allowed: &[&str],
+    ) -> Option<&'n [(Node, Node)]> {
+        let Value::Map(entries) = &node.value else {
+            self.err(
+                node.pos,
+                format!("{what} must be a mapping, found {}", node.type_name()),
+            );
+            return None;
+        };
+        let mut seen = BTreeSet::new();
+        for (k, _) in entries {
+            let key = k.scalar_text();
+            if !seen.insert(key.clone()) {
+                self.err(k.pos, format!("duplicate key `{key}` in {what}"));
+            } else if !allowed.is_empty() && !allowed.contains(&key.as_str()) {
+                let mut d =
+                    Diagnostic::at(self.file, k.pos, format!("unknown field `{key}` in {what}"));
+                d = match did_you_mean(&key, allowed) {
+                    Some(s) => d.with_hint(format!("did you mean `{s}`?")),
+                    None => d.with_hint(format!("known fields: {}", allowed.join(", "))),
+                };
+                self.diags.push(d);
+            }
+        }
+        Some(entries)
+    }
+
+    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        match &node.value {
+            Value::Str(s) => Some(s.clone()),
+            _ => {
+                self.err(
+                    node.pos,
+                    format!("{what} must be a string, found {}", node.type_name()),
+                );
+                None
+            }
+        }
+    }
+
+    fn string_list<'n>(&mut self, node: &'n Node, what: &str) -> Vec<(String, &'n Node)> {
+        match &node.value {
+            Value::Seq(items) => items
+                .iter()
+                .filter_map(|i| {
+                    self.string(i, &format!("each entry of {what}"))
+                        .map(|s| (s, i))
+                })
+                .collect(),
+            Value::Null => Vec::new(),
+            _ => {
+                self.err(
+                    node.pos,
+                    format!("{what} must be a list, found {}", node.type_name()),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn string_map<'n>(&mut self, node: &'n Node, what: &str) -> Vec<(String, &'n Node, String)> {
+        if node.value == Value::Null {
+            return Vec::new();
+        }
+        let Some(entries) = self.mapping(node, what, &[]) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, v) in entries {
+            let key = k.scalar_text();
+            let val = match &v.value {
+                Value::Str(s) => s.clone(),
+                Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
+                    self.err_hint(
+                        v.pos,
+                        format!(
+                            "value of `{key}` in {what} must be a string, found {}",
+                            v.type_name()
+                        ),
+                        format!("quote it: \"{}\"", v.scalar_text()),
+                    );
+                    continue;
+                }
+                _ => {
+                    self.err(
+                        v.pos,
+                        format!(
+                            "value of `{key}` in {what} must be a string, found {}",
+                            v.type_name()
+                        ),
+                    );
+                    continue;
+                }
+            };
+            out.push((key, k, val));
+        }
+        out
+    }
+
+    fn tenant(&mut self, doc: &Node) -> Option<Loaded> {
+        let before = self.diags.len();
+        let entries = self.mapping(doc, "the Tenant document", fields::DOCUMENT)?;
+        let get = |k: &str| {
+            entries
+                .iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .map(|(_, v)| v)
+        };
+        match get("apiVersion").map(|n| (n, n.as_str())) {
+            Some((_, Some(API_VERSION))) => {}
+            Some((n, _)) => self.err_hint(
+                n.pos,
+                format!(
+                    "apiVersion must be `{API_VERSION}`, found `{}`",
+                    n.scalar_text()
+                ),
+                "this version of kftenant reads kftenant.io/v1alpha1",
+            ),
+            None => self.err_hint(
+                doc.pos,
+                "missing apiVersion",
+                format!("add `apiVersion: {API_VERSION}`"),
+            ),
+        }
+        match get("kind").map(|n| (n, n.as_str())) {
+            Some((_, Some("Tenant"))) => {}
+            Some((n, _)) => self.err(
+                n.pos,
+                format!("kind must be `Tenant`, found `{}`", n.scalar_text()),
+            ),
+            None => self.err_hint(doc.pos, "missing kind", "add `kind: Tenant`"),
+        }
+        let (name, name_pos) = match get("metadata") {
+            Some(m) => match self.mapping(m, "metadata", fields::METADATA) {
+                Some(me) => match me.iter().find(|(k, _)| k.as_str() == Some("name")) {
+                    Some((_, n)) => {
+                        let s = self.string(n, "metadata.name");
+                        if let Some(s) = &s {
+                            if let Some(msg) = check_dns_label(s) {
+                                self.err_hint(n.pos, format!("tenant name `{s}` is not a DNS-1123 label: {msg}"), "it becomes a namespace: use lowercase letters, digits and `-`, at most 63 characters");
+                            }
+                        }
+                        (s, n.pos)
+                    }
+                    None => {
+                        self.err(m.pos, "missing metadata.name");
+                        (None, m.pos)
+                    }
+                },
+                None => (None, m.pos),
+            },
+            None => {
+                self.err(doc.pos, "missing metadata");
+                (None, doc.pos)
+            }
+        };
+        let spec = match get("spec") {
+            Some(s) => self.spec(s, name.as_deref().unwrap_or("")),
+            None => {
+                self.err(doc.pos, "missing spec");
+                None
+            }
+        };
+        if self.diags.len() != before {
+            // Keep the name for the duplicate checks even when the tenant is broken,
+            // so one mistake does not hide another.
+            return name.map(|name| Loaded {
+                tenant: placeholder_tenant(name, self.file),
+                name_pos,
+            });
+        }
+        let mut tenant = spec?;
+        tenant.name = name?;
+        Some(Loaded { tenant, name_pos })
+    }
+
+    fn spec(&mut self, node: &Node, tenant: &str) -> Option<Tenant> {
+        let entries = self.mapping(node, "spec", fields::SPEC)?;
+        let get = |k: &str| {
+            entries
+                .iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .map(|(_, v)| v)
+        };
+        let owner = match get("owner") {
+            Some(o) => {
+                let s = self.string(o, "spec.owner");
+                if s.as_deref()
+                    .is_some_and(|s| s.trim().is_empty() || s.contains(char::is_whitespace))
+                {
+                    self.err_hint(
+                        o.pos,
+                        "spec.owner must be a user name without spaces",
+                        "usually the owner's email, as your identity provider reports it",
+                    );
+                }
+                s
+            }
+            None => {
+                self.err_hint(
+                    node.pos,
+                    "missing spec.owner",
+                    "the Profile owner, e.g. `owner: alice@example.com`",
+                );
+                None
+            }
+        };
+        let mut t = placeholder_tenant(String::new(), self.file);
+        t.owner = owner.unwrap_or_default();
+        if let Some(iam) = get("iam") {
+            self.iam(iam, tenant, &mut t);
+        }
+        if let Some(p) = get("profile") {
+            self.profile(p, &mut t);
+        }
+        Some(t)
+    }
+
+    fn iam(&mut self, node: &Node, tenant: &str, t: &mut Tenant) {
+        if node.value == Value::Null {
+            return;
+        }
+        let Some(entries) = self.mapping(node, "spec.iam", fields::IAM) else {
+            return;
+        };
+        for (k, v) in entries {
+            match k.as_str().unwrap_or_default() {
+                "managedPolicies" => {
+                    let mut seen = BTreeSet::new();
+                    let list = self.string_list(v, "spec.iam.managedPolicies");
+                    let max = self.config.map_or(10, |c| c.guardrails.max_managed_policies_per_role);
+                    if list.len() > max {
+                        self.err_hint(v.pos, format!("{} managed policies, over the limit of {max} per role", list.len()), "merge policies, or raise [guardrails] max_managed_policies_per_role (AWS quota: up to 20)");
+                    }
+                    for (s, n) in list {
+                        if !seen.insert(s.to_ascii_lowercase()) {
+                            self.err(n.pos, format!("`{s}` is listed twice in spec.iam.managedPolicies"));
+                            continue;
+                        }
+                        if let Some(r) = self.policy_ref(&s, n, "spec.iam.managedPolicies") {
+                            self.check_attachable(&r, n);
+                            t.managed_policies.push(r);
+                        }
+                    }
+                }
+                "inlinePolicies" => self.inline_policies(v, t),
+                "permissionsBoundary" => {
+                    if let Some(s) = self.string(v, "spec.iam.permissionsBoundary") {
+                        t.permissions_boundary = self.policy_ref(&s, v, "spec.iam.permissionsBoundary");
+                    }
+                }
+                "maxSessionDuration" => match v.value {
+                    Value::Int(i) if (3600..=43200).contains(&i) => t.max_session_duration = Some(i as u32),
+                    _ => self.err(v.pos, format!("spec.iam.maxSessionDuration must be a number of seconds from 3600 to 43200, found {}", v.scalar_text())),
+                },
+                "tags" => {
+                    let tags = self.string_map(v, "spec.iam.tags");
+                    if tags.len() + OWNERSHIP_TAG_COUNT > 50 {
+                        self.err_hint(v.pos, format!("{} tags plus kftenant's {OWNERSHIP_TAG_COUNT} ownership tags exceed the IAM limit of 50 per role", tags.len()), "remove some tags");
+                    }
+                    for (key, kn, val) in tags {
+                        if let Some(msg) = check_tag(&key, &val) {
+                            self.err(kn.pos, msg);
+                        }
+                        t.tags.insert(key, val);
+                    }
+                }
+                "serviceAccounts" => {
+                    let mut seen = BTreeSet::new();
+                    for (s, n) in self.string_list(v, "spec.iam.serviceAccounts") {
+                        if s == crate::desired::DEFAULT_SERVICE_ACCOUNT {
+                            self.err_hint(n.pos, "`default-editor` is always trusted", "remove it from serviceAccounts");
+                        } else if let Some(msg) = check_dns_subdomain(&s) {
+                            self.err(n.pos, format!("service account `{s}` in namespace `{tenant}` is not a valid name: {msg}"));
+                        } else if !seen.insert(s.clone()) {
+                            self.err(n.pos, format!("service account `{s}` is listed twice"));
+                        } else {
+                            t.service_accounts.push(s);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let (Some(c), Some(_)) = (self.config, node.get("serviceAccounts")) {
+            let size = policy::iam_size(&crate::desired::trust_policy(
+                c,
+                tenant,
+                &t.service_accounts,
+            ));
+            if size > c.guardrails.trust_policy_max_chars {
+                let pos = node.get("serviceAccounts").map_or(node.pos, |n| n.pos);
+                self.err_hint(pos, format!("the trust policy would be {size} characters, over the limit of {}", c.guardrails.trust_policy_max_chars), "trust fewer service accounts, or raise [guardrails] trust_policy_max_chars (AWS quota: up to 4096)");
+            }
+        }
+    }
+
+    fn policy_ref(&mut self, s: &str, n: &Node, what: &str) -> Option<PolicyRef> {
+        if s.starts_with("arn:") {
+            if let Some(msg) = check_policy_arn(s) {
+                self.err(n.pos, format!("{what}: {msg}"));
+                return None;
+            }
+            return Some(PolicyRef::Arn(s.to_string()));
+        }
+        if self.policy_names.contains(s) {
+            return Some(PolicyRef::Repo(s.to_string()));
+        }
+        let names: Vec<&str> = self.policy_names.iter().map(String::as_str).collect();
+        let hint = match did_you_mean(s, &names) {
+            Some(m) => format!("did you mean `{m}`?"),
+            None => "use a full policy ARN, or add policies/<name>.json".to_string(),
+        };
+        self.err_hint(
+            n.pos,
+            format!("{what}: `{s}` is neither an ARN nor a policy in policies/"),
+            hint,
+        );
+        None
+    }
+
+    fn check_attachable(&mut self, r: &PolicyRef, n: &Node) {
+        let (Some(c), PolicyRef::Arn(arn)) = (self.config, r) else {
+            return;
+        };
+        let g = &c.guardrails;
+        if let Some(p) = g
+            .denied_policy_arns
+            .iter()
+            .find(|p| policy::glob_match(p, arn))
+        {
+            self.err_hint(n.pos, format!("guardrail: `{arn}` is denied by `{p}`"), "ask the platform team; denied policies are listed in kftenant.toml [guardrails] denied_policy_arns");
+        } else if !g.allowed_policy_arns.is_empty()
+            && !g
+                .allowed_policy_arns
+                .iter()
+                .any(|p| policy::glob_match(p, arn))
+        {
+            self.err_hint(
+                n.pos,
+                format!("guardrail: `{arn}` is not in the allowed list"),
+                format!("allowed: {}", g.allowed_policy_arns.join(", ")),
+            );
+        }
+    }
+
+    fn inline_policies(&mut self, node: &Node, t: &mut Tenant) {
+        let Value::Seq(items) = &node.value else {
+            if node.value != Value::Null {
+                self.err(
+                    node.pos,
+                    format!(
+                        "spec.iam.inlinePolicies must be a list, found {}",
+                        node.type_name()
+                    ),
+                );
+            }
+            return;
+        };
+        let mut total = 0;
+        for item in items {
+            let Some(entries) = self.mapping(item, "an inline policy", fields::INLINE) else {
+                continue;
+            };
+            let get = |k: &str| {
+                entries
+                    .iter()
+                    .find(|(key, _)| key.as_str() == Some(k))
+                    .map(|(_, v)| v)
+            };
+            let name = match get("name") {
+                Some(n) => self.string(n, "inline policy name").map(|s| (s, n.pos)),
+                None => {
+                    self.err(item.pos, "an inline policy needs a name");
+                    None
+                }
+            };
+            let doc = match (get("file"), get("document")) {
+                (Some(_), Some(d)) => {
+                    self.err(
+                        d.pos,
+                        "an inline policy has either `file` or `document`, not both",
+                    );
+                    None
+                }
+                (None, None) => {
+                    self.err_hint(item.pos, "an inline policy needs `file` or `document`", "file: policies-inline/my-policy.json, or document: {Version: ..., Statement: [...]}");
+                    None
+                }
+                (Some(f), None) => self.inline_file(f),
+                (None, Some(d)) => {
+                    let before = self.diags.len();
+                    policy::check_grammar(d, PolicyKind::Identity, self.file, self.diags);
+                    let doc = d.to_json();
+                    if let Some(c) = self.config {
+                        check_denied_actions(
+                            d,
+                            &doc,
+                            &c.guardrails.denied_actions,
+                            self.file,
+                            self.diags,
+                        );
+                    }
+                    (self.diags.len() == before).then_some(doc)
+                }
+            };
+            if let Some((name, pos)) = name {
+                if let Some(msg) = check_policy_name(&name) {
+                    self.err(pos, format!("inline policy name `{name}`: {msg}"));
+                } else if t.inline_policies.contains_key(&name) {
+                    self.err(pos, format!("inline policy `{name}` is defined twice"));
+                } else if let Some(doc) = doc {
+                    total += policy::iam_size(&doc);
+                    t.inline_policies.insert(name, doc);
+                }
+            }
+        }
+        if total > INLINE_POLICIES_MAX_CHARS {
+            self.err_hint(node.pos, format!("inline policies total {total} characters, over the IAM limit of {INLINE_POLICIES_MAX_CHARS} per role (whitespace not counted)"), "move some statements into a managed policy in policies/");
+        }
+    }
+
+    fn inline_file(&mut self, f: &Node) -> Option<Json> {
+        let path = self.string(f, "inline policy file")?;
+        if path.starts_with('/') || path.split('/').any(|p| p == "..") {
+            self.err(
+                f.pos,
+                format!("inline policy file `{path}` must be a path inside the repository"),
+            );
+            return None;
+        }
+        match self.src.read(&path) {
+            None => {
+                self.err_hint(
+                    f.pos,
+                    format!("inline policy file `{path}` does not exist"),
+                    "paths are relative to the repository root",
+                );
+                None
+            }
+            Some(Err(e)) => {
+                self.err(f.pos, format!("cannot read `{path}`: {e}"));
+                None
+            }
+            Some(Ok(text)) => {
+                let (node, doc) = load_policy_text(&path, &text, self.diags)?;
+                if let Some(c) = self.config {
+                    let before = self.diags.len();
+                    check_denied_actions(
+                        &node,
+                        &doc,
+                        &c.guardrails.denied_actions,
+                        &path,
+                        self.diags,
+                    );
+                    if self.diags.len() != before {
+                        return None;
+                    }
+                }
+                Some(doc)
+            }
+        }
+    }
+
+    fn profile(&mut self, node: &Node, t: &mut Tenant) {
+        if node.value == Value::Null {
+            return;
+        }
+        let Some(entries) = self.mapping(node, "spec.profile", fields::PROFILE) else {
+            return;
+        };
+        for (k, v) in entries {
+            match k.as_str().unwrap_or_default() {
+                "resourceQuota" => t.resource_quota = self.quota(v),
+                "labels" => {
+                    for (key, kn, val) in self.string_map(v, "spec.profile.labels") {
+                        if key == MANAGED_BY_LABEL {
+                            self.err(
+                                kn.pos,
+                                format!("label `{MANAGED_BY_LABEL}` is set by kftenant"),
+                            );
+                        } else if let Some(msg) = check_label_key(&key) {
+                            self.err(kn.pos, format!("label `{key}`: {msg}"));
+                        } else if val.len() > 63 {
+                            self.err(
+                                kn.pos,
+                                format!("label `{key}`: value longer than 63 characters"),
+                            );
+                        } else {
+                            t.labels.insert(key, val);
+                        }
+                    }
+                }
+                "annotations" => {
+                    for (key, kn, val) in self.string_map(v, "spec.profile.annotations") {
+                        if let Some(msg) = check_label_key(&key) {
+                            self.err(kn.pos, format!("annotation `{key}`: {msg}"));
+                        } else {
+                            t.annotations.insert(key, val);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn quota(&mut self, node: &Node) -> Option<ResourceQuotaSpec> {
+        let entries = self.mapping(node, "spec.profile.resourceQuota", fields::QUOTA)?;
+        let mut q = ResourceQuotaSpec {
+            hard: BTreeMap::new(),
+            scopes: Vec::new(),
+        };
+        for (k, v) in entries {
+            match k.as_str().unwrap_or_default() {
+                "hard" => {
+                    let Some(hard) = self.mapping(v, "spec.profile.resourceQuota.hard", &[]) else {
+                        continue;
+                    };
+                    for (rk, rv) in hard {
+                        let q_val = match &rv.value {
+                            Value::Int(i) => Some(config::Quantity::Int(*i)),
+                            Value::Str(s) if is_quantity(s) => {
+                                Some(config::Quantity::Str(s.clone()))
+                            }
+                            Value::Float(f) => Some(config::Quantity::Str(f.to_string())),
+                            _ => None,
+                        };
+                        match q_val {
+                            Some(qv) => {
+                                q.hard.insert(rk.scalar_text(), qv);
+                            }
+                            None => self.err_hint(
+                                rv.pos,
+                                format!("`{}` is not a Kubernetes quantity", rv.scalar_text()),
+                                "for example 8, \"500m\", \"32Gi\"",
+                            ),
+                        }
+                    }
+                }
+                "scopes" => {
+                    q.scopes = self
+                        .string_list(v, "resourceQuota.scopes")
+                        .into_iter()
+                        .map(|(s, _)| s)
+                        .collect()
+                }
+                _ => {}
+            }
+        }
+        Some(q)
+    }
+}
+
+fn placeholder_tenant(name: String, file: &str) -> Tenant {
+    Tenant {
+        name,
+        file: file.to_string(),
+        owner: String::new(),
+        managed_policies: Vec::new(),
+        inline_policies: BTreeMap::new(),
+        permissions_boundary: None,
+        max_session_duration: None,
+        tags: BTreeMap::new(),
+        service_accounts: Vec::new(),
+        resource_quota: None,
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+    }
+}
+
+/// Checks that span tenants: duplicates, role name collisions and lengths, boundaries.
+fn cross_check(config: &Config, tenants: &[Loaded], diags: &mut Diagnostics) {
+    let mut by_name: BTreeMap<&str, &Loaded> = BTreeMap::new();
+    let mut by_role: BTreeMap<String, &Loaded> = BTreeMap::new();
+    for l in tenants {
+        let t = &l.tenant;
+        if let Some(first) = by_name.get(t.name.as_str()) {
+            diags.push(
+                Diagnostic::at(
+                    &t.file,
+                    l.name_pos,
+                    format!("duplicate tenant `{}`", t.name),
+                )
+                .with_hint(format!(
+                    "first defined at {}:{}:{}",
+                    first.tenant.file, first.name_pos.line, first.name_pos.column
+                )),
+            );
+            continue;
+        }
+        by_name.insert(&t.name, l);
+        let role = config.role_name(&t.name);
+        if role.len() > 64 {
+            diags.push(
+                Diagnostic::at(
+                    &t.file,
+                    l.name_pos,
+                    format!(
+                        "IAM role name `{role}` is {} characters, over the limit of 64",
+                        role.len()
+                    ),
+                )
+                .with_hint("shorten the tenant name or [iam] role_name_template"),
+            );
+        }
+        if let Some(first) = by_role.get(&role.to_ascii_lowercase()) {
+            diags.push(
+                Diagnostic::at(&t.file, l.name_pos, format!("tenant `{}` renders IAM role name `{role}`, which collides with tenant `{}` (IAM role names are case-insensitive)", t.name, first.tenant.name))
+                    .with_hint(format!("`{}` is defined at {}:{}:{}", first.tenant.name, first.tenant.file, first.name_pos.line, first.name_pos.column)),
+            );
+        } else {
+            by_role.insert(role.to_ascii_lowercase(), l);
+        }
+        if config.guardrails.require_boundary
+            && t.permissions_boundary.is_none()
+            && config.iam.permissions_boundary.is_none()
+            && !t.owner.is_empty()
+        {
+            diags.push(
+                Diagnostic::at(&t.file, l.name_pos, format!("guardrail: tenant `{}` has no permissions boundary, and [guardrails] require_boundary is set", t.name))
+                    .with_hint("set spec.iam.permissionsBoundary, or [iam] permissions_boundary in kftenant.toml"),
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Name rules, shared with `config`.
+
+/// `None` when `s` is a DNS-1123 label; otherwise what is wrong.
+pub fn check_dns_label(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("it is empty".into());
+    }
+    if s.len() > 63 {
+        return Some(format!("it is {} characters, the limit is 63", s.len()));
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Some("only lowercase letters, digits and `-` are allowed".into());
+    }
+    if s.starts_with('-') || s.ends_with('-') {
+        return Some("it must start and end with a letter or digit".into());
+    }
+    None
+}
+
+/// `None` when `s` is a DNS-1123 subdomain (service account names).
+pub fn check_dns_subdomain(s: &str) -> Option<String> {
+    if s.len() > 253 {
+        return Some("longer than 253 characters".into());
+    }
+    s.split('.').find_map(check_dns_label)
+}
+
+/// `None` when `s` only has characters IAM allows in role and policy names.
+pub fn role_name_chars(s: &str) -> Option<String> {
+    s.chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "+=,.@_-".contains(*c)))
+        .map(|c| format!("`{c}` is not allowed in IAM names (letters, digits and +=,.@_- only)"))
+}
+
+/// Policy names: IAM characters, at most 128.
+pub fn check_policy_name(s: &str) -> Option<String> {
+    if s.is_empty() || s.len() > 128 {
+        return Some("must be 1 to 128 characters".into());
+    }
+    role_name_chars(s)
+}
+
+/// IAM paths: `/` or `/segments/`, printable ASCII, at most 512.
+pub fn check_iam_path(p: &str) -> Option<String> {
+    if p.len() > 512 || !p.starts_with('/') || !p.ends_with('/') || p.contains("//") {
+        return Some(format!("role_path `{p}` is not an IAM path"));
+    }
+    if !p.chars().all(|c| ('\u{21}'..='\u{7e}').contains(&c)) {
+        return Some(format!(
+            "role_path `{p}` has characters outside printable ASCII"
+        ));
+    }
+    None
+}
+
+/// `None` when `arn` is a well-formed IAM policy ARN.
+pub fn check_policy_arn(arn: &str) -> Option<String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let bad = |why: &str| Some(format!("`{arn}` is not a valid IAM policy ARN: {why}"));
+    if parts.len() != 6 || parts[0] != "arn" {
+        return bad("expected arn:<partition>:iam::<account>:policy/<name>");
+    }
+    if !["aws", "aws-cn", "aws-us-gov"].contains(&parts[1]) {
+        return bad("unknown partition");
+    }
+    if parts[2] != "iam" {
+        return bad("service must be `iam`");
+    }
+    if !parts[3].is_empty() {
+        return bad("IAM ARNs have no region");
+    }
+    if parts[4] != "aws" && !(parts[4].len() == 12 && parts[4].chars().all(|c| c.is_ascii_digit()))
+    {
+        return bad("account must be 12 digits or `aws`");
+    }
+    let Some(rest) = parts[5].strip_prefix("policy/") else {
+        return bad("resource must start with `policy/`");
+    };
+    let name = rest.rsplit('/').next().unwrap_or_default();
+    if name.is_empty() || check_policy_name(name).is_some() {
+        return bad("bad policy name");
+    }
+    None
+}
+
+fn check_tag(key: &str, val: &str) -> Option<String> {
+    if key.to_ascii_lowercase().starts_with("aws:") {
+        return Some(format!(
+            "tag key `{key}`: the `aws:` prefix is reserved by AWS"
+        ));
+    }
+    if key.starts_with(RESERVED_TAG_PREFIX) {
+        return Some(format!(
+            "tag key `{key}`: the `{RESERVED_TAG_PREFIX}` prefix is reserved for kftenant's ownership tags"
+        ));
+    }
+    if key.is_empty() || key.chars().count() > 128 {
+        return Some(format!("tag key `{key}` must be 1 to 128 characters"));
+    }
+    if val.chars().count() > 256 {
+        return Some(format!(
+            "value of tag `{key}` is longer than 256 characters"
+        ));
+    }
+    let ok = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);
+    if !key.chars().all(ok) || !val.chars().all(ok) {
+        return Some(format!(
+            "tag `{key}` has characters IAM does not allow (letters, digits, spaces and _.:/=+-@)"
+        ));
+    }
+    None
+}
+
+fn check_label_key(key: &str) -> Option<String> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        if let Some(msg) = check_dns_subdomain(p) {
+            return Some(format!("prefix is not a DNS subdomain: {msg}"));
+        }
+    }
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    (!ok).then(|| "name must be 1 to 63 alphanumeric characters, `-`, `_` or `.`".to_string())
+}
+
+fn is_quantity(s: &str) -> bool {
+    let num_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(s.len());
+    let (num, suffix) = s.split_at(num_end);
+    !num.is_empty()
+        && num.parse::<f64>().is_ok()
+        && [
+            "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+        ]
+        .contains(&suffix)
+}

@@ -1,0 +1,212 @@
+//! The observed world: what IAM and the cluster hold now, as plain data.
+//!
+//! Readers of the live world (a later module) and `--observed FILE` snapshots
+//! both produce an [`Observed`]. Documents are kept as IAM returned them
+//! (often percent-encoded): decoding and comparing is the planner's job, so a
+//! snapshot is a faithful record of the live world.
+
+use crate::desired::Desired;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+
+/// Snapshot format version written by `kftenant observe` and read by `plan --observed`.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+
+fn format_version() -> u32 {
+    SNAPSHOT_FORMAT_VERSION
+}
+
+/// The live world, limited to what kftenant may care about.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Observed {
+    /// Snapshot format version.
+    #[serde(default = "format_version")]
+    pub format_version: u32,
+    /// IAM roles (under kftenant's path, or with a name kftenant wants).
+    #[serde(default)]
+    pub roles: Vec<ObservedRole>,
+    /// Customer-managed policies (under kftenant's path, or with a name it wants).
+    #[serde(default)]
+    pub policies: Vec<ObservedPolicy>,
+    /// Kubeflow Profiles (managed ones, or with a name kftenant wants).
+    #[serde(default)]
+    pub profiles: Vec<ObservedProfile>,
+}
+
+/// A role as IAM describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservedRole {
+    /// Role name.
+    pub name: String,
+    /// IAM path.
+    pub path: String,
+    /// Role ARN.
+    pub arn: String,
+    /// The trust policy as IAM returned it (percent-encoded or plain JSON).
+    pub assume_role_policy_document: String,
+    /// Boundary policy ARN.
+    #[serde(default)]
+    pub permissions_boundary: Option<String>,
+    /// Seconds.
+    pub max_session_duration: u32,
+    /// Tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// ARNs of attached managed policies.
+    #[serde(default)]
+    pub attached_policy_arns: Vec<String>,
+    /// Inline policy documents by name, as IAM returned them.
+    #[serde(default)]
+    pub inline_policies: BTreeMap<String, String>,
+}
+
+/// A customer-managed policy as IAM describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservedPolicy {
+    /// Policy name.
+    pub name: String,
+    /// IAM path.
+    pub path: String,
+    /// Policy ARN.
+    pub arn: String,
+    /// The default version's document, as IAM returned it.
+    pub document: String,
+    /// Id of the default version (`v3`).
+    #[serde(default)]
+    pub default_version_id: String,
+    /// Ids of every version, oldest first (IAM keeps at most 5).
+    #[serde(default)]
+    pub version_ids: Vec<String>,
+    /// How many roles, users and groups it is attached to (all of them, managed or not).
+    #[serde(default)]
+    pub attachment_count: usize,
+    /// Tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A Kubeflow Profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservedProfile {
+    /// Profile name.
+    pub name: String,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// The whole `spec`.
+    #[serde(default)]
+    pub spec: Json,
+    /// True when the Profile has a deletion timestamp (finalizers still running).
+    #[serde(default)]
+    pub deleting: bool,
+}
+
+impl Observed {
+    /// Parses a snapshot written by `kftenant observe`.
+    pub fn from_json(text: &str) -> Result<Observed, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// The snapshot as pretty JSON, entries sorted by name so files diff well.
+    pub fn to_json(&self) -> String {
+        let mut o = self.clone();
+        o.roles.sort_by(|a, b| a.name.cmp(&b.name));
+        o.policies.sort_by(|a, b| a.name.cmp(&b.name));
+        o.profiles.sort_by(|a, b| a.name.cmp(&b.name));
+        serde_json::to_string_pretty(&o).expect("snapshot serialises") + "\n"
+    }
+
+    /// The live world IAM and Kubernetes would report once `desired` is fully
+    /// applied, written the way IAM writes it back: documents percent-encoded,
+    /// one-element lists collapsed to strings, lists in another order.
+    /// Used for converged fixtures, benchmarks and the convergence property.
+    pub fn converged(desired: &Desired) -> Observed {
+        let roles = desired
+            .roles
+            .values()
+            .map(|r| ObservedRole {
+                name: r.name.clone(),
+                path: r.path.clone(),
+                arn: r.arn.clone(),
+                assume_role_policy_document: iam_encode(&r.trust_policy),
+                permissions_boundary: r.permissions_boundary.clone(),
+                max_session_duration: r.max_session_duration,
+                tags: r.tags.clone(),
+                attached_policy_arns: r.managed_policy_arns.iter().rev().cloned().collect(),
+                inline_policies: r
+                    .inline_policies
+                    .iter()
+                    .map(|(k, v)| (k.clone(), iam_encode(v)))
+                    .collect(),
+            })
+            .collect();
+        let policies = desired
+            .policies
+            .values()
+            .map(|p| ObservedPolicy {
+                name: p.name.clone(),
+                path: p.path.clone(),
+                arn: p.arn.clone(),
+                document: iam_encode(&p.document),
+                default_version_id: "v1".into(),
+                version_ids: vec!["v1".into()],
+                attachment_count: desired
+                    .roles
+                    .values()
+                    .filter(|r| {
+                        r.managed_policy_arns.contains(&p.arn)
+                            || r.permissions_boundary.as_ref() == Some(&p.arn)
+                    })
+                    .count(),
+                tags: p.tags.clone(),
+            })
+            .collect();
+        let profiles = desired
+            .profiles
+            .values()
+            .map(|p| {
+                let mut labels = p.labels.clone();
+                // Other controllers add their own metadata; kftenant must ignore it.
+                labels.insert("kubernetes.io/metadata.name".into(), p.name.clone());
+                ObservedProfile {
+                    name: p.name.clone(),
+                    labels,
+                    annotations: p.annotations.clone(),
+                    spec: p.spec.clone(),
+                    deleting: false,
+                }
+            })
+            .collect();
+        Observed {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            roles,
+            policies,
+            profiles,
+        }
+    }
+}
+
+/// A document as IAM returns it from GetRole / GetRolePolicy: re-serialised
+/// (one-element lists as strings, statements reversed) and percent-encoded.
+pub fn iam_encode(doc: &Json) -> String {
+    let reshaped = reshape(doc);
+    percent_encoding::utf8_percent_encode(&reshaped.to_string(), percent_encoding::NON_ALPHANUMERIC)
+        .to_string()
+}
+
+fn reshape(v: &Json) -> Json {
+    match v {
+        Json::Array(items) if items.len() == 1 => reshape(&items[0]),
+        Json::Array(items) => Json::Array(items.iter().rev().map(reshape).collect()),
+        Json::Object(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), reshape(v))).collect()),
+        other => other.clone(),
+    }
+}

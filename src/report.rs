@@ -1,0 +1,307 @@
+//! Renderers: text (like `terraform plan`), Markdown (pull-request comments)
+//! and JSON, all from the same [`Plan`] data. Printers write to any
+//! `impl Write`, so tests render into a `Vec<u8>`.
+
+use crate::diag::Diagnostic;
+use crate::plan::{Action, Change, Plan};
+use serde_json::Value as Json;
+use similar::TextDiff;
+use std::io::{self, Write};
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable, like `terraform plan`.
+    Text,
+    /// Markdown for pull-request comments.
+    Markdown,
+    /// Versioned JSON for machines.
+    Json,
+}
+
+/// Code hosts refuse longer comments (GitHub: 65,536 characters); stay under it.
+pub const MARKDOWN_PART_LIMIT: usize = 65_000;
+
+fn pretty(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        other => serde_json::to_string_pretty(other).expect("json serialises"),
+    }
+}
+
+fn short(v: &Json) -> String {
+    match v {
+        Json::Null => "(none)".into(),
+        Json::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// A unified diff of two values (pretty JSON), `-` live and `+` git.
+pub fn unified(before: &Json, after: &Json) -> String {
+    let (b, a) = (pretty(before) + "\n", pretty(after) + "\n");
+    TextDiff::from_lines(&b, &a)
+        .unified_diff()
+        .context_radius(3)
+        .header("live", "git")
+        .to_string()
+}
+
+/// The body of one change: field diffs, or the document it creates or deletes.
+fn change_body(c: &Change) -> String {
+    let mut out = String::new();
+    match c.action {
+        Action::Update => {
+            for d in &c.diffs {
+                if d.before.is_object()
+                    || d.after.is_object()
+                    || d.before.is_array()
+                    || d.after.is_array()
+                {
+                    out.push_str(&format!("{}:\n{}", d.field, unified(&d.before, &d.after)));
+                } else {
+                    out.push_str(&format!(
+                        "{}: {} -> {}\n",
+                        d.field,
+                        short(&d.before),
+                        short(&d.after)
+                    ));
+                }
+            }
+        }
+        Action::Create => {
+            if let Some(a) = &c.after {
+                if !a.is_string() {
+                    out.push_str(&pretty(a));
+                    out.push('\n');
+                }
+            }
+        }
+        Action::Delete => {}
+    }
+    out
+}
+
+fn summary_line(p: &Plan) -> String {
+    let s = &p.summary;
+    let mut line = format!(
+        "Plan: {} to create, {} to update, {} to delete ({} tenants).",
+        s.create, s.update, s.delete, s.tenants_changed
+    );
+    if s.drift > 0 {
+        line.push_str(&format!(" {} drifted.", s.drift));
+    }
+    if s.conflicts > 0 {
+        line.push_str(&format!(" {} conflicts.", s.conflicts));
+    }
+    line
+}
+
+fn header(p: &Plan) -> String {
+    match &p.source_commit {
+        Some(c) => format!(
+            "kftenant plan for cluster `{}` at commit {}",
+            p.cluster,
+            &c[..c.len().min(12)]
+        ),
+        None => format!("kftenant plan for cluster `{}`", p.cluster),
+    }
+}
+
+fn group_title(t: Option<&str>) -> String {
+    match t {
+        Some(t) => format!("tenant {t}"),
+        None => "shared policies".into(),
+    }
+}
+
+/// Changes grouped in plan order by tenant (shared policies under `None`).
+fn groups(p: &Plan) -> Vec<(Option<&str>, Vec<&Change>)> {
+    let mut out: Vec<(Option<&str>, Vec<&Change>)> = Vec::new();
+    for c in &p.changes {
+        match out.last_mut() {
+            Some((t, list)) if *t == c.tenant.as_deref() => list.push(c),
+            _ => out.push((c.tenant.as_deref(), vec![c])),
+        }
+    }
+    out
+}
+
+fn indent(text: &str, by: &str) -> String {
+    text.lines().map(|l| format!("{by}{l}\n")).collect()
+}
+
+/// Renders the plan as text.
+pub fn write_text(p: &Plan, w: &mut impl Write) -> io::Result<()> {
+    writeln!(w, "{}\n", header(p))?;
+    if !p.conflicts.is_empty() {
+        writeln!(
+            w,
+            "Conflicts (live resources kftenant wants but does not own; not touched):"
+        )?;
+        for c in &p.conflicts {
+            writeln!(w, "  ! {}\n      {}", c.address, c.reason)?;
+        }
+        writeln!(w)?;
+    }
+    if !p.drift.is_empty() {
+        writeln!(w, "Drift (managed resources changed outside git):")?;
+        for d in &p.drift {
+            writeln!(
+                w,
+                "  ~ {}: {} [{}]",
+                d.address,
+                d.message,
+                d.fields.join(", ")
+            )?;
+        }
+        writeln!(w)?;
+    }
+    if p.changes.is_empty() {
+        writeln!(w, "No changes. IAM and the cluster match git.")?;
+    } else {
+        for (tenant, list) in groups(p) {
+            writeln!(w, "# {}", group_title(tenant))?;
+            for c in list {
+                writeln!(w, "  {} {}  ({})", c.action.symbol(), c.address, c.reason)?;
+                let body = change_body(c);
+                if !body.is_empty() {
+                    write!(w, "{}", indent(&body, "      "))?;
+                }
+            }
+            writeln!(w)?;
+        }
+    }
+    if !p.kept.is_empty() {
+        writeln!(w, "Kept:")?;
+        for k in &p.kept {
+            writeln!(w, "  = {}: {}", k.address, k.reason)?;
+        }
+        writeln!(w)?;
+    }
+    writeln!(w, "{}", summary_line(p))
+}
+
+/// Renders the plan as versioned JSON.
+pub fn write_json(p: &Plan, w: &mut impl Write) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *w, p)?;
+    writeln!(w)
+}
+
+/// Renders the plan as Markdown, split into parts under [`MARKDOWN_PART_LIMIT`] characters.
+pub fn markdown_parts(p: &Plan, limit: usize) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut head = format!("### {}\n\n**{}**\n\n", header(p), summary_line(p));
+    if p.changes.is_empty() {
+        head.push_str("No changes. IAM and the cluster match git.\n\n");
+    }
+    blocks.push(head);
+    if !p.conflicts.is_empty() {
+        let mut b = String::from(
+            "#### :warning: Conflicts (not touched)\n\n| resource | reason |\n|---|---|\n",
+        );
+        for c in &p.conflicts {
+            b.push_str(&format!(
+                "| `{}` | {} |\n",
+                c.address,
+                c.reason.replace('|', "\\|")
+            ));
+        }
+        blocks.push(b + "\n");
+    }
+    if !p.drift.is_empty() {
+        let mut b =
+            String::from("#### Drift (changed outside git)\n\n| resource | fields |\n|---|---|\n");
+        for d in &p.drift {
+            b.push_str(&format!("| `{}` | {} |\n", d.address, d.fields.join(", ")));
+        }
+        blocks.push(b + "\n");
+    }
+    for (tenant, list) in groups(p) {
+        let counts = |a: Action| list.iter().filter(|c| c.action == a).count();
+        let mut b = format!(
+            "<details><summary><b>{}</b>: {} to create, {} to update, {} to delete</summary>\n\n",
+            group_title(tenant),
+            counts(Action::Create),
+            counts(Action::Update),
+            counts(Action::Delete)
+        );
+        for c in list {
+            b.push_str(&format!(
+                "- `{}` `{}`: {}\n",
+                c.action.symbol(),
+                c.address,
+                c.reason
+            ));
+            let body = change_body(c);
+            if !body.is_empty() {
+                let lang = if c.action == Action::Update {
+                    "diff"
+                } else {
+                    "json"
+                };
+                b.push_str(&format!("\n```{lang}\n{body}```\n\n"));
+            }
+        }
+        b.push_str("</details>\n\n");
+        blocks.push(b);
+    }
+    if !p.kept.is_empty() {
+        let mut b = String::from("#### Kept\n\n");
+        for k in &p.kept {
+            b.push_str(&format!("- `{}`: {}\n", k.address, k.reason));
+        }
+        blocks.push(b + "\n");
+    }
+    pack(blocks, limit)
+}
+
+/// Packs blocks into parts under `limit` characters; a block too large on its
+/// own is cut, saying so, and the JSON output has it whole.
+fn pack(blocks: Vec<String>, limit: usize) -> Vec<String> {
+    const MARK: usize = 64; // room for the "(part i/n)" line
+    let budget = limit.saturating_sub(MARK);
+    let mut parts: Vec<String> = vec![String::new()];
+    for mut b in blocks {
+        if b.chars().count() > budget {
+            let note = "\n\n_(cut: too long for one comment; see the JSON plan)_\n</details>\n\n";
+            let keep: String = b
+                .chars()
+                .take(budget.saturating_sub(note.len() + 8))
+                .collect();
+            // Close an open code fence so the rest of the comment renders.
+            let fence = if keep.matches("```").count() % 2 == 1 {
+                "\n```"
+            } else {
+                ""
+            };
+            b = format!("{keep}{fence}{note}");
+        }
+        let last = parts.last_mut().expect("one part");
+        if last.chars().count() + b.chars().count() > budget && !last.is_empty() {
+            parts.push(b);
+        } else {
+            last.push_str(&b);
+        }
+    }
+    let n = parts.len();
+    if n > 1 {
+        for (i, part) in parts.iter_mut().enumerate() {
+            *part = format!("_(part {}/{n})_\n\n{part}", i + 1);
+        }
+    }
+    parts
+}
+
+/// Writes validation problems, one `file:line:column: message` each, and a count.
+pub fn write_diagnostics(diags: &[Diagnostic], w: &mut impl Write) -> io::Result<()> {
+    for d in diags {
+        writeln!(w, "{d}")?;
+    }
+    writeln!(
+        w,
+        "{} problem{} found; nothing was planned or applied.",
+        diags.len(),
+        if diags.len() == 1 { "" } else { "s" }
+    )
+}
