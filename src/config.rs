@@ -217,7 +217,7 @@ pub fn partition_of(region: &str) -> &'static str {
 }
 
 /// Parses and validates `kftenant.toml`. Every problem is recorded in `diags`;
-/// the config is returned only when it is usable.
+/// the config is returned whenever it could be decoded.
 pub fn load(text: &str, diags: &mut Diagnostics) -> Option<Config> {
     let config: Config = match toml::from_str(text) {
         Ok(c) => c,
@@ -233,9 +233,11 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<Config> {
             return None;
         }
     };
-    let before = diags.len();
+    // Semantic problems are recorded but the config is still returned, so
+    // tenant checks that depend on it (guardrails, role names) run too and
+    // every problem shows in one run. The repository is rejected either way.
     check(&config, text, diags);
-    (diags.len() == before).then_some(config)
+    Some(config)
 }
 
 /// Byte offset to 1-based line and column.
@@ -460,8 +462,7 @@ oidc_issuer = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLE"
 
     fn errors(text: &str) -> Vec<String> {
         let mut d = Diagnostics::default();
-        let c = load(text, &mut d);
-        assert_eq!(c.is_some(), d.is_empty());
+        let _ = load(text, &mut d);
         d.sorted().iter().map(ToString::to_string).collect()
     }
 

@@ -15,16 +15,16 @@
 //!                                   report (text / markdown / JSON)
 //! ```
 //!
-//! - [`diag`]: diagnostics with `file:line:column`.
-//! - [`yaml`]: a YAML tree that keeps node positions.
-//! - [`policy`]: IAM policy grammar, sizes, semantic comparison.
-//! - [`config`]: `kftenant.toml`.
-//! - [`model`]: the tenant repository and its validation.
-//! - [`desired`]: the desired world.
-//! - [`observed`]: the observed world and its snapshot format.
-//! - [`plan`]: the planner.
-//! - [`report`]: renderers.
-//! - [`schema`]: JSON Schemas of the formats.
+//! - [`diag`] — diagnostics with `file:line:column`.
+//! - [`yaml`] — a YAML tree that keeps node positions.
+//! - [`policy`] — IAM policy grammar, sizes, semantic comparison.
+//! - [`config`] — `kftenant.toml`.
+//! - [`model`] — the tenant repository and its validation.
+//! - [`desired`] — the desired world.
+//! - [`observed`] — the observed world and its snapshot format.
+//! - [`plan`] — the planner.
+//! - [`report`] — renderers.
+//! - [`schema`] — JSON Schemas of the formats.
 //!
 //! `model`, `desired`, `plan` and `report` use no network, clock, async
 //! runtime or client library: what they need comes in as data.

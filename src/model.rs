@@ -257,7 +257,14 @@ pub fn load(src: &dyn Source) -> Result<Repository, Vec<Diagnostic>> {
         }
     };
     let policies = load_policies(src, config.as_ref(), &mut diags);
-    let policy_names: BTreeSet<String> = policies.iter().map(|p| p.name.clone()).collect();
+    // Every file in policies/ names a policy, even one with errors of its own,
+    // so a broken policy is reported once and not again at each tenant using it.
+    let policy_names: BTreeSet<String> = src
+        .list("policies")
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|f| f.strip_suffix(".json").map(String::from))
+        .collect();
     let mut tenants = Vec::new();
     match src.list("tenants") {
         None => diags.push(
@@ -711,7 +718,7 @@ impl Cx<'_> {
                     let list = self.string_list(v, "spec.iam.managedPolicies");
                     let max = self.config.map_or(10, |c| c.guardrails.max_managed_policies_per_role);
                     if list.len() > max {
-                        self.err_hint(v.pos, format!("{} managed policies, over the limit of {max} per role", list.len()), "merge policies, or raise [guardrails] max_managed_policies_per_role (AWS quota: up to 20)");
+                        self.err_hint(k.pos, format!("{} managed policies, over the limit of {max} per role", list.len()), "merge policies, or raise [guardrails] max_managed_policies_per_role (AWS quota: up to 20)");
                     }
                     for (s, n) in list {
                         if !seen.insert(s.to_ascii_lowercase()) {
@@ -724,7 +731,7 @@ impl Cx<'_> {
                         }
                     }
                 }
-                "inlinePolicies" => self.inline_policies(v, t),
+                "inlinePolicies" => self.inline_policies(v, k.pos, t),
                 "permissionsBoundary" => {
                     if let Some(s) = self.string(v, "spec.iam.permissionsBoundary") {
                         t.permissions_boundary = self.policy_ref(&s, v, "spec.iam.permissionsBoundary");
@@ -737,7 +744,7 @@ impl Cx<'_> {
                 "tags" => {
                     let tags = self.string_map(v, "spec.iam.tags");
                     if tags.len() + OWNERSHIP_TAG_COUNT > 50 {
-                        self.err_hint(v.pos, format!("{} tags plus kftenant's {OWNERSHIP_TAG_COUNT} ownership tags exceed the IAM limit of 50 per role", tags.len()), "remove some tags");
+                        self.err_hint(k.pos, format!("{} tags plus kftenant's {OWNERSHIP_TAG_COUNT} ownership tags exceed the IAM limit of 50 per role", tags.len()), "remove some tags");
                     }
                     for (key, kn, val) in tags {
                         if let Some(msg) = check_tag(&key, &val) {
@@ -763,14 +770,17 @@ impl Cx<'_> {
                 _ => {}
             }
         }
-        if let (Some(c), Some(_)) = (self.config, node.get("serviceAccounts")) {
+        let sa_key = entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some("serviceAccounts"))
+            .map(|(k, _)| k.pos);
+        if let (Some(c), Some(pos)) = (self.config, sa_key) {
             let size = policy::iam_size(&crate::desired::trust_policy(
                 c,
                 tenant,
                 &t.service_accounts,
             ));
             if size > c.guardrails.trust_policy_max_chars {
-                let pos = node.get("serviceAccounts").map_or(node.pos, |n| n.pos);
                 self.err_hint(pos, format!("the trust policy would be {size} characters, over the limit of {}", c.guardrails.trust_policy_max_chars), "trust fewer service accounts, or raise [guardrails] trust_policy_max_chars (AWS quota: up to 4096)");
             }
         }
@@ -825,7 +835,7 @@ impl Cx<'_> {
         }
     }
 
-    fn inline_policies(&mut self, node: &Node, t: &mut Tenant) {
+    fn inline_policies(&mut self, node: &Node, key_pos: Pos, t: &mut Tenant) {
         let Value::Seq(items) = &node.value else {
             if node.value != Value::Null {
                 self.err(
@@ -839,6 +849,7 @@ impl Cx<'_> {
             return;
         };
         let mut total = 0;
+        let mut seen = BTreeSet::new();
         for item in items {
             let Some(entries) = self.mapping(item, "an inline policy", fields::INLINE) else {
                 continue;
@@ -888,7 +899,7 @@ impl Cx<'_> {
             if let Some((name, pos)) = name {
                 if let Some(msg) = check_policy_name(&name) {
                     self.err(pos, format!("inline policy name `{name}`: {msg}"));
-                } else if t.inline_policies.contains_key(&name) {
+                } else if !seen.insert(name.clone()) {
                     self.err(pos, format!("inline policy `{name}` is defined twice"));
                 } else if let Some(doc) = doc {
                     total += policy::iam_size(&doc);
@@ -897,7 +908,7 @@ impl Cx<'_> {
             }
         }
         if total > INLINE_POLICIES_MAX_CHARS {
-            self.err_hint(node.pos, format!("inline policies total {total} characters, over the IAM limit of {INLINE_POLICIES_MAX_CHARS} per role (whitespace not counted)"), "move some statements into a managed policy in policies/");
+            self.err_hint(key_pos, format!("inline policies total {total} characters, over the IAM limit of {INLINE_POLICIES_MAX_CHARS} per role (whitespace not counted)"), "move some statements into a managed policy in policies/");
         }
     }
 
@@ -1254,4 +1265,463 @@ fn is_quantity(s: &str) -> bool {
             "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
         ]
         .contains(&suffix)
+}
+
+/// A repository held in memory (tests, and callers that read files another way).
+#[derive(Debug, Default, Clone)]
+pub struct MemSource(pub BTreeMap<String, String>);
+
+impl MemSource {
+    /// Adds or replaces a file.
+    #[must_use]
+    pub fn with(mut self, path: &str, text: &str) -> Self {
+        self.0.insert(path.to_string(), text.to_string());
+        self
+    }
+}
+
+impl Source for MemSource {
+    fn read(&self, path: &str) -> Option<Result<String, String>> {
+        self.0.get(path).cloned().map(Ok)
+    }
+
+    fn list(&self, dir: &str) -> Option<Vec<String>> {
+        let prefix = format!("{dir}/");
+        let names: Vec<String> = self
+            .0
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .filter(|rest| !rest.contains('/'))
+            .map(String::from)
+            .collect();
+        // A folder exists when something is in it, or when a `.keep` marker is.
+        (!names.is_empty()).then_some(names.into_iter().filter(|n| n != ".keep").collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "[cluster]\nname = \"prod\"\naccount_id = \"123456789012\"\nregion = \"us-west-2\"\noidc_issuer = \"oidc.eks.us-west-2.amazonaws.com/id/X\"\n";
+    const POLICY: &str = "{\"Version\": \"2012-10-17\", \"Statement\": [{\"Effect\": \"Allow\", \"Action\": \"s3:GetObject\", \"Resource\": \"*\"}]}";
+
+    fn base() -> MemSource {
+        MemSource::default()
+            .with("kftenant.toml", CONFIG)
+            .with("policies/shared.json", POLICY)
+            .with("tenants/.keep", "")
+    }
+
+    fn tenant(name: &str, spec: &str) -> String {
+        format!(
+            "apiVersion: kftenant.io/v1alpha1\nkind: Tenant\nmetadata:\n  name: {name}\nspec:\n{spec}"
+        )
+    }
+
+    /// Loads `src` and returns the rendered problems (empty when valid).
+    fn problems(src: &MemSource) -> Vec<String> {
+        match load(src) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn one_tenant(spec: &str) -> Vec<String> {
+        problems(&base().with("tenants/a.yaml", &tenant("team-a", spec)))
+    }
+
+    #[test]
+    fn a_minimal_tenant_is_valid() {
+        let r = load(&base().with(
+            "tenants/a.yaml",
+            &tenant("team-a", "  owner: a@example.com\n"),
+        ))
+        .unwrap();
+        assert_eq!(r.tenants.len(), 1);
+        assert_eq!(r.tenants[0].owner, "a@example.com");
+        assert_eq!(r.policies[0].name, "shared");
+    }
+
+    #[test]
+    fn empty_tenants_folder_is_valid_but_missing_one_is_not() {
+        assert!(problems(&base()).is_empty());
+        let src = MemSource::default().with("kftenant.toml", CONFIG);
+        assert_eq!(
+            problems(&src),
+            vec![
+                "tenants: missing: tenant definitions live in tenants/*.yaml\n  hint: an empty tenants/ folder is allowed, but a missing one is treated as a mistake so nothing gets pruned by accident"
+            ]
+        );
+    }
+
+    #[test]
+    fn yaml_syntax_error_has_line() {
+        let p = problems(&base().with(
+            "tenants/a.yaml",
+            "apiVersion: kftenant.io/v1alpha1\nkind: [Tenant\nspec: {}\n",
+        ));
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].starts_with("tenants/a.yaml:3:5: YAML syntax error:"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_all_reported_with_hints() {
+        let p = one_tenant("  ownr: a@example.com\n  iam:\n    managedPolicy: [shared]\n");
+        assert_eq!(
+            p,
+            vec![
+                "tenants/a.yaml:6:3: missing spec.owner\n  hint: the Profile owner, e.g. `owner: alice@example.com`",
+                "tenants/a.yaml:6:3: unknown field `ownr` in spec\n  hint: did you mean `owner`?",
+                "tenants/a.yaml:8:5: unknown field `managedPolicy` in spec.iam\n  hint: did you mean `managedPolicies`?",
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_api_version_kind_and_types() {
+        let p = problems(&base().with(
+            "tenants/a.yaml",
+            "apiVersion: v1\nkind: Tenat\nmetadata:\n  name: a\nspec:\n  owner: 5\n",
+        ));
+        assert_eq!(
+            p,
+            vec![
+                "tenants/a.yaml:1:13: apiVersion must be `kftenant.io/v1alpha1`, found `v1`\n  hint: this version of kftenant reads kftenant.io/v1alpha1",
+                "tenants/a.yaml:2:7: kind must be `Tenant`, found `Tenat`",
+                "tenants/a.yaml:6:10: spec.owner must be a string, found a number",
+            ]
+        );
+    }
+
+    #[test]
+    fn names_must_be_dns_labels() {
+        let p = problems(&base().with(
+            "tenants/a.yaml",
+            &tenant("Team_A", "  owner: a@example.com\n"),
+        ));
+        assert_eq!(
+            p,
+            vec![
+                "tenants/a.yaml:4:9: tenant name `Team_A` is not a DNS-1123 label: only lowercase letters, digits and `-` are allowed\n  hint: it becomes a namespace: use lowercase letters, digits and `-`, at most 63 characters"
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicates_across_files_point_at_the_first() {
+        let p = problems(
+            &base()
+                .with(
+                    "tenants/a.yaml",
+                    &tenant("team-a", "  owner: a@example.com\n"),
+                )
+                .with(
+                    "tenants/b.yaml",
+                    &format!(
+                        "# comment\n{}",
+                        tenant("team-a", "  owner: b@example.com\n")
+                    ),
+                ),
+        );
+        assert_eq!(
+            p,
+            vec![
+                "tenants/b.yaml:5:9: duplicate tenant `team-a`\n  hint: first defined at tenants/a.yaml:4:9"
+            ]
+        );
+    }
+
+    #[test]
+    fn role_names_collide_case_insensitively_and_have_a_length_limit() {
+        let cfg = CONFIG.to_string() + "[iam]\nrole_name_template = \"{tenant}-ROLE\"\n";
+        let src = base()
+            .with("kftenant.toml", &cfg)
+            .with("tenants/a.yaml", &tenant("x", "  owner: a@example.com\n"))
+            .with(
+                "tenants/b.yaml",
+                &tenant(&"a".repeat(60), "  owner: a@example.com\n"),
+            );
+        let p = problems(&src);
+        assert_eq!(
+            p,
+            vec![format!(
+                "tenants/b.yaml:4:9: IAM role name `{}-ROLE` is 65 characters, over the limit of 64\n  hint: shorten the tenant name or [iam] role_name_template",
+                "a".repeat(60)
+            )]
+        );
+        // Tenant names are lowercase, so a collision needs a template that differs only in case.
+        let cfg = CONFIG.to_string() + "[iam]\nrole_name_template = \"kf-{tenant}\"\n";
+        let src = base()
+            .with("kftenant.toml", &cfg)
+            .with(
+                "tenants/a.yaml",
+                &tenant("team-a", "  owner: a@example.com\n"),
+            )
+            .with(
+                "tenants/b.yaml",
+                &tenant("team-a", "  owner: b@example.com\n"),
+            );
+        assert_eq!(
+            problems(&src).len(),
+            1,
+            "a duplicate is reported once, not also as a collision"
+        );
+    }
+
+    #[test]
+    fn role_name_collision_is_reported() {
+        // `{cluster}` can make two tenants render the same name: "a-b" + "c" vs "a" + "b-c".
+        let cfg = CONFIG
+            .replace("name = \"prod\"", "name = \"b-c\"")
+            .to_string()
+            + "[iam]\nrole_name_template = \"{tenant}-{cluster}\"\n";
+        let src = base()
+            .with("kftenant.toml", &cfg)
+            .with("tenants/a.yaml", &tenant("a-b", "  owner: a@example.com\n"))
+            .with(
+                "tenants/b.yaml",
+                &tenant("a-b-b", "  owner: a@example.com\n"),
+            );
+        assert!(problems(&src).is_empty());
+        let cfg2 = CONFIG.to_string() + "[iam]\nrole_name_template = \"x{tenant}\"\n";
+        let src = base()
+            .with("kftenant.toml", &cfg2)
+            .with("tenants/a.yaml", &tenant("a", "  owner: a@example.com\n"))
+            .with(
+                "tenants/b.yaml",
+                &format!(
+                    "{}\n---\n{}",
+                    tenant("b", "  owner: a@example.com\n"),
+                    tenant("c", "  owner: a@example.com\n")
+                ),
+            );
+        assert!(problems(&src).is_empty());
+    }
+
+    #[test]
+    fn arns_policy_refs_and_guardrails() {
+        let p = one_tenant(
+            "  owner: a@example.com\n  iam:\n    managedPolicies:\n      - arn:aws:iam::aws:policy/AdministratorAccess\n      - arn:aws:iam::12345:policy/x\n      - sharde\n      - shared\n      - shared\n    permissionsBoundary: arn:aws:s3:::bucket\n",
+        );
+        assert_eq!(
+            p,
+            vec![
+                "tenants/a.yaml:9:9: guardrail: `arn:aws:iam::aws:policy/AdministratorAccess` is denied by `arn:aws:iam::aws:policy/AdministratorAccess`\n  hint: ask the platform team; denied policies are listed in kftenant.toml [guardrails] denied_policy_arns",
+                "tenants/a.yaml:10:9: spec.iam.managedPolicies: `arn:aws:iam::12345:policy/x` is not a valid IAM policy ARN: account must be 12 digits or `aws`",
+                "tenants/a.yaml:11:9: spec.iam.managedPolicies: `sharde` is neither an ARN nor a policy in policies/\n  hint: did you mean `shared`?",
+                "tenants/a.yaml:13:9: `shared` is listed twice in spec.iam.managedPolicies",
+                "tenants/a.yaml:14:26: spec.iam.permissionsBoundary: `arn:aws:s3:::bucket` is not a valid IAM policy ARN: service must be `iam`",
+            ]
+        );
+    }
+
+    #[test]
+    fn allow_list_and_managed_policy_count() {
+        let cfg = CONFIG.to_string()
+            + "[guardrails]\nallowed_policy_arns = [\"arn:aws:iam::aws:policy/*ReadOnly*\"]\nmax_managed_policies_per_role = 2\n";
+        let src = base().with("kftenant.toml", &cfg).with(
+            "tenants/a.yaml",
+            &tenant("team-a", "  owner: a@example.com\n  iam:\n    managedPolicies: [arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess, arn:aws:iam::aws:policy/AmazonS3FullAccess, shared]\n"),
+        );
+        assert_eq!(
+            problems(&src),
+            vec![
+                "tenants/a.yaml:8:5: 3 managed policies, over the limit of 2 per role\n  hint: merge policies, or raise [guardrails] max_managed_policies_per_role (AWS quota: up to 20)",
+                "tenants/a.yaml:8:71: guardrail: `arn:aws:iam::aws:policy/AmazonS3FullAccess` is not in the allowed list\n  hint: allowed: arn:aws:iam::aws:policy/*ReadOnly*",
+            ]
+        );
+    }
+
+    #[test]
+    fn require_boundary() {
+        let cfg = CONFIG.to_string() + "[guardrails]\nrequire_boundary = true\n";
+        let src = base().with("kftenant.toml", &cfg).with(
+            "tenants/a.yaml",
+            &tenant("team-a", "  owner: a@example.com\n"),
+        );
+        assert_eq!(
+            problems(&src),
+            vec![
+                "tenants/a.yaml:4:9: guardrail: tenant `team-a` has no permissions boundary, and [guardrails] require_boundary is set\n  hint: set spec.iam.permissionsBoundary, or [iam] permissions_boundary in kftenant.toml"
+            ]
+        );
+        let ok = base().with("kftenant.toml", &cfg).with(
+            "tenants/a.yaml",
+            &tenant(
+                "team-a",
+                "  owner: a@example.com\n  iam:\n    permissionsBoundary: shared\n",
+            ),
+        );
+        assert!(problems(&ok).is_empty());
+    }
+
+    #[test]
+    fn tags_rules() {
+        let p = one_tenant(
+            "  owner: a@example.com\n  iam:\n    tags:\n      aws:team: x\n      kftenant.io/tenant: y\n      cost: 5\n      ok: \"fine\"\n",
+        );
+        assert_eq!(
+            p,
+            vec![
+                "tenants/a.yaml:9:7: tag key `aws:team`: the `aws:` prefix is reserved by AWS",
+                "tenants/a.yaml:10:7: tag key `kftenant.io/tenant`: the `kftenant.io/` prefix is reserved for kftenant's ownership tags",
+                "tenants/a.yaml:11:13: value of `cost` in spec.iam.tags must be a string, found a number\n  hint: quote it: \"5\"",
+            ]
+        );
+        let many: String = (0..48).map(|i| format!("      k{i}: v\n")).collect();
+        let p = one_tenant(&format!(
+            "  owner: a@example.com\n  iam:\n    tags:\n{many}"
+        ));
+        assert_eq!(
+            p,
+            vec![
+                "tenants/a.yaml:8:5: 48 tags plus kftenant's 3 ownership tags exceed the IAM limit of 50 per role\n  hint: remove some tags"
+            ]
+        );
+        let long_key = "k".repeat(129);
+        let p = one_tenant(&format!(
+            "  owner: a@example.com\n  iam:\n    tags:\n      {long_key}: v\n      short: \"{}\"\n",
+            "v".repeat(257)
+        ));
+        assert_eq!(
+            p,
+            vec![
+                format!("tenants/a.yaml:9:7: tag key `{long_key}` must be 1 to 128 characters"),
+                "tenants/a.yaml:10:7: value of tag `short` is longer than 256 characters"
+                    .to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn inline_policies_files_grammar_and_sizes() {
+        let src = base().with("bad.json", "{\"Statement\": [}").with("tenants/a.yaml", &tenant(
+            "team-a",
+            "  owner: a@example.com\n  iam:\n    inlinePolicies:\n      - name: missing\n        file: nope.json\n      - name: broken\n        file: bad.json\n      - name: grammar\n        document:\n          Statement:\n            - Effect: Allow\n              Action: s3:GetObject\n              Principal: \"*\"\n              Resource: \"*\"\n      - name: admin\n        document: {Statement: [{Effect: Allow, Action: \"*\", Resource: \"*\"}]}\n      - name: both\n        file: x.json\n        document: {}\n",
+        ));
+        assert_eq!(
+            problems(&src),
+            vec![
+                "bad.json:1:16: invalid JSON: expected value at line 1 column 16",
+                "tenants/a.yaml:10:15: inline policy file `nope.json` does not exist\n  hint: paths are relative to the repository root",
+                "tenants/a.yaml:18:15: Principal is only allowed in trust (resource-based) policies\n  hint: identity policies apply to the role they are attached to; remove the Principal",
+                "tenants/a.yaml:21:32: guardrail: statement 1 allows the denied action `*` through Action `*`\n  hint: name the actions the tenant needs, or change [guardrails] denied_actions in kftenant.toml",
+                "tenants/a.yaml:21:32: guardrail: statement 1 allows the denied action `iam:*` through Action `*`\n  hint: name the actions the tenant needs, or change [guardrails] denied_actions in kftenant.toml",
+                "tenants/a.yaml:24:19: an inline policy has either `file` or `document`, not both",
+            ]
+        );
+        let big: String = (0..120).map(|i| format!("{{\"Effect\": \"Allow\", \"Action\": \"s3:GetObject\", \"Resource\": \"arn:aws:s3:::bucket-number-{i:04}/*\"}}")).collect::<Vec<_>>().join(",");
+        let src = base().with("big.json", &format!("{{\"Version\": \"2012-10-17\", \"Statement\": [{big}]}}")).with("tenants/a.yaml", &tenant("team-a", "  owner: a@example.com\n  iam:\n    inlinePolicies:\n      - {name: big, file: big.json}\n"));
+        let p = problems(&src);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("tenants/a.yaml:8:5: inline policies total 10")
+                && p[0].contains("over the IAM limit of 10240"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn repo_policy_size_name_and_grammar() {
+        let stmts: String = (0..70).map(|i| format!("{{\"Effect\": \"Allow\", \"Action\": \"s3:GetObject\", \"Resource\": \"arn:aws:s3:::bucket-number-{i:04}/*\"}}")).collect::<Vec<_>>().join(",\n");
+        let src = base().with("policies/huge.json", &format!("{{\"Version\": \"2012-10-17\",\n\"Statement\": [{stmts}]}}")).with("policies/bad name.json", POLICY).with("policies/v.json", "{\"Version\": \"2012-10-17\", \"Statement\": {\"Effect\": \"Allow\", \"NotAction\": \"s3:*\", \"Resource\": \"*\"}}");
+        let p = problems(&src);
+        assert_eq!(p.len(), 4, "{p:#?}");
+        assert_eq!(
+            p[0],
+            "policies/bad name.json: policy name `bad name` (from the file name): ` ` is not allowed in IAM names (letters, digits and +=,.@_- only)"
+        );
+        assert!(
+            p[1].starts_with("policies/huge.json:1:1: managed policy is 6")
+                && p[1].contains("over the IAM limit of 6144"),
+            "{}",
+            p[1]
+        );
+        assert!(p[2].starts_with("policies/v.json:1:40: guardrail: statement 1 allows the denied action `*` through NotAction"), "{}", p[2]);
+    }
+
+    #[test]
+    fn service_accounts_and_trust_policy_size() {
+        let p = one_tenant(
+            "  owner: a@example.com\n  iam:\n    serviceAccounts: [default-editor, Bad_SA, runner, runner]\n",
+        );
+        assert_eq!(
+            p,
+            vec![
+                "tenants/a.yaml:8:23: `default-editor` is always trusted\n  hint: remove it from serviceAccounts",
+                "tenants/a.yaml:8:39: service account `Bad_SA` in namespace `team-a` is not a valid name: only lowercase letters, digits and `-` are allowed",
+                "tenants/a.yaml:8:55: service account `runner` is listed twice",
+            ]
+        );
+        let sas: String = (0..40)
+            .map(|i| format!("      - service-account-number-{i}\n"))
+            .collect();
+        let p = one_tenant(&format!(
+            "  owner: a@example.com\n  iam:\n    serviceAccounts:\n{sas}"
+        ));
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].starts_with("tenants/a.yaml:8:5: the trust policy would be")
+                && p[0].contains("over the limit of 2048"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn profile_rules() {
+        let p = one_tenant(
+            "  owner: a@example.com\n  profile:\n    resourceQuota:\n      hard: {cpu: lots, memory: 32Gi}\n    labels:\n      app.kubernetes.io/managed-by: me\n      bad key!: x\n",
+        );
+        assert_eq!(
+            p,
+            vec![
+                "tenants/a.yaml:9:19: `lots` is not a Kubernetes quantity\n  hint: for example 8, \"500m\", \"32Gi\"",
+                "tenants/a.yaml:11:7: label `app.kubernetes.io/managed-by` is set by kftenant",
+                "tenants/a.yaml:12:7: label `bad key!`: name must be 1 to 63 alphanumeric characters, `-`, `_` or `.`",
+            ]
+        );
+    }
+
+    #[test]
+    fn config_errors_and_tenant_errors_come_together() {
+        let src = base()
+            .with("kftenant.toml", &CONFIG.replace("123456789012", "12"))
+            .with("tenants/a.yaml", &tenant("BAD", "  owner: a@example.com\n"));
+        let p = problems(&src);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].starts_with("kftenant.toml:3:1: account_id `12`"));
+        assert!(p[1].starts_with("tenants/a.yaml:4:9: tenant name `BAD`"));
+    }
+
+    #[test]
+    fn decoder_fields_match_the_schema() {
+        let schema = serde_json::to_value(schemars::schema_for!(TenantDocument)).unwrap();
+        let props = |v: &Json| -> Vec<String> {
+            let mut k: Vec<String> = v["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            k.sort();
+            k
+        };
+        let def = |name: &str| schema["$defs"][name].clone();
+        let sorted = |f: &[&str]| {
+            let mut v: Vec<String> = f.iter().map(|s| s.to_string()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(props(&schema), sorted(fields::DOCUMENT));
+        assert_eq!(props(&def("TenantMetadata")), sorted(fields::METADATA));
+        assert_eq!(props(&def("TenantSpec")), sorted(fields::SPEC));
+        assert_eq!(props(&def("TenantIam")), sorted(fields::IAM));
+        assert_eq!(props(&def("InlinePolicySpec")), sorted(fields::INLINE));
+        assert_eq!(props(&def("TenantProfile")), sorted(fields::PROFILE));
+        assert_eq!(props(&def("ResourceQuotaSpec")), sorted(fields::QUOTA));
+    }
 }

@@ -86,6 +86,23 @@ pub enum Resource {
     Profile { name: String },
 }
 
+impl Resource {
+    /// The field of the role or Profile this resource stands for, for drift summaries.
+    pub fn field_name(&self) -> &'static str {
+        match self {
+            Resource::Policy { .. } | Resource::Role { .. } | Resource::Profile { .. } => {
+                "(resource)"
+            }
+            Resource::RoleTrustPolicy { .. } => "trust_policy",
+            Resource::RoleBoundary { .. } => "permissions_boundary",
+            Resource::RoleMaxSessionDuration { .. } => "max_session_duration",
+            Resource::RoleTags { .. } => "tags",
+            Resource::RoleAttachment { .. } => "attached_policies",
+            Resource::RoleInlinePolicy { .. } => "inline_policies",
+        }
+    }
+}
+
 impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -614,7 +631,7 @@ pub fn plan(
             address: c.address.clone(),
             tenant: c.tenant.clone(),
             fields: if c.diffs.is_empty() {
-                vec![c.address.clone()]
+                vec![c.resource.field_name().to_string()]
             } else {
                 c.diffs.iter().map(|d| d.field.clone()).collect()
             },

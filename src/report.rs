@@ -84,15 +84,21 @@ fn change_body(c: &Change) -> String {
 
 fn summary_line(p: &Plan) -> String {
     let s = &p.summary;
+    let tenants = if s.tenants_changed == 1 {
+        "tenant"
+    } else {
+        "tenants"
+    };
     let mut line = format!(
-        "Plan: {} to create, {} to update, {} to delete ({} tenants).",
+        "Plan: {} to create, {} to update, {} to delete ({} {tenants}).",
         s.create, s.update, s.delete, s.tenants_changed
     );
     if s.drift > 0 {
         line.push_str(&format!(" {} drifted.", s.drift));
     }
     if s.conflicts > 0 {
-        line.push_str(&format!(" {} conflicts.", s.conflicts));
+        let plural = if s.conflicts == 1 { "" } else { "s" };
+        line.push_str(&format!(" {} conflict{plural}.", s.conflicts));
     }
     line
 }

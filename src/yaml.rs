@@ -193,7 +193,17 @@ impl MarkedEventReceiver for Builder {
                 anchor,
             )),
             Event::SequenceEnd | Event::MappingEnd => {
-                if let Some((node, _, anchor)) = self.stack.pop() {
+                if let Some((mut node, _, anchor)) = self.stack.pop() {
+                    // A block mapping's start event is marked after its first key;
+                    // the node starts where its first entry does.
+                    let first = match &node.value {
+                        Value::Map(entries) => entries.first().map(|(k, _)| k.pos),
+                        Value::Seq(items) => items.first().map(|i| i.pos),
+                        _ => None,
+                    };
+                    if let Some(first) = first {
+                        node.pos = node.pos.min(first);
+                    }
                     self.insert(node, anchor);
                 }
             }
