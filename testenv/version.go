@@ -16,7 +16,11 @@ func version() string {
 	for _, d := range info.Deps {
 		switch d.Path {
 		case "k8s.io/kubernetes", "go.etcd.io/etcd/server/v3", "k8s.io/kubectl":
-			b.WriteString(d.Path + " " + d.Version + "\n")
+			v := d.Version
+			if d.Replace != nil {
+				v = d.Replace.Version
+			}
+			b.WriteString(d.Path + " " + v + "\n")
 		}
 	}
 	return strings.TrimSpace(b.String())
