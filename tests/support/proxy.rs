@@ -665,3 +665,89 @@ async fn control(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The rule engine, without a network.
+    use super::*;
+
+    fn shared(rules: Vec<FaultRule>) -> Arc<Shared> {
+        let shared = Shared::new(ProxyConfig::new("http://127.0.0.1:1"));
+        shared.add_faults(rules).unwrap();
+        shared
+    }
+
+    #[test]
+    fn next_n_fires_n_times_for_its_action_only() {
+        let s = shared(vec![FaultRule::throttle("CreateRole").next(2)]);
+        let fired: Vec<_> = (0..4).map(|_| s.decide("CreateRole").terminal).collect();
+        assert_eq!(
+            fired,
+            [
+                Some(FaultKind::Throttle),
+                Some(FaultKind::Throttle),
+                None,
+                None
+            ]
+        );
+        assert_eq!(s.decide("GetRole").terminal, None);
+        assert_eq!(s.counts()["CreateRole"].throttled, 2);
+        assert_eq!(s.counts()["CreateRole"].calls, 4);
+    }
+
+    #[test]
+    fn seeded_rate_is_repeatable_and_near_the_rate() {
+        let run = || {
+            let s = shared(vec![FaultRule::service_failure("*").rate(0.25, 7)]);
+            (0..1000)
+                .map(|_| s.decide("ListRoles").terminal.is_some())
+                .collect::<Vec<_>>()
+        };
+        let first = run();
+        assert_eq!(first, run());
+        let fired = first.iter().filter(|f| **f).count();
+        assert!((200..300).contains(&fired), "{fired} of 1000 at rate 0.25");
+    }
+
+    #[test]
+    fn latency_adds_up_and_the_first_terminal_rule_wins() {
+        let s = shared(vec![
+            FaultRule::latency("*", Duration::from_millis(5)),
+            FaultRule::latency("GetRole", Duration::from_millis(7)),
+            FaultRule::drop_connection("GetRole").next(1),
+            FaultRule::throttle("GetRole").next(1),
+        ]);
+        let v = s.decide("GetRole");
+        assert_eq!(v.delay, Duration::from_millis(12));
+        assert_eq!(v.terminal, Some(FaultKind::Drop));
+        // The throttle rule was not consulted, so it fires now.
+        assert_eq!(s.decide("GetRole").terminal, Some(FaultKind::Throttle));
+        assert_eq!(s.decide("GetRole").terminal, None);
+    }
+
+    #[test]
+    fn invalid_rules_are_refused() {
+        let s = Shared::new(ProxyConfig::new("http://127.0.0.1:1"));
+        assert!(
+            s.add_faults(vec![FaultRule::throttle("*").rate(1.5, 0)])
+                .is_err()
+        );
+        let mut latency = FaultRule::latency("*", Duration::ZERO);
+        latency.latency_ms = None;
+        assert!(s.add_faults(vec![latency]).is_err());
+        assert!(s.faults().is_empty());
+    }
+
+    #[test]
+    fn action_comes_from_the_form_body_or_the_query() {
+        assert_eq!(
+            action_of(None, b"Version=2010-05-08&Action=GetRole&RoleName=x").as_deref(),
+            Some("GetRole")
+        );
+        assert_eq!(
+            action_of(Some("Action=ListRoles"), b"").as_deref(),
+            Some("ListRoles")
+        );
+        assert_eq!(action_of(None, b"Version=2010-05-08"), None);
+    }
+}
