@@ -227,6 +227,13 @@ impl World {
         ]
     }
 
+    /// A `kftenant` command (the binary of this crate) pointed at this world.
+    pub fn kftenant(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kftenant"));
+        command.envs(self.kftenant_env());
+        command
+    }
+
     /// A kube client for the stack's apiserver, from its kubeconfig.
     pub async fn kube_client(&self) -> kube::Client {
         let kubeconfig = kube::config::Kubeconfig::read_from(self.stack.kubeconfig())
