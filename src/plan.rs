@@ -276,8 +276,7 @@ fn profile_owned(p: &ObservedProfile) -> bool {
 
 /// A live document decoded and normalised, or the raw text when it does not parse.
 fn live_doc(raw: &str) -> Json {
-    policy::parse_live(raw)
-        .map_or_else(|_| Json::String(raw.to_string()), |d| policy::normalize(&d))
+    policy::parse_live(raw).map_or_else(|_| Json::String(raw.to_string()), policy::normalize_owned)
 }
 
 fn tags_json(tags: &BTreeMap<String, String>) -> Json {
@@ -850,7 +849,9 @@ fn plan_role_update(pl: &mut Planner, r: &DesiredRole, live: &ObservedRole) {
         );
     }
     let mut tag_diffs = Vec::new();
-    diff_maps("tags", &live.tags, &r.tags, &mut tag_diffs);
+    if live.tags != r.tags {
+        diff_maps("tags", &live.tags, &r.tags, &mut tag_diffs);
+    }
     if !tag_diffs.is_empty() {
         pl.push(
             Resource::RoleTags { role: role.clone() },
@@ -988,10 +989,28 @@ fn role_view(r: &ObservedRole) -> Json {
     json!({"path": r.path, "arn": r.arn, "permissions_boundary": r.permissions_boundary, "max_session_duration": r.max_session_duration, "tags": r.tags})
 }
 
+/// The fast check of [`profile_subset`] equality, without building JSON
+/// (most Profiles are converged on most runs).
+fn profile_converged(live: &ObservedProfile, want: &DesiredProfile) -> bool {
+    want.labels
+        .iter()
+        .all(|(k, v)| live.labels.get(k) == Some(v))
+        && want
+            .annotations
+            .iter()
+            .all(|(k, v)| live.annotations.get(k) == Some(v))
+        && ["owner", "plugins", "resourceQuotaSpec"]
+            .iter()
+            .all(|k| live.spec.get(k) == want.spec.get(k))
+}
+
 fn plan_profile(pl: &mut Planner, want: &DesiredProfile, live: Option<&ObservedProfile>) {
     let res = Resource::Profile {
         name: want.name.clone(),
     };
+    if live.is_some_and(|l| profile_converged(l, want)) {
+        return;
+    }
     let after = json!({"labels": want.labels, "annotations": want.annotations, "spec": want.spec});
     let Some(live) = live else {
         pl.push(
@@ -1039,4 +1058,295 @@ fn plan_profile(pl: &mut Planner, want: &DesiredProfile, live: Option<&ObservedP
         diffs,
         true,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{DesiredPolicy, DesiredProfile, DesiredRole, ownership_tags};
+    use crate::observed::iam_encode;
+
+    const ARN_S3: &str = "arn:aws:iam::123456789012:policy/kftenant/s3";
+
+    fn doc(action: &str) -> Json {
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]})
+    }
+
+    fn world(tenants: &[&str]) -> Desired {
+        let mut d = Desired {
+            cluster: "prod".into(),
+            iam_path: "/kftenant/".into(),
+            roles: BTreeMap::new(),
+            policies: BTreeMap::new(),
+            profiles: BTreeMap::new(),
+            prune: true,
+            max_deletions: 5,
+        };
+        d.policies.insert(
+            "s3".into(),
+            DesiredPolicy {
+                name: "s3".into(),
+                path: "/kftenant/".into(),
+                arn: ARN_S3.into(),
+                document: doc("s3:GetObject"),
+                tags: ownership_tags("prod", None),
+            },
+        );
+        for t in tenants {
+            let name = format!("{t}-role");
+            d.roles.insert(
+                t.to_string(),
+                DesiredRole {
+                    tenant: t.to_string(),
+                    arn: format!("arn:aws:iam::123456789012:role/kftenant/{name}"),
+                    name,
+                    path: "/kftenant/".into(),
+                    trust_policy: json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity", "Principal": {"Federated": "arn:x"}}]}),
+                    permissions_boundary: None,
+                    max_session_duration: 3600,
+                    tags: ownership_tags("prod", Some(t)),
+                    managed_policy_arns: [ARN_S3.to_string()].into(),
+                    inline_policies: [("logs".to_string(), doc("logs:PutLogEvents"))].into(),
+                },
+            );
+            let mut labels = BTreeMap::new();
+            labels.insert(MANAGED_BY_LABEL.to_string(), MANAGER.to_string());
+            d.profiles.insert(
+                t.to_string(),
+                DesiredProfile {
+                    name: t.to_string(),
+                    labels,
+                    annotations: BTreeMap::new(),
+                    spec: json!({"owner": {"kind": "User", "name": "a@x"}}),
+                },
+            );
+        }
+        d
+    }
+
+    fn run(d: &Desired, o: &Observed) -> Plan {
+        plan(d, o, &PlanOptions::default()).unwrap()
+    }
+
+    fn addrs(p: &Plan) -> Vec<(Action, String)> {
+        p.changes
+            .iter()
+            .map(|c| (c.action, c.address.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn plan_is_deterministic_and_converges() {
+        let d = world(&["a", "b"]);
+        let o = Observed::converged(&d);
+        assert!(run(&d, &o).is_empty());
+        assert_eq!(run(&d, &Observed::default()), run(&d, &Observed::default()));
+    }
+
+    #[test]
+    fn repo_policy_is_deleted_last_and_only_when_unused() {
+        let full = world(&["a"]);
+        let mut d = world(&[]);
+        d.policies.clear();
+        // A tenant kept alive so that this is not "delete everything".
+        let keep = world(&["b"]);
+        d.roles = keep.roles.clone();
+        d.profiles = keep.profiles.clone();
+        for r in d.roles.values_mut() {
+            r.managed_policy_arns.clear();
+        }
+        let mut o = Observed::converged(&full);
+        o.roles.extend(Observed::converged(&d).roles);
+        o.profiles.extend(Observed::converged(&d).profiles);
+        let p = run(&d, &o);
+        assert_eq!(
+            addrs(&p),
+            vec![
+                (Action::Delete, "profile.a".into()),
+                (
+                    Action::Delete,
+                    format!("iam_role.a-role.attachment[{ARN_S3}]")
+                ),
+                (Action::Delete, "iam_role.a-role.inline_policy[logs]".into()),
+                (Action::Delete, "iam_role.a-role".into()),
+                (Action::Delete, "iam_policy.s3".into()),
+            ]
+        );
+        // Still attached to something kftenant does not manage: kept.
+        o.policies[0].attachment_count = 2;
+        let p = run(&d, &o);
+        assert!(!addrs(&p).contains(&(Action::Delete, "iam_policy.s3".into())));
+        assert_eq!(p.kept.len(), 1);
+        assert!(p.kept[0].reason.contains("still attached to 1 other"));
+    }
+
+    #[test]
+    fn prune_disabled_keeps_orphans() {
+        let full = world(&["a", "b"]);
+        let mut d = world(&["b"]);
+        d.prune = false;
+        let p = run(&d, &Observed::converged(&full));
+        assert!(p.is_empty());
+        assert_eq!(
+            p.kept
+                .iter()
+                .map(|k| k.address.as_str())
+                .collect::<Vec<_>>(),
+            vec!["profile.a", "iam_role.a-role"]
+        );
+    }
+
+    #[test]
+    fn other_clusters_resources_are_not_ours() {
+        let d = world(&["a"]);
+        let mut o = Observed::converged(&d);
+        o.roles[0].tags.insert(TAG_CLUSTER.into(), "staging".into());
+        o.policies[0]
+            .tags
+            .insert(TAG_CLUSTER.into(), "staging".into());
+        let p = run(&d, &o);
+        assert!(p.is_empty(), "{:#?}", p.changes);
+        assert_eq!(
+            p.conflicts.len(),
+            3,
+            "the policy, the role, and the tenant using the policy: {:#?}",
+            p.conflicts
+        );
+        // IAM orphans of another cluster are never deleted either (Profiles live
+        // in this cluster, so the labelled one is ours).
+        let p = run(&world(&["z"]), &o);
+        let deletes: Vec<&str> = p
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Delete)
+            .map(|c| c.address.as_str())
+            .collect();
+        assert_eq!(deletes, vec!["profile.a"]);
+    }
+
+    #[test]
+    fn role_field_drift_each_gets_its_change() {
+        let d = world(&["a"]);
+        let mut o = Observed::converged(&d);
+        let r = &mut o.roles[0];
+        r.permissions_boundary = Some("arn:aws:iam::aws:policy/X".into());
+        r.max_session_duration = 7200;
+        r.tags.insert("extra".into(), "1".into());
+        r.inline_policies
+            .insert("logs".into(), iam_encode(&doc("logs:*")));
+        r.inline_policies
+            .insert("byhand".into(), iam_encode(&doc("ec2:*")));
+        r.attached_policy_arns.clear();
+        o.profiles[0].spec["resourceQuotaSpec"] = json!({"hard": {"cpu": "100"}});
+        o.profiles[0]
+            .labels
+            .insert("other-controller/label".into(), "x".into());
+        o.policies[0].document = iam_encode(&doc("s3:*"));
+        let p = run(&d, &o);
+        assert_eq!(
+            addrs(&p),
+            vec![
+                (Action::Update, "iam_policy.s3".into()),
+                (
+                    Action::Delete,
+                    "iam_role.a-role.permissions_boundary".into()
+                ),
+                (
+                    Action::Update,
+                    "iam_role.a-role.max_session_duration".into()
+                ),
+                (Action::Update, "iam_role.a-role.tags".into()),
+                (
+                    Action::Create,
+                    format!("iam_role.a-role.attachment[{ARN_S3}]")
+                ),
+                (Action::Update, "iam_role.a-role.inline_policy[logs]".into()),
+                (
+                    Action::Delete,
+                    "iam_role.a-role.inline_policy[byhand]".into()
+                ),
+                (Action::Update, "profile.a".into()),
+            ]
+        );
+        assert!(p.changes.iter().all(|c| c.drift));
+        assert_eq!(p.drift.len(), 8);
+        let profile = p.changes.last().unwrap();
+        assert_eq!(
+            profile
+                .diffs
+                .iter()
+                .map(|d| d.field.as_str())
+                .collect::<Vec<_>>(),
+            vec!["spec.resourceQuotaSpec"],
+            "labels of other managers are ignored"
+        );
+    }
+
+    #[test]
+    fn unmanaged_profile_blocks_its_tenant() {
+        let d = world(&["a"]);
+        let mut o = Observed::default();
+        o.profiles.push(ObservedProfile {
+            name: "a".into(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            spec: json!({}),
+            deleting: false,
+        });
+        let p = run(&d, &o);
+        assert_eq!(addrs(&p), vec![(Action::Create, "iam_policy.s3".into())]);
+        assert_eq!(p.conflicts.len(), 1);
+        assert_eq!(p.conflicts[0].address, "profile.a");
+    }
+
+    #[test]
+    fn renamed_template_deletes_old_roles_and_counts_for_the_guard() {
+        let old = world(&["a"]);
+        let mut d = world(&["a"]);
+        let r = d.roles.get_mut("a").unwrap();
+        r.name = "a-new-role".into();
+        let p = run(&d, &Observed::converged(&old));
+        let a = addrs(&p);
+        assert_eq!(
+            a.first(),
+            Some(&(Action::Create, "iam_role.a-new-role".into()))
+        );
+        assert_eq!(a.last(), Some(&(Action::Delete, "iam_role.a-role".into())));
+    }
+
+    #[test]
+    fn guard_counts_tenants_not_resources() {
+        let full = world(&["a", "b", "c", "d"]);
+        let mut d = world(&["d"]);
+        d.max_deletions = 2;
+        let err = plan(&d, &Observed::converged(&full), &PlanOptions::default()).unwrap_err();
+        assert_eq!(
+            err,
+            PlanRefused::TooManyDeletions {
+                tenants: vec!["a".into(), "b".into(), "c".into()],
+                limit: 2
+            }
+        );
+        d.max_deletions = 3;
+        assert!(plan(&d, &Observed::converged(&full), &PlanOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn profile_being_deleted_is_not_deleted_again() {
+        let full = world(&["a", "b"]);
+        let mut o = Observed::converged(&full);
+        o.profiles
+            .iter_mut()
+            .find(|p| p.name == "a")
+            .unwrap()
+            .deleting = true;
+        let p = run(&world(&["b"]), &o);
+        assert!(!addrs(&p).contains(&(Action::Delete, "profile.a".into())));
+        assert_eq!(p.kept[0].address, "profile.a");
+        // The role is still deleted after: the executor waits for the Profile to be gone.
+        assert_eq!(
+            addrs(&p).last(),
+            Some(&(Action::Delete, "iam_role.a-role".into()))
+        );
+    }
 }

@@ -48,86 +48,90 @@ pub fn parse_live(raw: &str) -> Result<Json, String> {
 ///   string equals a one-element list; `true` equals `"true"`);
 /// - object keys are sorted (serde_json's map is ordered).
 pub fn normalize(doc: &Json) -> Json {
-    let Json::Object(obj) = doc else {
-        return doc.clone();
-    };
-    let mut out = Map::new();
-    for (k, v) in obj {
-        let v = match k.as_str() {
-            "Statement" => {
-                let mut stmts: Vec<Json> = match v {
-                    Json::Array(items) => items.iter().map(normalize_statement).collect(),
-                    other => vec![normalize_statement(other)],
-                };
-                stmts.sort_by_key(|s| s.to_string());
-                stmts.dedup();
-                Json::Array(stmts)
-            }
-            _ => v.clone(),
-        };
-        out.insert(k.clone(), v);
-    }
-    out.entry("Version")
-        .or_insert_with(|| Json::String(DEFAULT_VERSION.into()));
-    Json::Object(out)
+    normalize_owned(doc.clone())
 }
 
-fn normalize_statement(stmt: &Json) -> Json {
+/// [`normalize`], consuming the document (no copy: the planner's hot path).
+pub fn normalize_owned(doc: Json) -> Json {
+    let Json::Object(mut obj) = doc else {
+        return doc;
+    };
+    if let Some(stmt) = obj.remove("Statement") {
+        let mut stmts: Vec<Json> = match stmt {
+            Json::Array(items) => items.into_iter().map(normalize_statement).collect(),
+            other => vec![normalize_statement(other)],
+        };
+        if stmts.len() > 1 {
+            stmts.sort_by_cached_key(|s| s.to_string());
+            stmts.dedup();
+        }
+        obj.insert("Statement".into(), Json::Array(stmts));
+    }
+    obj.entry("Version")
+        .or_insert_with(|| Json::String(DEFAULT_VERSION.into()));
+    Json::Object(obj)
+}
+
+fn normalize_statement(stmt: Json) -> Json {
     let Json::Object(obj) = stmt else {
-        return stmt.clone();
+        return stmt;
     };
     let mut out = Map::new();
     for (k, v) in obj {
         let v = match k.as_str() {
             "Action" | "NotAction" | "Resource" | "NotResource" => string_set(v),
             "Principal" | "NotPrincipal" => match v {
-                Json::Object(p) => Json::Object(
-                    p.iter()
-                        .map(|(pk, pv)| (pk.clone(), string_set(pv)))
-                        .collect(),
-                ),
-                other => other.clone(),
+                Json::Object(p) => {
+                    Json::Object(p.into_iter().map(|(pk, pv)| (pk, string_set(pv))).collect())
+                }
+                other => other,
             },
             "Condition" => match v {
                 Json::Object(ops) => Json::Object(
-                    ops.iter()
+                    ops.into_iter()
                         .map(|(op, keys)| {
                             let keys = match keys {
                                 Json::Object(kv) => Json::Object(
-                                    kv.iter()
-                                        .map(|(ck, cv)| (ck.clone(), string_set(cv)))
+                                    kv.into_iter()
+                                        .map(|(ck, cv)| (ck, string_set(cv)))
                                         .collect(),
                                 ),
-                                other => other.clone(),
+                                other => other,
                             };
-                            (op.clone(), keys)
+                            (op, keys)
                         })
                         .collect(),
                 ),
-                other => other.clone(),
+                other => other,
             },
-            _ => v.clone(),
+            _ => v,
         };
-        out.insert(k.clone(), v);
+        out.insert(k, v);
     }
     Json::Object(out)
 }
 
-fn scalar_string(v: &Json) -> Json {
+fn scalar_string(v: Json) -> Json {
     match v {
         Json::Bool(b) => Json::String(b.to_string()),
         Json::Number(n) => Json::String(n.to_string()),
-        other => other.clone(),
+        other => other,
     }
 }
 
-fn string_set(v: &Json) -> Json {
+fn string_set(v: Json) -> Json {
     let mut items: Vec<Json> = match v {
-        Json::Array(items) => items.iter().map(scalar_string).collect(),
+        Json::Array(items) => items.into_iter().map(scalar_string).collect(),
         other => vec![scalar_string(other)],
     };
-    items.sort_by_key(|a| a.to_string());
-    items.dedup();
+    if items.len() > 1 {
+        if items.iter().all(Json::is_string) {
+            items.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+        } else {
+            items.sort_by_cached_key(|a| a.to_string());
+        }
+        items.dedup();
+    }
     Json::Array(items)
 }
 
@@ -472,8 +476,8 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 pub fn granted_denied_actions(doc: &Json, denied: &[String]) -> Vec<(usize, String, String)> {
     // Statements are taken in source order (the index locates them for messages).
     let stmts: Vec<Json> = match doc.get("Statement") {
-        Some(Json::Array(items)) => items.iter().map(normalize_statement).collect(),
-        Some(other) => vec![normalize_statement(other)],
+        Some(Json::Array(items)) => items.iter().cloned().map(normalize_statement).collect(),
+        Some(other) => vec![normalize_statement(other.clone())],
         None => Vec::new(),
     };
     let mut found = Vec::new();

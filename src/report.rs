@@ -311,3 +311,49 @@ pub fn write_diagnostics(diags: &[Diagnostic], w: &mut impl Write) -> io::Result
         if diags.len() == 1 { "" } else { "s" }
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_splits_under_the_limit_and_numbers_parts() {
+        let blocks: Vec<String> = (0..10)
+            .map(|i| format!("block {i} {}\n", "x".repeat(300)))
+            .collect();
+        let parts = pack(blocks, 1000);
+        assert!(parts.len() > 3);
+        for (i, p) in parts.iter().enumerate() {
+            assert!(
+                p.chars().count() <= 1000,
+                "part {i} is {} chars",
+                p.chars().count()
+            );
+            assert!(p.starts_with(&format!("_(part {}/{})_", i + 1, parts.len())));
+        }
+        let all: String = parts.concat();
+        for i in 0..10 {
+            assert!(all.contains(&format!("block {i} ")));
+        }
+    }
+
+    #[test]
+    fn an_oversized_block_is_cut_with_its_fence_closed() {
+        let big = format!("<details>\n\n```diff\n{}", "+ line\n".repeat(1000));
+        let parts = pack(vec!["head\n".into(), big], 2000);
+        assert_eq!(parts.len(), 2);
+        assert!(parts[1].chars().count() <= 2000);
+        assert_eq!(
+            parts[1].matches("```").count() % 2,
+            0,
+            "fences are balanced"
+        );
+        assert!(parts[1].contains("cut: too long for one comment"));
+    }
+
+    #[test]
+    fn single_part_has_no_part_marker() {
+        let parts = pack(vec!["a\n".into(), "b\n".into()], 1000);
+        assert_eq!(parts, vec!["a\nb\n".to_string()]);
+    }
+}
