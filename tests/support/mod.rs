@@ -153,6 +153,17 @@ fn read_env_file(path: &Path) -> Result<Stack, String> {
     })
 }
 
+/// Hold this while a test works on *all* Profiles rather than its own (e.g. runs
+/// `kftenant` with an ownership scope that would see other tests' Profiles):
+/// Profiles are cluster-scoped, so a name prefix alone keeps tests apart only
+/// when each test looks at its own names. IAM needs no lock: every world has
+/// its own moto account.
+pub fn exclusive_cluster() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that panicked while holding it leaves nothing to repair.
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One test's isolated share of the stack.
 pub struct World {
     /// Lower-case, DNS-label-safe, unique per test run: prefix every
