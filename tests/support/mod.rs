@@ -158,10 +158,10 @@ fn read_env_file(path: &Path) -> Result<Stack, String> {
 /// Profiles are cluster-scoped, so a name prefix alone keeps tests apart only
 /// when each test looks at its own names. IAM needs no lock: every world has
 /// its own moto account.
-pub fn exclusive_cluster() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    // A test that panicked while holding it leaves nothing to repair.
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+/// An async lock, so holding it across `.await` is fine.
+pub async fn exclusive_cluster() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// One test's isolated share of the stack.
