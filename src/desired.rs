@@ -220,6 +220,7 @@ fn render_role(c: &Config, t: &Tenant) -> DesiredRole {
 fn render_profile(c: &Config, t: &Tenant, role_arn: &str) -> DesiredProfile {
     let mut labels = t.labels.clone();
     labels.insert(MANAGED_BY_LABEL.to_string(), MANAGER.to_string());
+    labels.insert(TAG_CLUSTER.to_string(), c.cluster.name.clone());
     let mut spec = json!({
         "owner": {"kind": "User", "name": t.owner},
         "plugins": [{

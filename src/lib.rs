@@ -34,6 +34,7 @@
 pub mod config;
 pub mod desired;
 pub mod diag;
+pub mod live;
 pub mod model;
 pub mod observed;
 pub mod plan;

@@ -2,6 +2,8 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use kftenant::live::observe::{IamMode, Scope};
+use kftenant::live::{Clients, apply as live_apply, observe};
 use kftenant::observed::Observed;
 use kftenant::plan::PlanOptions;
 use kftenant::report::{self, Format};
@@ -61,6 +63,69 @@ enum Command {
         /// The git commit to record in the plan (default: read from REPO/.git when present).
         #[arg(long, value_name = "SHA")]
         source_commit: Option<String>,
+        /// Observe the live world (AWS IAM and the cluster) instead of a snapshot.
+        #[arg(long, conflicts_with = "observed")]
+        live: bool,
+        #[command(flatten)]
+        live_opts: LiveOpts,
+    },
+    /// Read the live world (IAM roles and policies, Profiles) into a snapshot.
+    ///
+    /// The snapshot is what `plan --observed FILE` reads. Only kftenant's path,
+    /// its tagged resources and the names the repository wants are read.
+    Observe {
+        /// The repository root (decides the IAM path and the names to look up).
+        #[arg(default_value = ".")]
+        repo: PathBuf,
+        /// Where to write the snapshot (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        live_opts: LiveOpts,
+    },
+    /// Make IAM and the cluster match git: validate, observe, plan, show the plan, execute it.
+    ///
+    /// Asks for confirmation on a terminal unless --auto-approve. Exit codes:
+    /// 0 converged (or nothing to do), 1 a step failed or the plan was refused.
+    Apply {
+        /// The repository root (the folder with kftenant.toml).
+        #[arg(default_value = ".")]
+        repo: PathBuf,
+        /// Apply without asking.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Apply a saved JSON plan (`plan --live --format json --out FILE`); refused when
+        /// the live world changed since it was made.
+        #[arg(long, value_name = "FILE")]
+        plan_file: Option<PathBuf>,
+        /// Tenants worked on at once.
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+        /// Seconds to wait for a deleted Profile's finalizers before deleting its role.
+        #[arg(long, default_value_t = 120)]
+        profile_delete_timeout: u64,
+        /// Output format of the plan and the apply report.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Allow deleting more tenants than [prune] max_deletions, or all of them.
+        #[arg(long)]
+        allow_mass_delete: bool,
+        #[command(flatten)]
+        live_opts: LiveOpts,
+    },
+    /// Report every difference between git and the live world, changing nothing.
+    ///
+    /// For scheduled jobs and dashboards. Exit codes: 0 no differences, 2 drift,
+    /// pending changes or conflicts, 1 error.
+    Drift {
+        /// The repository root (the folder with kftenant.toml).
+        #[arg(default_value = ".")]
+        repo: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        live_opts: LiveOpts,
     },
     /// Write the JSON Schemas of tenant files and kftenant.toml.
     Schema {
@@ -68,6 +133,21 @@ enum Command {
         #[arg(long, default_value = "schema")]
         out_dir: PathBuf,
     },
+}
+
+/// Options of every command that reads the live world.
+#[derive(clap::Args, Debug, Clone)]
+struct LiveOpts {
+    /// How to read IAM: `bulk` (GetAccountAuthorizationDetails) or `per-role`
+    /// (for accounts without iam:GetAccountAuthorizationDetails).
+    #[arg(long, value_enum, default_value_t = IamMode::Bulk)]
+    iam_mode: IamMode,
+    /// Attempts per AWS call (the SDK's adaptive retry mode).
+    #[arg(long, default_value_t = 8)]
+    aws_max_attempts: u32,
+    /// Print the API calls made, by operation, to standard error (JSON).
+    #[arg(long)]
+    stats: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -140,6 +220,8 @@ fn run(cli: Cli) -> Result<u8> {
             out: out_file,
             allow_mass_delete,
             source_commit,
+            live,
+            live_opts,
         } => {
             let repository = match model::load_dir(&repo) {
                 Ok(r) => r,
@@ -149,6 +231,10 @@ fn run(cli: Cli) -> Result<u8> {
                 }
             };
             let observed = match observed {
+                None if live => {
+                    let want = desired::render(&repository);
+                    runtime()?.block_on(observe_live(&repository, &want, &live_opts))?
+                }
                 Some(f) => {
                     let text = std::fs::read_to_string(&f)
                         .with_context(|| format!("reading {}", f.display()))?;
@@ -163,7 +249,13 @@ fn run(cli: Cli) -> Result<u8> {
                 source_commit: source_commit.or_else(|| head_commit(&repo)),
             };
             let p = match plan::plan(&want, &observed, &opts) {
-                Ok(p) => p,
+                Ok(mut p) => {
+                    if live {
+                        // Lets `apply --plan-file` refuse this plan once the live world moves on.
+                        p.observed_digest = Some(observed.digest());
+                    }
+                    p
+                }
                 Err(refused) => {
                     eprintln!("error: {refused}");
                     return Ok(1);
@@ -197,6 +289,129 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(if p.is_empty() { 0 } else { 2 })
         }
+        Command::Observe {
+            repo,
+            out: out_file,
+            live_opts,
+        } => {
+            let Some(repository) = load_or_report(&repo)? else {
+                return Ok(1);
+            };
+            let want = desired::render(&repository);
+            let observed = runtime()?.block_on(observe_live(&repository, &want, &live_opts))?;
+            match out_file {
+                Some(f) => std::fs::write(&f, observed.to_json())
+                    .with_context(|| format!("writing {}", f.display()))?,
+                None => out.write_all(observed.to_json().as_bytes())?,
+            }
+            Ok(0)
+        }
+        Command::Drift {
+            repo,
+            format,
+            live_opts,
+        } => {
+            let Some(repository) = load_or_report(&repo)? else {
+                return Ok(1);
+            };
+            let want = desired::render(&repository);
+            let observed = runtime()?.block_on(observe_live(&repository, &want, &live_opts))?;
+            // Drift changes nothing, so the mass-delete guard does not apply: report everything.
+            let opts = PlanOptions {
+                allow_mass_delete: true,
+                source_commit: head_commit(&repo),
+            };
+            let p = plan::plan(&want, &observed, &opts).context("planning")?;
+            write_plan(&p, format, &mut out)?;
+            Ok(if p.is_empty() && p.conflicts.is_empty() {
+                0
+            } else {
+                2
+            })
+        }
+        Command::Apply {
+            repo,
+            auto_approve,
+            plan_file,
+            workers,
+            profile_delete_timeout,
+            format,
+            allow_mass_delete,
+            live_opts,
+        } => {
+            let Some(repository) = load_or_report(&repo)? else {
+                return Ok(1);
+            };
+            let want = desired::render(&repository);
+            let rt = runtime()?;
+            let clients = rt.block_on(Clients::from_env(
+                &repository.config.cluster.region,
+                live_opts.aws_max_attempts,
+            ))?;
+            let observed = rt.block_on(observe::observe(
+                &clients,
+                &Scope::of(&want),
+                live_opts.iam_mode,
+            ))?;
+            let p = match plan_file {
+                Some(f) => {
+                    let text = std::fs::read_to_string(&f)
+                        .with_context(|| format!("reading {}", f.display()))?;
+                    let saved: plan::Plan = serde_json::from_str(&text)
+                        .with_context(|| format!("{}: not a kftenant JSON plan", f.display()))?;
+                    match &saved.observed_digest {
+                        Some(d) if *d == observed.digest() => saved,
+                        Some(_) => anyhow::bail!(
+                            "{}: stale plan: the live world changed since it was made; make a new plan",
+                            f.display()
+                        ),
+                        None => anyhow::bail!(
+                            "{}: the plan has no observed_digest (make it with `kftenant plan --live --format json`)",
+                            f.display()
+                        ),
+                    }
+                }
+                None => {
+                    let opts = PlanOptions {
+                        allow_mass_delete,
+                        source_commit: head_commit(&repo),
+                    };
+                    match plan::plan(&want, &observed, &opts) {
+                        Ok(mut p) => {
+                            p.observed_digest = Some(observed.digest());
+                            p
+                        }
+                        Err(refused) => {
+                            eprintln!("error: {refused}");
+                            return Ok(1);
+                        }
+                    }
+                }
+            };
+            write_plan(&p, format, &mut out)?;
+            if p.is_empty() {
+                return Ok(0);
+            }
+            if !auto_approve && !confirm()? {
+                writeln!(out, "Apply cancelled.")?;
+                return Ok(1);
+            }
+            let opts = live_apply::ApplyOptions {
+                workers,
+                profile_delete_timeout: std::time::Duration::from_secs(profile_delete_timeout),
+                ..Default::default()
+            };
+            let report = rt.block_on(live_apply::execute(&clients, &p, &opts));
+            match format {
+                Format::Text => report::write_apply_text(&report, &mut out)?,
+                Format::Markdown => report::write_apply_markdown(&report, &mut out)?,
+                Format::Json => report::write_apply_json(&report, &mut out)?,
+            }
+            if live_opts.stats {
+                eprintln!("{}", serde_json::to_string(&clients.calls.snapshot())?);
+            }
+            Ok(if report.converged() { 0 } else { 1 })
+        }
         Command::Schema { out_dir } => {
             std::fs::create_dir_all(&out_dir)
                 .with_context(|| format!("creating {}", out_dir.display()))?;
@@ -209,6 +424,61 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn load_or_report(repo: &Path) -> Result<Option<model::Repository>> {
+    match model::load_dir(repo) {
+        Ok(r) => Ok(Some(r)),
+        Err(diags) => {
+            report::write_diagnostics(&diags, &mut std::io::stderr())?;
+            Ok(None)
+        }
+    }
+}
+
+async fn observe_live(
+    repo: &model::Repository,
+    want: &desired::Desired,
+    o: &LiveOpts,
+) -> Result<Observed> {
+    let clients = Clients::from_env(&repo.config.cluster.region, o.aws_max_attempts).await?;
+    let observed = observe::observe(&clients, &Scope::of(want), o.iam_mode).await?;
+    if o.stats {
+        eprintln!("{}", serde_json::to_string(&clients.calls.snapshot())?);
+    }
+    Ok(observed)
+}
+
+fn write_plan(p: &plan::Plan, format: Format, out: &mut impl Write) -> Result<()> {
+    match format {
+        Format::Text => report::write_text(p, out)?,
+        Format::Json => report::write_json(p, out)?,
+        Format::Markdown => {
+            for part in report::markdown_parts(p, report::MARKDOWN_PART_LIMIT) {
+                out.write_all(part.as_bytes())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Asks for "yes" on a terminal; refuses when there is no terminal to ask.
+fn confirm() -> Result<bool> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("refusing to apply without --auto-approve: standard input is not a terminal");
+    }
+    eprint!("Apply these changes? Only 'yes' is accepted: ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
 }
 
 fn write_parts(first: &Path, parts: &[Vec<u8>]) -> Result<()> {

@@ -966,11 +966,8 @@ impl Cx<'_> {
                 "resourceQuota" => t.resource_quota = self.quota(v),
                 "labels" => {
                     for (key, kn, val) in self.string_map(v, "spec.profile.labels") {
-                        if key == MANAGED_BY_LABEL {
-                            self.err(
-                                kn.pos,
-                                format!("label `{MANAGED_BY_LABEL}` is set by kftenant"),
-                            );
+                        if key == MANAGED_BY_LABEL || key.starts_with(RESERVED_TAG_PREFIX) {
+                            self.err(kn.pos, format!("label `{key}` is set by kftenant"));
                         } else if let Some(msg) = check_label_key(&key) {
                             self.err(kn.pos, format!("label `{key}`: {msg}"));
                         } else if val.len() > 63 {

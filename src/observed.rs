@@ -124,6 +124,17 @@ impl Observed {
         serde_json::to_string_pretty(&o).expect("snapshot serialises") + "\n"
     }
 
+    /// A short digest of the snapshot (FNV-1a 64 over [`Observed::to_json`]),
+    /// to tell whether the live world changed since a plan was made.
+    pub fn digest(&self) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.to_json().bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+
     /// The live world IAM and Kubernetes would report once `desired` is fully
     /// applied, written the way IAM writes it back: documents percent-encoded,
     /// one-element lists collapsed to strings, lists in another order.

@@ -229,6 +229,11 @@ pub struct Plan {
     pub kept: Vec<Kept>,
     /// Counts.
     pub summary: Summary,
+    /// Digest of the observed world the plan was computed against
+    /// ([`crate::observed::Observed::digest`]); `apply --plan-file` refuses
+    /// the plan when the live world no longer has this digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_digest: Option<String>,
 }
 
 impl Plan {
@@ -270,8 +275,12 @@ fn owned(tags: &BTreeMap<String, String>, cluster: &str) -> bool {
         && tags.get(TAG_CLUSTER).map(String::as_str) == Some(cluster)
 }
 
-fn profile_owned(p: &ObservedProfile) -> bool {
+/// A Profile is ours with kftenant's label and this cluster's (a Profile
+/// labelled for another cluster's kftenant, as when two instances share an
+/// API server, is not ours to touch).
+fn profile_owned(p: &ObservedProfile, cluster: &str) -> bool {
     p.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGER)
+        && p.labels.get(TAG_CLUSTER).map(String::as_str) == Some(cluster)
 }
 
 /// A live document decoded and normalised, or the raw text when it does not parse.
@@ -406,9 +415,9 @@ pub fn plan(
             }
         }
         if let Some(lp) = live_profile {
-            if !profile_owned(lp) {
+            if !profile_owned(lp, cluster) {
                 blocked = true;
-                pl.conflict(&Resource::Profile { name: tenant.clone() }, Some(tenant), format!("Profile `{tenant}` exists without the label {MANAGED_BY_LABEL}={MANAGER}; kftenant will not touch it. Label it to adopt it, or rename the tenant"));
+                pl.conflict(&Resource::Profile { name: tenant.clone() }, Some(tenant), format!("Profile `{tenant}` exists without the labels {MANAGED_BY_LABEL}={MANAGER} and {TAG_CLUSTER}={cluster}; kftenant will not touch it. Label it to adopt it, or rename the tenant"));
             }
         }
         for arn in role
@@ -456,7 +465,7 @@ pub fn plan(
     }
     let mut orphan_profiles: BTreeMap<String, &ObservedProfile> = BTreeMap::new();
     for p in &observed.profiles {
-        if profile_owned(p) && !desired.profiles.contains_key(&p.name) {
+        if profile_owned(p, cluster) && !desired.profiles.contains_key(&p.name) {
             orphan_profiles.insert(p.name.clone(), p);
         }
     }
@@ -671,6 +680,7 @@ pub fn plan(
         conflicts: pl.conflicts,
         kept: pl.kept,
         summary,
+        observed_digest: None,
     })
 }
 
@@ -1111,6 +1121,7 @@ mod tests {
             );
             let mut labels = BTreeMap::new();
             labels.insert(MANAGED_BY_LABEL.to_string(), MANAGER.to_string());
+            labels.insert(TAG_CLUSTER.to_string(), "prod".to_string());
             d.profiles.insert(
                 t.to_string(),
                 DesiredProfile {

@@ -3,6 +3,7 @@
 //! `impl Write`, so tests render into a `Vec<u8>`.
 
 use crate::diag::Diagnostic;
+use crate::live::apply::{ApplyReport, Outcome};
 use crate::plan::{Action, Change, Plan};
 use serde_json::Value as Json;
 use similar::TextDiff;
@@ -297,6 +298,68 @@ fn pack(blocks: Vec<String>, limit: usize) -> Vec<String> {
         }
     }
     parts
+}
+
+/// Renders an apply report as text.
+pub fn write_apply_text(r: &ApplyReport, w: &mut impl Write) -> io::Result<()> {
+    writeln!(w, "Apply results:")?;
+    for s in &r.results {
+        match &s.outcome {
+            Outcome::Done => writeln!(w, "  done     {} {}", s.action.symbol(), s.address)?,
+            Outcome::Failed { code, message } => writeln!(
+                w,
+                "  FAILED   {} {}\n           {code}: {message}",
+                s.action.symbol(),
+                s.address
+            )?,
+            Outcome::Skipped { after_failure_of } => writeln!(
+                w,
+                "  skipped  {} {} (after {after_failure_of} failed)",
+                s.action.symbol(),
+                s.address
+            )?,
+        }
+    }
+    let m = &r.summary;
+    writeln!(
+        w,
+        "Apply: {} done, {} failed, {} skipped.",
+        m.done, m.failed, m.skipped
+    )
+}
+
+/// Renders an apply report as Markdown.
+pub fn write_apply_markdown(r: &ApplyReport, w: &mut impl Write) -> io::Result<()> {
+    let m = &r.summary;
+    writeln!(
+        w,
+        "### kftenant apply\n\n**{} done, {} failed, {} skipped.**\n\n| | change | result |\n|---|---|---|",
+        m.done, m.failed, m.skipped
+    )?;
+    for s in &r.results {
+        let result = match &s.outcome {
+            Outcome::Done => "done".to_string(),
+            Outcome::Failed { code, message } => {
+                format!("**failed**: `{code}` {}", message.replace('|', "\\|"))
+            }
+            Outcome::Skipped { after_failure_of } => {
+                format!("skipped (after `{after_failure_of}` failed)")
+            }
+        };
+        writeln!(
+            w,
+            "| `{}` | `{}` | {result} |",
+            s.action.symbol(),
+            s.address
+        )?;
+    }
+    Ok(())
+}
+
+/// Renders an apply report as JSON.
+pub fn write_apply_json(r: &ApplyReport, w: &mut impl Write) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *w, r)?;
+    writeln!(w)
 }
 
 /// Writes validation problems, one `file:line:column: message` each, and a count.
