@@ -219,10 +219,13 @@ async fn auth_page(
         });
     }
     for p in out.policies() {
-        let (name, path) = (
-            p.policy_name().unwrap_or_default(),
-            p.path().unwrap_or_default(),
-        );
+        let arn = p.arn().unwrap_or_default();
+        // moto leaves PolicyName out of this response; the ARN always ends with the name.
+        let name = p
+            .policy_name()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| arn.rsplit('/').next().unwrap_or_default());
+        let path = p.path().unwrap_or_default();
         if !scope.wants_policy(path, name) {
             continue;
         }
@@ -236,7 +239,7 @@ async fn auth_page(
         page.policies.push(ObservedPolicy {
             name: name.to_string(),
             path: path.to_string(),
-            arn: p.arn().unwrap_or_default().to_string(),
+            arn: arn.to_string(),
             document: default
                 .and_then(|v| v.document())
                 .map(decoded)
