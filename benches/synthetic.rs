@@ -9,7 +9,7 @@ use kftenant::model::MemSource;
 pub fn repository(n: usize) -> MemSource {
     let mut src = MemSource::default().with(
         "kftenant.toml",
-        "[cluster]\nname = \"kubeflow-prod\"\naccount_id = \"123456789012\"\nregion = \"us-west-2\"\noidc_issuer = \"oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B716D3041E\"\n\n[iam]\npermissions_boundary = \"boundary\"\n\n[prune]\nmax_deletions = 10\n",
+        "[cluster]\nname = \"kubeflow-bench\"\naccount_id = \"123456789012\"\nregion = \"us-west-2\"\noidc_issuer = \"oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B716D3041E\"\n\n[iam]\npermissions_boundary = \"boundary\"\n\n[prune]\nmax_deletions = 10\n",
     );
     let policy = |action: &str| {
         format!(

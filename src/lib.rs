@@ -25,12 +25,15 @@
 //! - [`plan`] — the planner.
 //! - [`report`] — renderers.
 //! - [`schema`] — JSON Schemas of the formats.
+//! - [`applied`] — the apply report (data).
+//! - [`live`] — the only networked module: reading IAM and Profiles, executing plans.
 //!
-//! `model`, `desired`, `plan` and `report` use no network, clock, async
+//! `model`, `desired`, `observed`, `plan`, `applied` and `report` use no network, clock, async
 //! runtime or client library: what they need comes in as data.
 
 #![forbid(unsafe_code)]
 
+pub mod applied;
 pub mod config;
 pub mod desired;
 pub mod diag;

@@ -292,6 +292,7 @@ fn tags_json(tags: &BTreeMap<String, String>) -> Json {
     serde_json::to_value(tags).expect("tags serialise")
 }
 
+#[derive(Default)]
 struct Planner {
     changes: Vec<Change>,
     conflicts: Vec<Conflict>,
@@ -386,64 +387,44 @@ pub fn plan(
     }
 
     // 2. Tenants in git.
-    for (tenant, role) in &desired.roles {
-        let profile = &desired.profiles[tenant];
-        let live_role = roles.get(&role.name.to_ascii_lowercase()).copied();
-        let live_profile = profiles.get(tenant.as_str()).copied();
-        let mut blocked = false;
-        if let Some(lr) = live_role {
-            let res = Resource::Role {
-                name: role.name.clone(),
-            };
-            if !owned(&lr.tags, cluster) {
-                blocked = true;
-                pl.conflict(&res, Some(tenant), format!("role `{}` exists without kftenant's ownership tags for cluster `{cluster}`; kftenant will not touch it or tenant `{tenant}`. Rename the tenant or [iam] role_name_template, or delete the live role", lr.name));
-            } else if lr.tags.get(TAG_TENANT) != Some(tenant) {
-                blocked = true;
-                pl.conflict(
-                    &res,
-                    Some(tenant),
-                    format!(
-                        "role `{}` is managed by kftenant for tenant `{}`, not `{tenant}`",
-                        lr.name,
-                        lr.tags.get(TAG_TENANT).map_or("?", String::as_str)
-                    ),
-                );
-            } else if lr.path != role.path {
-                blocked = true;
-                pl.conflict(&res, Some(tenant), format!("role `{}` has path `{}` but git wants `{}`; IAM cannot move a role, so delete it by hand and kftenant will recreate it", lr.name, lr.path, role.path));
-            }
-        }
-        if let Some(lp) = live_profile {
-            if !profile_owned(lp, cluster) {
-                blocked = true;
-                pl.conflict(&Resource::Profile { name: tenant.clone() }, Some(tenant), format!("Profile `{tenant}` exists without the labels {MANAGED_BY_LABEL}={MANAGER} and {TAG_CLUSTER}={cluster}; kftenant will not touch it. Label it to adopt it, or rename the tenant"));
-            }
-        }
-        for arn in role
-            .managed_policy_arns
-            .iter()
-            .chain(role.permissions_boundary.iter())
-        {
-            if blocked_policies.contains(arn) {
-                blocked = true;
-                pl.conflict(
-                    &Resource::Role {
-                        name: role.name.clone(),
-                    },
-                    Some(tenant),
-                    format!("tenant `{tenant}` uses policy `{arn}`, which is in conflict"),
-                );
-            }
-        }
-        if blocked {
-            continue;
-        }
-        match live_role {
-            None => plan_role_create(&mut pl, role),
-            Some(lr) => plan_role_update(&mut pl, role, lr),
-        }
-        plan_profile(&mut pl, profile, live_profile);
+    // Tenants are independent: plan them on every core, then join the parts
+    // in tenant order, so the plan is the same whatever the thread count.
+    let tenants: Vec<(&String, &DesiredRole)> = desired.roles.iter().collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let chunk = tenants.len().div_ceil(threads).max(512);
+    let parts: Vec<Planner> = std::thread::scope(|s| {
+        let handles: Vec<_> = tenants
+            .chunks(chunk)
+            .map(|part| {
+                let (roles, profiles, blocked) = (&roles, &profiles, &blocked_policies);
+                s.spawn(move || {
+                    let mut p = Planner::default();
+                    for (tenant, role) in part {
+                        plan_tenant(
+                            &mut p,
+                            cluster,
+                            tenant,
+                            role,
+                            &desired.profiles[*tenant],
+                            roles,
+                            profiles,
+                            blocked,
+                        );
+                    }
+                    p
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("planner thread"))
+            .collect()
+    });
+    for part in parts {
+        pl.changes.extend(part.changes);
+        pl.conflicts.extend(part.conflicts);
     }
 
     // 3. Managed things no longer in git, grouped by tenant: Profile first, role after.
@@ -682,6 +663,77 @@ pub fn plan(
         summary,
         observed_digest: None,
     })
+}
+
+/// Plans one tenant that is in git: conflicts first (a conflict skips the
+/// tenant), then its role and Profile.
+#[allow(clippy::too_many_arguments)]
+fn plan_tenant(
+    pl: &mut Planner,
+    cluster: &str,
+    tenant: &String,
+    role: &DesiredRole,
+    profile: &DesiredProfile,
+    roles: &BTreeMap<String, &ObservedRole>,
+    profiles: &BTreeMap<&str, &ObservedProfile>,
+    blocked_policies: &BTreeSet<String>,
+) {
+    let live_role = roles.get(&role.name.to_ascii_lowercase()).copied();
+    let live_profile = profiles.get(tenant.as_str()).copied();
+    let mut blocked = false;
+    if let Some(lr) = live_role {
+        let res = Resource::Role {
+            name: role.name.clone(),
+        };
+        if !owned(&lr.tags, cluster) {
+            blocked = true;
+            pl.conflict(&res, Some(tenant), format!("role `{}` exists without kftenant's ownership tags for cluster `{cluster}`; kftenant will not touch it or tenant `{tenant}`. Rename the tenant or [iam] role_name_template, or delete the live role", lr.name));
+        } else if lr.tags.get(TAG_TENANT) != Some(tenant) {
+            blocked = true;
+            pl.conflict(
+                &res,
+                Some(tenant),
+                format!(
+                    "role `{}` is managed by kftenant for tenant `{}`, not `{tenant}`",
+                    lr.name,
+                    lr.tags.get(TAG_TENANT).map_or("?", String::as_str)
+                ),
+            );
+        } else if lr.path != role.path {
+            blocked = true;
+            pl.conflict(&res, Some(tenant), format!("role `{}` has path `{}` but git wants `{}`; IAM cannot move a role, so delete it by hand and kftenant will recreate it", lr.name, lr.path, role.path));
+        }
+    }
+    if let Some(lp) = live_profile {
+        if !profile_owned(lp, cluster) {
+            blocked = true;
+            pl.conflict(&Resource::Profile { name: tenant.clone() }, Some(tenant), format!("Profile `{tenant}` exists without the labels {MANAGED_BY_LABEL}={MANAGER} and {TAG_CLUSTER}={cluster}; kftenant will not touch it. Label it to adopt it, or rename the tenant"));
+        }
+    }
+    for arn in role
+        .managed_policy_arns
+        .iter()
+        .chain(role.permissions_boundary.iter())
+    {
+        if blocked_policies.contains(arn) {
+            blocked = true;
+            pl.conflict(
+                &Resource::Role {
+                    name: role.name.clone(),
+                },
+                Some(tenant),
+                format!("tenant `{tenant}` uses policy `{arn}`, which is in conflict"),
+            );
+        }
+    }
+    if blocked {
+        return;
+    }
+    match live_role {
+        None => plan_role_create(pl, role),
+        Some(lr) => plan_role_update(pl, role, lr),
+    }
+    plan_profile(pl, profile, live_profile);
 }
 
 fn plan_policy_update(pl: &mut Planner, p: &DesiredPolicy, live: &ObservedPolicy) {
@@ -1359,5 +1411,19 @@ mod tests {
             addrs(&p).last(),
             Some(&(Action::Delete, "iam_role.a-role".into()))
         );
+    }
+
+    #[test]
+    fn parallel_planning_keeps_tenant_order() {
+        let names: Vec<String> = (0..1500).map(|i| format!("t{i:04}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let d = world(&refs);
+        let p = run(&d, &Observed::default());
+        let tenants: Vec<&str> = p.changes.iter().filter_map(|c| c.tenant.as_deref()).collect();
+        let mut sorted = tenants.clone();
+        sorted.sort();
+        assert_eq!(tenants, sorted, "changes come in tenant order whatever the thread count");
+        assert_eq!(p.summary.tenants_changed, 1500);
+        assert!(run(&d, &Observed::converged(&d)).is_empty());
     }
 }

@@ -2,8 +2,8 @@
 //! and JSON, all from the same [`Plan`] data. Printers write to any
 //! `impl Write`, so tests render into a `Vec<u8>`.
 
+use crate::applied::{ApplyReport, Outcome};
 use crate::diag::Diagnostic;
-use crate::live::apply::{ApplyReport, Outcome};
 use crate::plan::{Action, Change, Plan};
 use serde_json::Value as Json;
 use similar::TextDiff;

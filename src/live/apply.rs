@@ -21,10 +21,10 @@
 //! code; `execute` itself only fails on a plan it cannot read.
 
 use super::{Clients, Error, profile_resource};
+pub use crate::applied::{ApplyReport, ApplySummary, Outcome, REPORT_FORMAT_VERSION, StepResult};
 use crate::plan::{Action, Change, Plan, Resource};
 use aws_sdk_iam::types::Tag;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,8 +33,6 @@ use tokio::sync::Semaphore;
 
 /// Field manager of kftenant's server-side applies.
 pub const FIELD_MANAGER: &str = "kftenant";
-/// Version of the apply report JSON format.
-pub const REPORT_FORMAT_VERSION: u32 = 1;
 
 /// How to execute.
 #[derive(Debug, Clone)]
@@ -54,70 +52,6 @@ impl Default for ApplyOptions {
             profile_delete_timeout: Duration::from_secs(120),
             consistency_attempts: 6,
         }
-    }
-}
-
-/// What happened to one change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Outcome {
-    /// Executed.
-    Done,
-    /// Failed, with the AWS or Kubernetes error.
-    Failed {
-        /// Error code (`NoSuchEntity`, `Throttling`, `Conflict`, ...).
-        code: String,
-        /// Error message.
-        message: String,
-    },
-    /// Not attempted because an earlier step of the same tenant failed.
-    Skipped {
-        /// The address of the step that failed.
-        after_failure_of: String,
-    },
-}
-
-/// One change and its outcome.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepResult {
-    /// The change's address.
-    pub address: String,
-    /// Its tenant.
-    pub tenant: Option<String>,
-    /// Its action.
-    pub action: Action,
-    /// What happened.
-    pub outcome: Outcome,
-}
-
-/// Counts of outcomes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApplySummary {
-    /// Steps done.
-    pub done: usize,
-    /// Steps failed.
-    pub failed: usize,
-    /// Steps skipped.
-    pub skipped: usize,
-}
-
-/// The result of an apply, rendered like a plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ApplyReport {
-    /// JSON format version.
-    pub format_version: u32,
-    /// The commit that was applied, when known.
-    pub source_commit: Option<String>,
-    /// Results in plan order.
-    pub results: Vec<StepResult>,
-    /// Counts.
-    pub summary: ApplySummary,
-}
-
-impl ApplyReport {
-    /// True when every step was done.
-    pub fn converged(&self) -> bool {
-        self.summary.failed == 0 && self.summary.skipped == 0
     }
 }
 

@@ -1,0 +1,72 @@
+//! The result of executing a plan, as plain data (rendered by `report`,
+//! produced by `live::apply`).
+
+use crate::plan::Action;
+use serde::{Deserialize, Serialize};
+
+/// Version of the apply report JSON format.
+pub const REPORT_FORMAT_VERSION: u32 = 1;
+
+/// What happened to one change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Executed.
+    Done,
+    /// Failed, with the AWS or Kubernetes error.
+    Failed {
+        /// Error code (`NoSuchEntity`, `Throttling`, `Conflict`, ...).
+        code: String,
+        /// Error message.
+        message: String,
+    },
+    /// Not attempted because an earlier step of the same tenant failed.
+    Skipped {
+        /// The address of the step that failed.
+        after_failure_of: String,
+    },
+}
+
+/// One change and its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepResult {
+    /// The change's address.
+    pub address: String,
+    /// Its tenant.
+    pub tenant: Option<String>,
+    /// Its action.
+    pub action: Action,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// Counts of outcomes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplySummary {
+    /// Steps done.
+    pub done: usize,
+    /// Steps failed.
+    pub failed: usize,
+    /// Steps skipped.
+    pub skipped: usize,
+}
+
+/// The result of an apply, rendered like a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplyReport {
+    /// JSON format version.
+    pub format_version: u32,
+    /// The commit that was applied, when known.
+    pub source_commit: Option<String>,
+    /// Results in plan order.
+    pub results: Vec<StepResult>,
+    /// Counts.
+    pub summary: ApplySummary,
+}
+
+impl ApplyReport {
+    /// True when every step was done.
+    pub fn converged(&self) -> bool {
+        self.summary.failed == 0 && self.summary.skipped == 0
+    }
+}
