@@ -35,6 +35,7 @@
 
 pub mod applied;
 pub mod config;
+pub mod daemon;
 pub mod desired;
 pub mod diag;
 pub mod live;
@@ -44,4 +45,5 @@ pub mod plan;
 pub mod policy;
 pub mod report;
 pub mod schema;
+pub mod source;
 pub mod yaml;

@@ -2,11 +2,14 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use kftenant::daemon::lease::LeaseConfig;
+use kftenant::daemon::{self, DaemonOptions};
 use kftenant::live::observe::{IamMode, Scope};
 use kftenant::live::{Clients, apply as live_apply, observe};
 use kftenant::observed::Observed;
 use kftenant::plan::PlanOptions;
 use kftenant::report::{self, Format};
+use kftenant::source::{GitAuth, GitSource};
 use kftenant::{desired, model, plan, schema};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,6 +29,7 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once; boxing would only obscure the arguments
 enum Command {
     /// Check a tenant repository and report every problem as file:line:column.
     ///
@@ -124,6 +128,64 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        #[command(flatten)]
+        live_opts: LiveOpts,
+    },
+    /// Run as a daemon: pull the tenant repository, reconcile on every new commit,
+    /// on a timer and on push webhooks; serve health, metrics, status and drift reports.
+    ///
+    /// A commit that fails validation is reported and not applied; the last good
+    /// commit stays the desired world. A fetch failure keeps the last good checkout.
+    /// With --plan-only nothing is ever written (read-only credentials are enough).
+    Run {
+        /// The tenant repository: a URL (https://, ssh://, file://) or a local path.
+        #[arg(long)]
+        repo: String,
+        /// Branch to follow.
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// Folder inside the repository that holds kftenant.toml.
+        #[arg(long)]
+        path: Option<String>,
+        /// Time between cycles without a new commit (drift correction), e.g. 1m, 30s.
+        #[arg(long, default_value = "1m", value_parser = parse_duration)]
+        interval: std::time::Duration,
+        /// Random delay up to this much added to each interval, to spread replicas and clusters.
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        jitter: std::time::Duration,
+        /// Never write: compute and publish plans and drift only.
+        #[arg(long)]
+        plan_only: bool,
+        /// Address of the HTTP endpoints.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: std::net::SocketAddr,
+        /// File with the push webhook's shared secret; without it POST /hook is disabled.
+        #[arg(long, value_name = "FILE")]
+        webhook_secret_file: Option<PathBuf>,
+        /// File with an HTTPS token for the repository (or env KFTENANT_GIT_TOKEN).
+        #[arg(long, value_name = "FILE")]
+        git_token_file: Option<PathBuf>,
+        /// SSH private key for the repository.
+        #[arg(long, value_name = "FILE", requires = "known_hosts_file")]
+        ssh_key_file: Option<PathBuf>,
+        /// known_hosts file the SSH server's key must be in.
+        #[arg(long, value_name = "FILE")]
+        known_hosts_file: Option<PathBuf>,
+        /// Where the clone lives.
+        #[arg(long, default_value = "/var/cache/kftenant")]
+        cache_dir: PathBuf,
+        /// Lease for leader election (only the holder writes); omit to run as the only writer.
+        #[arg(long)]
+        lease_name: Option<String>,
+        /// Namespace of the lease.
+        #[arg(long, default_value = "kubeflow")]
+        lease_namespace: String,
+        /// Tenants worked on at once.
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
         #[command(flatten)]
         live_opts: LiveOpts,
     },
@@ -412,6 +474,83 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(if report.converged() { 0 } else { 1 })
         }
+        Command::Run {
+            repo,
+            branch,
+            path,
+            interval,
+            jitter,
+            plan_only,
+            listen,
+            webhook_secret_file,
+            git_token_file,
+            ssh_key_file,
+            known_hosts_file,
+            cache_dir,
+            lease_name,
+            lease_namespace,
+            workers,
+            log_format,
+            live_opts,
+        } => {
+            init_logs(log_format);
+            let read_secret = |f: &Path| -> Result<String> {
+                Ok(std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?
+                    .trim()
+                    .to_string())
+            };
+            let auth = match (
+                git_token_file,
+                std::env::var("KFTENANT_GIT_TOKEN").ok(),
+                ssh_key_file,
+                known_hosts_file,
+            ) {
+                (Some(f), _, _, _) => GitAuth::Token(read_secret(&f)?),
+                (None, Some(t), _, _) => GitAuth::Token(t),
+                (None, None, Some(key), Some(known_hosts)) => GitAuth::Ssh { key, known_hosts },
+                _ => GitAuth::None,
+            };
+            let webhook_secret = webhook_secret_file
+                .map(|f| read_secret(&f).map(String::into_bytes))
+                .transpose()?;
+            let source = GitSource {
+                url: repo,
+                branch,
+                path,
+                cache_dir,
+                auth,
+            };
+            let identity = std::env::var("POD_NAME")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| format!("kftenant-{}", std::process::id()));
+            let lease = lease_name.map(|name| LeaseConfig {
+                name,
+                namespace: lease_namespace,
+                identity,
+                duration: std::time::Duration::from_secs(15),
+                renew: std::time::Duration::from_secs(5),
+            });
+            let options = DaemonOptions {
+                interval,
+                jitter,
+                plan_only,
+                listen,
+                webhook_secret,
+                iam_mode: live_opts.iam_mode,
+                apply: live_apply::ApplyOptions {
+                    workers,
+                    ..Default::default()
+                },
+                lease,
+                ready_grace: interval * 3 + std::time::Duration::from_secs(30),
+                region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+                aws_max_attempts: live_opts.aws_max_attempts,
+            };
+            tracing::info!(options = ?daemon::describe(&options), "starting");
+            runtime()?.block_on(daemon::run(source, options, shutdown_signal()))?;
+            Ok(0)
+        }
         Command::Schema { out_dir } => {
             std::fs::create_dir_all(&out_dir)
                 .with_context(|| format!("creating {}", out_dir.display()))?;
@@ -424,6 +563,60 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+}
+
+/// `90s`, `5m`, `1h`, `250ms`, or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration such as 30s, 5m or 1h"))?;
+    let ms = match unit {
+        "ms" => n,
+        "" | "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h)")),
+    };
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

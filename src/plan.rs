@@ -1419,10 +1419,17 @@ mod tests {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let d = world(&refs);
         let p = run(&d, &Observed::default());
-        let tenants: Vec<&str> = p.changes.iter().filter_map(|c| c.tenant.as_deref()).collect();
+        let tenants: Vec<&str> = p
+            .changes
+            .iter()
+            .filter_map(|c| c.tenant.as_deref())
+            .collect();
         let mut sorted = tenants.clone();
         sorted.sort();
-        assert_eq!(tenants, sorted, "changes come in tenant order whatever the thread count");
+        assert_eq!(
+            tenants, sorted,
+            "changes come in tenant order whatever the thread count"
+        );
         assert_eq!(p.summary.tenants_changed, 1500);
         assert!(run(&d, &Observed::converged(&d)).is_empty());
     }
