@@ -13,91 +13,15 @@ mod support;
 
 use aws_sdk_iam::error::ProvideErrorMetadata;
 use kftenant::policy::{parse_live, same_policy};
-use kftenant::{desired, model};
 use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::process::Output;
 use support::World;
 use support::proxy::FaultRule;
-
-/// A copy of `sample-repo` for one world: its account, its own cluster name,
-/// tenant names prefixed so cluster-scoped Profiles do not collide.
-struct Repo {
-    dir: tempfile::TempDir,
-    /// Short unique prefix, also the cluster name.
-    p: String,
-}
-
-impl Repo {
-    fn new(world: &World) -> Repo {
-        let mut h: u32 = 2166136261;
-        for b in world.prefix.bytes() {
-            h = (h ^ u32::from(b)).wrapping_mul(16777619);
-        }
-        let p = format!("k{:06x}", h & 0xff_ffff);
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-repo"),
-            dir.path(),
-        );
-        let cfg = dir.path().join("kftenant.toml");
-        let text = std::fs::read_to_string(&cfg)
-            .unwrap()
-            .replace("123456789012", &world.account_id)
-            .replace("name = \"kubeflow-prod\"", &format!("name = \"{p}\""));
-        std::fs::write(&cfg, text).unwrap();
-        for e in std::fs::read_dir(dir.path().join("tenants")).unwrap() {
-            let path = e.unwrap().path();
-            let text: String = std::fs::read_to_string(&path)
-                .unwrap()
-                .lines()
-                .map(|l| match l.strip_prefix("  name: ") {
-                    Some(n) => format!("  name: {p}-{n}\n"),
-                    None => format!("{l}\n"),
-                })
-                .collect();
-            std::fs::write(&path, text).unwrap();
-        }
-        Repo { dir, p }
-    }
-
-    fn path(&self) -> &str {
-        self.dir.path().to_str().unwrap()
-    }
-
-    fn tenant(&self, base: &str) -> String {
-        format!("{}-{base}", self.p)
-    }
-
-    fn role(&self, base: &str) -> String {
-        format!("{}-{base}-{}-role", self.p, self.p)
-    }
-
-    fn file(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn desired(&self) -> desired::Desired {
-        desired::render(&model::load_dir(self.dir.path()).expect("test repo is valid"))
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
+use support::repo::Repo;
 
 fn kftenant(world: &World, args: &[&str]) -> Output {
     world.kftenant().args(args).output().expect("kftenant runs")

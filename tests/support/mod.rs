@@ -22,6 +22,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod repo;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,435 @@
+//! `kftenant run` end to end: a real git repository in a temp dir, the real
+//! local stack, and the daemon's own HTTP endpoints.
+
+mod support;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::World;
+use support::repo::Repo;
+
+const SECRET: &str = "webhook-secret-for-tests";
+
+fn git(dir: &Path, args: &[&str]) {
+    let st = Command::new("git")
+        .args(["-c", "user.email=ci@example.com", "-c", "user.name=ci"])
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .status()
+        .expect("git runs");
+    assert!(st.success(), "git {args:?}");
+}
+
+fn commit_all(dir: &Path, msg: &str) {
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", msg]);
+}
+
+fn head(dir: &Path) -> String {
+    let out = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal HTTP/1.1 client for the daemon's endpoints.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("daemon listens");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let code = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn status(port: u16) -> serde_json::Value {
+    let (code, body) = http(port, "GET", "/status", &[], b"");
+    assert_eq!(code, 200);
+    serde_json::from_str(&body).unwrap()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(world: &World, remote: &Path, cache: &Path, interval: &str, extra: &[&str]) -> Daemon {
+    let port = free_port();
+    let secret = cache.join("secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let mut cmd = world.kftenant();
+    cmd.args([
+        "run",
+        "--repo",
+        remote.to_str().unwrap(),
+        "--interval",
+        interval,
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--cache-dir",
+        cache.join("clone").to_str().unwrap(),
+        "--webhook-secret-file",
+        secret.to_str().unwrap(),
+    ])
+    .args(extra)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let child = cmd.spawn().expect("kftenant run starts");
+    let d = Daemon { child, port };
+    wait_for("the daemon to listen", Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    d
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    let bytes = mac.finalize().into_bytes();
+    format!(
+        "sha256={}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn daemon_converges_rejects_broken_commits_and_heals_drift() {
+    let world = World::new("daemon");
+    let iam = world.iam_client(5).await;
+    world.create_oidc_provider(&iam).await;
+    let repo = Repo::new(&world);
+    let remote = repo.dir.path();
+    git(remote, &["init", "-q", "-b", "main"]);
+    commit_all(remote, "initial tenants");
+    let cache = tempfile::tempdir().unwrap();
+    let d = start(&world, remote, cache.path(), "2s", &[]);
+
+    // First cycle converges the sample repository.
+    let first = head(remote);
+    wait_for(
+        "the first commit to be applied",
+        Duration::from_secs(60),
+        || status(d.port)["last_applied_commit"] == first.as_str(),
+    );
+    let out = world
+        .kftenant()
+        .args(["plan", repo.path(), "--live"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(http(d.port, "GET", "/healthz", &[], b"").0, 200);
+    assert_eq!(http(d.port, "GET", "/readyz", &[], b"").0, 200);
+
+    // A broken commit: nothing applied, reported with file:line, the last good commit stays.
+    let file = remote.join("tenants/forecasting.yaml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        good.replace("  owner: sam.okafor@acme.example", "  owner: [broken"),
+    )
+    .unwrap();
+    commit_all(remote, "broken yaml");
+    let broken = head(remote);
+    wait_for(
+        "the broken commit to be reported",
+        Duration::from_secs(30),
+        || {
+            let st = status(d.port);
+            st["current_commit"] == broken.as_str()
+                && !st["validation_errors"].as_array().unwrap().is_empty()
+        },
+    );
+    let st = status(d.port);
+    assert!(
+        st["validation_errors"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("tenants/forecasting.yaml:"),
+        "{st}"
+    );
+    assert_eq!(st["last_good_commit"], first.as_str());
+    let (_, metrics) = http(d.port, "GET", "/metrics", &[], b"");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("kftenant_validation_errors ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("kftenant_cycles_total{result=\"invalid_commit\"}"));
+    // The forecasting tenant is still there (nothing deleted because of a parse error).
+    let forecasting = repo.role("forecasting");
+    iam.get_role()
+        .role_name(&forecasting)
+        .send()
+        .await
+        .expect("role kept");
+
+    // An invalid webhook does nothing; a valid one triggers at once.
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    assert_eq!(
+        http(
+            d.port,
+            "POST",
+            "/hook",
+            &[("x-hub-signature-256", "sha256=00".into())],
+            body
+        )
+        .0,
+        401
+    );
+    assert_eq!(http(d.port, "POST", "/hook", &[], body).0, 401);
+
+    // A good commit adding a tenant converges; measure push-to-converged with the webhook.
+    std::fs::write(&file, &good).unwrap();
+    std::fs::write(remote.join("tenants/new-team.yaml"), format!("apiVersion: kftenant.io/v1alpha1\nkind: Tenant\nmetadata:\n  name: {}\nspec:\n  owner: new@acme.example\n", repo.tenant("new-team"))).unwrap();
+    commit_all(remote, "fix and add a tenant");
+    let fixed = head(remote);
+    let pushed = Instant::now();
+    assert_eq!(
+        http(
+            d.port,
+            "POST",
+            "/hook",
+            &[("x-hub-signature-256", sign(body))],
+            body
+        )
+        .0,
+        202
+    );
+    wait_for(
+        "the new tenant to be applied",
+        Duration::from_secs(60),
+        || status(d.port)["last_applied_commit"] == fixed.as_str(),
+    );
+    eprintln!(
+        "push-to-converged (webhook, one new tenant): {:?}",
+        pushed.elapsed()
+    );
+    iam.get_role()
+        .role_name(repo.role("new-team"))
+        .send()
+        .await
+        .expect("new role exists");
+    assert!(
+        status(d.port)["validation_errors"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // Hand-made drift is corrected on the next timer cycle, without a new commit.
+    iam.attach_role_policy()
+        .role_name(&forecasting)
+        .policy_arn("arn:aws:iam::aws:policy/AdministratorAccess")
+        .send()
+        .await
+        .unwrap();
+    wait_for("the drift to be corrected", Duration::from_secs(30), || {
+        let rt = tokio::runtime::Handle::current();
+        let attached = tokio::task::block_in_place(|| {
+            rt.block_on(
+                iam.list_attached_role_policies()
+                    .role_name(&forecasting)
+                    .send(),
+            )
+        })
+        .unwrap();
+        !attached
+            .attached_policies()
+            .iter()
+            .any(|a| a.policy_arn() == Some("arn:aws:iam::aws:policy/AdministratorAccess"))
+    });
+
+    // /report serves the latest plan; SIGTERM exits cleanly.
+    let (code, report) = http(d.port, "GET", "/report", &[], b"");
+    assert_eq!(code, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&report).unwrap()["format_version"],
+        1
+    );
+    let mut d = d;
+    let pid = d.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    let code = loop {
+        if let Some(st) = d.child.try_wait().unwrap() {
+            break st.code();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "daemon did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_only_reports_drift_without_writing() {
+    let world = World::new("daemon plan only");
+    let iam = world.iam_client(5).await;
+    world.create_oidc_provider(&iam).await;
+    let repo = Repo::new(&world);
+    let remote = repo.dir.path();
+    git(remote, &["init", "-q", "-b", "main"]);
+    commit_all(remote, "initial tenants");
+    let cache = tempfile::tempdir().unwrap();
+    let d = start(&world, remote, cache.path(), "1s", &["--plan-only"]);
+    wait_for("a plan to be published", Duration::from_secs(30), || {
+        status(d.port)["last_plan_summary"]["create"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    });
+    world.proxy.reset();
+    std::thread::sleep(Duration::from_secs(3));
+    let writes: u64 = world
+        .proxy
+        .calls()
+        .iter()
+        .filter(|(a, _)| !(a.starts_with("Get") || a.starts_with("List")))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        writes,
+        0,
+        "plan-only never writes: {:?}",
+        world.proxy.calls()
+    );
+    assert_eq!(
+        iam.list_roles()
+            .path_prefix("/kftenant/")
+            .send()
+            .await
+            .unwrap()
+            .roles()
+            .len(),
+        0
+    );
+    let (code, md) = http(d.port, "GET", "/report?format=markdown", &[], b"");
+    assert_eq!(code, 200);
+    assert!(md.contains("to create"), "{md}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_remote_keeps_the_world_and_recovers() {
+    let world = World::new("daemon remote gone");
+    let iam = world.iam_client(5).await;
+    world.create_oidc_provider(&iam).await;
+    let repo = Repo::new(&world);
+    let remote = repo.dir.path();
+    git(remote, &["init", "-q", "-b", "main"]);
+    commit_all(remote, "initial tenants");
+    let cache = tempfile::tempdir().unwrap();
+    let d = start(&world, remote, cache.path(), "1s", &[]);
+    let first = head(remote);
+    wait_for(
+        "the first commit to be applied",
+        Duration::from_secs(60),
+        || status(d.port)["last_applied_commit"] == first.as_str(),
+    );
+    // The remote disappears for several cycles.
+    let moved = remote.with_extension("away");
+    std::fs::rename(remote, &moved).unwrap();
+    wait_for(
+        "fetch failures to be reported",
+        Duration::from_secs(20),
+        || {
+            let (_, m) = http(d.port, "GET", "/metrics", &[], b"");
+            m.lines().any(|l| {
+                l.starts_with("kftenant_git_fetch_failures_total ")
+                    && l.split_whitespace()
+                        .nth(1)
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .unwrap_or(0)
+                        >= 3
+            })
+        },
+    );
+    assert!(
+        status(d.port)["last_errors"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("fetch:")
+    );
+    for base in ["forecasting", "fraud-detection"] {
+        iam.get_role()
+            .role_name(repo.role(base))
+            .send()
+            .await
+            .expect("nothing deleted while the remote is away");
+    }
+    std::fs::rename(&moved, remote).unwrap();
+    wait_for("recovery", Duration::from_secs(20), || {
+        status(d.port)["last_errors"].as_array().unwrap().is_empty()
+    });
+}
