@@ -295,8 +295,8 @@ async fn daemon_converges_rejects_broken_commits_and_heals_drift() {
                     .role_name(&forecasting)
                     .send(),
             )
-        })
-        .unwrap();
+            .expect("list attached policies")
+        });
         !attached
             .attached_policies()
             .iter()
