@@ -433,3 +433,76 @@ async fn unreachable_remote_keeps_the_world_and_recovers() {
         status(d.port)["last_errors"].as_array().unwrap().is_empty()
     });
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_one_writer_and_failover() {
+    let world = World::new("daemon lease");
+    let iam = world.iam_client(5).await;
+    world.create_oidc_provider(&iam).await;
+    let repo = Repo::new(&world);
+    let remote = repo.dir.path();
+    git(remote, &["init", "-q", "-b", "main"]);
+    commit_all(remote, "initial tenants");
+    let lease = format!("{}-lease", repo.p);
+    let args = [
+        "--lease-name",
+        lease.as_str(),
+        "--lease-namespace",
+        "default",
+    ];
+    let (c1, c2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(&world, remote, c1.path(), "1s", &args);
+    let b = start(&world, remote, c2.path(), "1s", &args);
+    let leaders = |ports: &[u16]| {
+        ports
+            .iter()
+            .filter(|p| status(**p)["leader"] == true)
+            .count()
+    };
+    wait_for("exactly one leader", Duration::from_secs(30), || {
+        leaders(&[a.port, b.port]) == 1
+    });
+    let first = head(remote);
+    wait_for("convergence by the leader", Duration::from_secs(60), || {
+        [a.port, b.port]
+            .iter()
+            .any(|p| status(*p)["last_applied_commit"] == first.as_str())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(leaders(&[a.port, b.port]), 1, "still exactly one leader");
+    // Kill the leader without letting it release the lease: the follower takes over
+    // once the lease expires (15 s) and then corrects drift.
+    let (mut leader, follower) = if status(a.port)["leader"] == true {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    leader.child.kill().unwrap();
+    leader.child.wait().unwrap();
+    let took = wait_for("the follower to take over", Duration::from_secs(40), || {
+        status(follower.port)["leader"] == true
+    });
+    eprintln!("failover after the leader died: {took:?}");
+    let role = repo.role("forecasting");
+    iam.attach_role_policy()
+        .role_name(&role)
+        .policy_arn("arn:aws:iam::aws:policy/AdministratorAccess")
+        .send()
+        .await
+        .unwrap();
+    wait_for(
+        "the new leader to correct drift",
+        Duration::from_secs(30),
+        || {
+            let rt = tokio::runtime::Handle::current();
+            let attached = tokio::task::block_in_place(|| {
+                rt.block_on(iam.list_attached_role_policies().role_name(&role).send())
+                    .expect("list attached policies")
+            });
+            !attached
+                .attached_policies()
+                .iter()
+                .any(|p| p.policy_arn() == Some("arn:aws:iam::aws:policy/AdministratorAccess"))
+        },
+    );
+}
