@@ -242,3 +242,24 @@ fn render_profile(c: &Config, t: &Tenant, role_arn: &str) -> DesiredProfile {
         spec,
     }
 }
+
+/// Tenants whose rendered role or Profile differ between two desired worlds
+/// (added, removed or changed), sorted: what a pull request changes.
+pub fn changed_tenants(base: &Desired, head: &Desired) -> Vec<(String, &'static str)> {
+    let names: std::collections::BTreeSet<&String> =
+        base.roles.keys().chain(head.roles.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|t| {
+            let kind = match (base.roles.get(t), head.roles.get(t)) {
+                (None, Some(_)) => "added",
+                (Some(_), None) => "removed",
+                (Some(a), Some(b)) if a != b || base.profiles.get(t) != head.profiles.get(t) => {
+                    "changed"
+                }
+                _ => return None,
+            };
+            Some((t.clone(), kind))
+        })
+        .collect()
+}

@@ -67,6 +67,10 @@ enum Command {
         /// The git commit to record in the plan (default: read from REPO/.git when present).
         #[arg(long, value_name = "SHA")]
         source_commit: Option<String>,
+        /// Pull-request mode: also report which tenants differ from this git revision
+        /// (the PR's base, e.g. origin/main), read from REPO's git history.
+        #[arg(long, value_name = "REF")]
+        base: Option<String>,
         /// Observe the live world (AWS IAM and the cluster) instead of a snapshot.
         #[arg(long, conflicts_with = "observed")]
         live: bool,
@@ -282,6 +286,7 @@ fn run(cli: Cli) -> Result<u8> {
             out: out_file,
             allow_mass_delete,
             source_commit,
+            base,
             live,
             live_opts,
         } => {
@@ -324,6 +329,29 @@ fn run(cli: Cli) -> Result<u8> {
                 }
             };
             let mut parts: Vec<Vec<u8>> = Vec::new();
+            if let Some(rev) = &base {
+                let (src, base_commit) = kftenant::source::GitTreeSource::open(&repo, rev)?;
+                let changed = match model::load(&src) {
+                    Ok(base_repo) => desired::changed_tenants(&desired::render(&base_repo), &want),
+                    // A broken base still lets the PR be planned; every tenant counts as changed.
+                    Err(_) => want.roles.keys().map(|t| (t.clone(), "changed")).collect(),
+                };
+                let mut head = format!(
+                    "Tenants changed by this pull request (against {rev}, {}): {}\n",
+                    &base_commit[..12.min(base_commit.len())],
+                    changed.len()
+                );
+                if format == Format::Markdown {
+                    head = format!("#### {}", head);
+                }
+                for (t, kind) in &changed {
+                    head.push_str(&format!("- {t} ({kind})\n"));
+                }
+                head.push('\n');
+                if format != Format::Json {
+                    parts.push(head.into_bytes());
+                }
+            }
             match format {
                 Format::Text => {
                     let mut buf = Vec::new();

@@ -216,3 +216,58 @@ fn help_explains_the_commands() {
     let out = kftenant(&["plan", "--help"]);
     assert!(text(&out.stdout).contains("0 no changes, 2 changes present, 1 error"));
 }
+
+#[test]
+fn plan_against_a_base_revision_lists_the_tenants_a_pull_request_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("sample-repo"), tmp.path());
+    let git = |args: &[&str]| {
+        let st = Command::new("git")
+            .args(["-c", "user.email=ci@example.com", "-c", "user.name=ci"])
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "base"]);
+    let f = tmp.path().join("tenants/forecasting.yaml");
+    std::fs::write(
+        &f,
+        std::fs::read_to_string(&f)
+            .unwrap()
+            .replace("cost-center: \"4300\"", "cost-center: \"4301\""),
+    )
+    .unwrap();
+    std::fs::remove_file(tmp.path().join("tenants/platform-sandbox.yaml")).unwrap();
+    std::fs::write(tmp.path().join("tenants/new-team.yaml"), "apiVersion: kftenant.io/v1alpha1\nkind: Tenant\nmetadata:\n  name: new-team\nspec:\n  owner: n@acme.example\n").unwrap();
+    let out = kftenant(&[
+        "plan",
+        tmp.path().to_str().unwrap(),
+        "--base",
+        "main",
+        "--format",
+        "markdown",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let md = text(&out.stdout);
+    assert!(
+        md.starts_with("#### Tenants changed by this pull request (against main, "),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            ": 3\n- forecasting (changed)\n- new-team (added)\n- platform-sandbox (removed)\n"
+        ),
+        "{md}"
+    );
+    let bad = kftenant(&[
+        "plan",
+        tmp.path().to_str().unwrap(),
+        "--base",
+        "no-such-ref",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+}
