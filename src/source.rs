@@ -214,6 +214,72 @@ fn base64_encode(data: &[u8]) -> String {
     out
 }
 
+/// The files of one commit of a local repository, read straight from git's
+/// object database (no checkout): the base side of a pull-request plan.
+pub struct GitTreeSource {
+    repo: Repository,
+    tree: git2::Oid,
+    prefix: String,
+}
+
+impl GitTreeSource {
+    /// Opens the repository containing `dir` at revision `rev` (a branch, tag,
+    /// `origin/main`, a commit id...). `dir`'s place inside the repository is
+    /// kept, so a tenant repository in a subfolder works.
+    pub fn open(dir: &Path, rev: &str) -> Result<(GitTreeSource, String), SourceError> {
+        let repo = Repository::discover(dir).map_err(git("open repository"))?;
+        let commit = repo
+            .revparse_single(rev)
+            .and_then(|o| o.peel_to_commit())
+            .map_err(git("resolve base revision"))?;
+        let workdir = repo.workdir().map(Path::to_path_buf).unwrap_or_default();
+        let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let work = std::fs::canonicalize(&workdir).unwrap_or(workdir);
+        let prefix = abs
+            .strip_prefix(&work)
+            .map(|p| p.to_string_lossy().replace('\\', "/"))
+            .unwrap_or_default();
+        let (id, tree) = (commit.id().to_string(), commit.tree_id());
+        drop(commit);
+        Ok((GitTreeSource { repo, tree, prefix }, id))
+    }
+
+    fn full(&self, path: &str) -> String {
+        if self.prefix.is_empty() {
+            path.to_string()
+        } else {
+            format!("{}/{path}", self.prefix)
+        }
+    }
+}
+
+impl crate::model::Source for GitTreeSource {
+    fn read(&self, path: &str) -> Option<Result<String, String>> {
+        let tree = self.repo.find_tree(self.tree).ok()?;
+        let entry = tree.get_path(Path::new(&self.full(path))).ok()?;
+        let blob = self.repo.find_blob(entry.id()).ok()?;
+        Some(String::from_utf8(blob.content().to_vec()).map_err(|e| e.to_string()))
+    }
+
+    fn list(&self, dir: &str) -> Option<Vec<String>> {
+        let tree = self.repo.find_tree(self.tree).ok()?;
+        let sub = tree
+            .get_path(Path::new(&self.full(dir)))
+            .ok()?
+            .to_object(&self.repo)
+            .ok()?
+            .into_tree()
+            .ok()?;
+        let mut names: Vec<String> = sub
+            .iter()
+            .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
+            .filter_map(|e| e.name().map(String::from))
+            .collect();
+        names.sort();
+        Some(names)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,71 +405,5 @@ mod tests {
         assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
         assert_eq!(base64_encode(b"fo"), "Zm8=");
         assert_eq!(base64_encode(b"f"), "Zg==");
-    }
-}
-
-/// The files of one commit of a local repository, read straight from git's
-/// object database (no checkout): the base side of a pull-request plan.
-pub struct GitTreeSource {
-    repo: Repository,
-    tree: git2::Oid,
-    prefix: String,
-}
-
-impl GitTreeSource {
-    /// Opens the repository containing `dir` at revision `rev` (a branch, tag,
-    /// `origin/main`, a commit id...). `dir`'s place inside the repository is
-    /// kept, so a tenant repository in a subfolder works.
-    pub fn open(dir: &Path, rev: &str) -> Result<(GitTreeSource, String), SourceError> {
-        let repo = Repository::discover(dir).map_err(git("open repository"))?;
-        let commit = repo
-            .revparse_single(rev)
-            .and_then(|o| o.peel_to_commit())
-            .map_err(git("resolve base revision"))?;
-        let workdir = repo.workdir().map(Path::to_path_buf).unwrap_or_default();
-        let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let work = std::fs::canonicalize(&workdir).unwrap_or(workdir);
-        let prefix = abs
-            .strip_prefix(&work)
-            .map(|p| p.to_string_lossy().replace('\\', "/"))
-            .unwrap_or_default();
-        let (id, tree) = (commit.id().to_string(), commit.tree_id());
-        drop(commit);
-        Ok((GitTreeSource { repo, tree, prefix }, id))
-    }
-
-    fn full(&self, path: &str) -> String {
-        if self.prefix.is_empty() {
-            path.to_string()
-        } else {
-            format!("{}/{path}", self.prefix)
-        }
-    }
-}
-
-impl crate::model::Source for GitTreeSource {
-    fn read(&self, path: &str) -> Option<Result<String, String>> {
-        let tree = self.repo.find_tree(self.tree).ok()?;
-        let entry = tree.get_path(Path::new(&self.full(path))).ok()?;
-        let blob = self.repo.find_blob(entry.id()).ok()?;
-        Some(String::from_utf8(blob.content().to_vec()).map_err(|e| e.to_string()))
-    }
-
-    fn list(&self, dir: &str) -> Option<Vec<String>> {
-        let tree = self.repo.find_tree(self.tree).ok()?;
-        let sub = tree
-            .get_path(Path::new(&self.full(dir)))
-            .ok()?
-            .to_object(&self.repo)
-            .ok()?
-            .into_tree()
-            .ok()?;
-        let mut names: Vec<String> = sub
-            .iter()
-            .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
-            .filter_map(|e| e.name().map(String::from))
-            .collect();
-        names.sort();
-        Some(names)
     }
 }
