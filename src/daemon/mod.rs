@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -338,11 +339,12 @@ pub async fn run(
             st.cycle += 1;
             st.cycle
         };
-        let fut = cycle_once(&shared, &clients, &source, &mut desired, cycle);
-        tokio::select! {
-            // Shutdown waits for the running cycle: steps are never cut in half.
-            _ = fut => {}
-        }
+        // Shutdown is only looked at between cycles: a running cycle always
+        // finishes its steps, so no IAM step is left half-written and unreported.
+        let span = tracing::info_span!("cycle", cycle, commit = tracing::field::Empty);
+        cycle_once(&shared, &clients, &source, &mut desired)
+            .instrument(span)
+            .await;
         let wait = options.interval + jitter(options.jitter, cycle);
         tokio::select! {
             _ = &mut shutdown => break,
@@ -391,11 +393,9 @@ async fn cycle_once(
     clients: &Clients,
     source: &GitSource,
     desired: &mut Option<(String, Desired)>,
-    cycle: u64,
 ) {
     let started = Instant::now();
-    let span = tracing::info_span!("cycle", cycle, commit = tracing::field::Empty);
-    let _enter = span.enter();
+    let span = tracing::Span::current();
     let mut errors = Vec::new();
     // 1. Fetch (blocking git work off the async threads).
     let src = source.clone();
