@@ -1,8 +1,11 @@
 //! The `kftenant` binary end to end: exit codes, output, committed fixtures.
 
+mod support;
+
 use kftenant::{desired, model, observed::Observed, schema};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
+use support::repo::copy_dir;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -140,19 +143,6 @@ fn sample_tenant_files_point_editors_at_the_schema() {
             "{}",
             path.display()
         );
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
     }
 }
 

@@ -99,6 +99,17 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Durat
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
+/// A world, its IAM client, and the sample tenants committed to a fresh git repository.
+async fn setup(name: &str) -> (World, aws_sdk_iam::Client, Repo) {
+    let world = World::new(name);
+    let iam = world.iam_client(5).await;
+    world.create_oidc_provider(&iam).await;
+    let repo = Repo::new(&world);
+    git(repo.dir.path(), &["init", "-q", "-b", "main"]);
+    commit_all(repo.dir.path(), "initial tenants");
+    (world, iam, repo)
+}
+
 struct Daemon {
     child: Child,
     port: u16,
@@ -152,13 +163,8 @@ fn sign(body: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn daemon_converges_rejects_broken_commits_and_heals_drift() {
-    let world = World::new("daemon");
-    let iam = world.iam_client(5).await;
-    world.create_oidc_provider(&iam).await;
-    let repo = Repo::new(&world);
+    let (world, iam, repo) = setup("daemon").await;
     let remote = repo.dir.path();
-    git(remote, &["init", "-q", "-b", "main"]);
-    commit_all(remote, "initial tenants");
     let cache = tempfile::tempdir().unwrap();
     let d = start(&world, remote, cache.path(), "2s", &[]);
 
@@ -335,13 +341,8 @@ async fn daemon_converges_rejects_broken_commits_and_heals_drift() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_only_reports_drift_without_writing() {
-    let world = World::new("daemon plan only");
-    let iam = world.iam_client(5).await;
-    world.create_oidc_provider(&iam).await;
-    let repo = Repo::new(&world);
+    let (world, iam, repo) = setup("daemon plan only").await;
     let remote = repo.dir.path();
-    git(remote, &["init", "-q", "-b", "main"]);
-    commit_all(remote, "initial tenants");
     let cache = tempfile::tempdir().unwrap();
     let d = start(&world, remote, cache.path(), "1s", &["--plan-only"]);
     wait_for("a plan to be published", Duration::from_secs(30), || {
@@ -382,13 +383,8 @@ async fn plan_only_reports_drift_without_writing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_remote_keeps_the_world_and_recovers() {
-    let world = World::new("daemon remote gone");
-    let iam = world.iam_client(5).await;
-    world.create_oidc_provider(&iam).await;
-    let repo = Repo::new(&world);
+    let (world, iam, repo) = setup("daemon remote gone").await;
     let remote = repo.dir.path();
-    git(remote, &["init", "-q", "-b", "main"]);
-    commit_all(remote, "initial tenants");
     let cache = tempfile::tempdir().unwrap();
     let d = start(&world, remote, cache.path(), "1s", &[]);
     let first = head(remote);
@@ -436,13 +432,8 @@ async fn unreachable_remote_keeps_the_world_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_one_writer_and_failover() {
-    let world = World::new("daemon lease");
-    let iam = world.iam_client(5).await;
-    world.create_oidc_provider(&iam).await;
-    let repo = Repo::new(&world);
+    let (world, iam, repo) = setup("daemon lease").await;
     let remote = repo.dir.path();
-    git(remote, &["init", "-q", "-b", "main"]);
-    commit_all(remote, "initial tenants");
     let lease = format!("{}-lease", repo.p);
     let args = [
         "--lease-name",

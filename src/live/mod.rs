@@ -118,13 +118,18 @@ pub struct CallCounter {
 impl CallCounter {
     /// Counts one call of `op`.
     pub fn add(&self, op: &str) {
-        self.total.fetch_add(1, Ordering::Relaxed);
+        self.add_n(op, 1);
+    }
+
+    /// Counts `n` calls of `op`.
+    pub fn add_n(&self, op: &str, n: u64) {
+        self.total.fetch_add(n, Ordering::Relaxed);
         *self
             .counts
             .lock()
             .expect("counter lock")
             .entry(op.to_string())
-            .or_default() += 1;
+            .or_default() += n;
     }
 
     /// Calls by operation.

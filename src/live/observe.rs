@@ -30,6 +30,23 @@ use aws_sdk_iam::types::EntityType;
 use kube::api::{Api, DynamicObject, ListParams};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Every page of a paginated IAM list call (the SDK's paginator follows
+/// `Marker` while `IsTruncated`), counting one call per page.
+macro_rules! all_pages {
+    ($clients:expr, $op:literal, $req:expr) => {{
+        let pages = $req
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| Error::iam($op, e))?;
+        $clients
+            .calls
+            .add_n(concat!("iam:", $op), pages.len() as u64);
+        pages
+    }};
+}
+
 /// How to read IAM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum IamMode {
@@ -291,51 +308,30 @@ async fn list_role_durations(
     clients: &Clients,
     path: &str,
 ) -> Result<BTreeMap<String, u32>, Error> {
-    let mut out = BTreeMap::new();
-    let mut marker = None;
-    loop {
-        clients.calls.add("iam:ListRoles");
-        let page = clients
-            .iam
-            .list_roles()
-            .path_prefix(path)
-            .max_items(1000)
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| Error::iam("ListRoles", e))?;
-        for r in page.roles() {
-            out.insert(
+    let pages = all_pages!(
+        clients,
+        "ListRoles",
+        clients.iam.list_roles().path_prefix(path).max_items(1000)
+    );
+    Ok(pages
+        .iter()
+        .flat_map(|p| p.roles())
+        .map(|r| {
+            (
                 r.role_name().to_string(),
                 r.max_session_duration().unwrap_or(3600) as u32,
-            );
-        }
-        match (page.is_truncated(), page.marker()) {
-            (true, Some(m)) => marker = Some(m.to_string()),
-            _ => return Ok(out),
-        }
-    }
+            )
+        })
+        .collect())
 }
 
 async fn policy_tags(clients: &Clients, arn: &str) -> Result<BTreeMap<String, String>, Error> {
-    let mut tags = BTreeMap::new();
-    let mut marker = None;
-    loop {
-        clients.calls.add("iam:ListPolicyTags");
-        let page = clients
-            .iam
-            .list_policy_tags()
-            .policy_arn(arn)
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| Error::iam("ListPolicyTags", e))?;
-        tags.extend(tag_map(page.tags()));
-        match (page.is_truncated(), page.marker()) {
-            (true, Some(m)) => marker = Some(m.to_string()),
-            _ => return Ok(tags),
-        }
-    }
+    let pages = all_pages!(
+        clients,
+        "ListPolicyTags",
+        clients.iam.list_policy_tags().policy_arn(arn)
+    );
+    Ok(pages.iter().flat_map(|p| tag_map(p.tags())).collect())
 }
 
 /// `GetRole` plus the attachments and inline policies of one role; `None` when it does not exist.
@@ -370,57 +366,37 @@ async fn get_role(clients: &Clients, name: &str) -> Result<Option<ObservedRole>,
 }
 
 async fn fill_role_policies(clients: &Clients, role: &mut ObservedRole) -> Result<(), Error> {
-    let mut marker = None;
-    loop {
-        clients.calls.add("iam:ListAttachedRolePolicies");
-        let page = clients
+    let pages = all_pages!(
+        clients,
+        "ListAttachedRolePolicies",
+        clients
             .iam
             .list_attached_role_policies()
             .role_name(&role.name)
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| Error::iam("ListAttachedRolePolicies", e))?;
-        role.attached_policy_arns.extend(
-            page.attached_policies()
-                .iter()
-                .filter_map(|a| a.policy_arn().map(String::from)),
-        );
-        match (page.is_truncated(), page.marker()) {
-            (true, Some(m)) => marker = Some(m.to_string()),
-            _ => break,
-        }
-    }
-    role.attached_policy_arns.sort();
-    let mut marker = None;
-    let mut names = Vec::new();
-    loop {
-        clients.calls.add("iam:ListRolePolicies");
-        let page = clients
-            .iam
-            .list_role_policies()
-            .role_name(&role.name)
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| Error::iam("ListRolePolicies", e))?;
-        names.extend(page.policy_names().iter().cloned());
-        match (page.is_truncated(), page.marker()) {
-            (true, Some(m)) => marker = Some(m.to_string()),
-            _ => break,
-        }
-    }
-    for n in names {
+    );
+    role.attached_policy_arns = sorted(
+        pages
+            .iter()
+            .flat_map(|p| p.attached_policies())
+            .filter_map(|a| a.policy_arn().map(String::from)),
+    );
+    let pages = all_pages!(
+        clients,
+        "ListRolePolicies",
+        clients.iam.list_role_policies().role_name(&role.name)
+    );
+    for n in pages.iter().flat_map(|p| p.policy_names()) {
         clients.calls.add("iam:GetRolePolicy");
         let p = clients
             .iam
             .get_role_policy()
             .role_name(&role.name)
-            .policy_name(&n)
+            .policy_name(n)
             .send()
             .await
             .map_err(|e| Error::iam("GetRolePolicy", e))?;
-        role.inline_policies.insert(n, decoded(p.policy_document()));
+        role.inline_policies
+            .insert(n.clone(), decoded(p.policy_document()));
     }
     Ok(())
 }
@@ -429,25 +405,20 @@ async fn observe_iam_per_role(
     clients: &Clients,
     scope: &Scope,
 ) -> Result<(Vec<ObservedRole>, Vec<ObservedPolicy>), Error> {
-    let mut names = BTreeSet::new();
-    let mut marker = None;
-    loop {
-        clients.calls.add("iam:ListRoles");
-        let page = clients
+    let pages = all_pages!(
+        clients,
+        "ListRoles",
+        clients
             .iam
             .list_roles()
             .path_prefix(&scope.path)
             .max_items(1000)
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| Error::iam("ListRoles", e))?;
-        names.extend(page.roles().iter().map(|r| r.role_name().to_string()));
-        match (page.is_truncated(), page.marker()) {
-            (true, Some(m)) => marker = Some(m.to_string()),
-            _ => break,
-        }
-    }
+    );
+    let names: BTreeSet<String> = pages
+        .iter()
+        .flat_map(|p| p.roles())
+        .map(|r| r.role_name().to_string())
+        .collect();
     let under_path: BTreeSet<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
     // Desired names outside the path can only be conflicts; look them up by name.
     let mut wanted: Vec<String> = names.into_iter().collect();
@@ -468,19 +439,17 @@ async fn observe_iam_per_role(
         }
     }
     let mut policies = Vec::new();
-    let mut marker = None;
-    loop {
-        clients.calls.add("iam:ListPolicies");
-        let page = clients
+    let pages = all_pages!(
+        clients,
+        "ListPolicies",
+        clients
             .iam
             .list_policies()
             .scope(aws_sdk_iam::types::PolicyScopeType::Local)
             .path_prefix(&scope.path)
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| Error::iam("ListPolicies", e))?;
-        for p in page.policies() {
+    );
+    {
+        for p in pages.iter().flat_map(|p| p.policies()) {
             let arn = p.arn().unwrap_or_default().to_string();
             clients.calls.add("iam:ListPolicyVersions");
             let versions = clients
@@ -522,10 +491,6 @@ async fn observe_iam_per_role(
                 tags: policy_tags(clients, &arn).await?,
                 arn,
             });
-        }
-        match (page.is_truncated(), page.marker()) {
-            (true, Some(m)) => marker = Some(m.to_string()),
-            _ => break,
         }
     }
     Ok((roles, policies))
