@@ -187,6 +187,9 @@ enum Command {
         /// Tenants worked on at once.
         #[arg(long, default_value_t = 8)]
         workers: usize,
+        /// /readyz fails when the last good cycle is older than this (default: 3 intervals + 30s).
+        #[arg(long, value_parser = parse_duration)]
+        ready_grace: Option<std::time::Duration>,
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -518,6 +521,7 @@ fn run(cli: Cli) -> Result<u8> {
             lease_name,
             lease_namespace,
             workers,
+            ready_grace,
             log_format,
             live_opts,
         } => {
@@ -571,12 +575,16 @@ fn run(cli: Cli) -> Result<u8> {
                     ..Default::default()
                 },
                 lease,
-                ready_grace: interval * 3 + std::time::Duration::from_secs(30),
+                ready_grace: ready_grace
+                    .unwrap_or(interval * 3 + std::time::Duration::from_secs(30)),
                 region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
                 aws_max_attempts: live_opts.aws_max_attempts,
             };
             tracing::info!(options = ?daemon::describe(&options), "starting");
-            runtime()?.block_on(daemon::run(source, options, shutdown_signal()))?;
+            runtime()?.block_on(async {
+                let shutdown = shutdown_signal();
+                daemon::run(source, options, shutdown).await
+            })?;
             Ok(0)
         }
         Command::Schema { out_dir } => {
@@ -631,20 +639,23 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_millis(ms))
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Completes on SIGTERM or Ctrl-C. The handlers are installed when this is
+/// called (inside the runtime), not when the future is first polled, so a
+/// signal during the first cycle is not lost to the default "terminate".
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
         }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

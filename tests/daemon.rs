@@ -386,7 +386,7 @@ async fn unreachable_remote_keeps_the_world_and_recovers() {
     let (world, iam, repo) = setup("daemon remote gone").await;
     let remote = repo.dir.path();
     let cache = tempfile::tempdir().unwrap();
-    let d = start(&world, remote, cache.path(), "1s", &[]);
+    let d = start(&world, remote, cache.path(), "1s", &["--ready-grace", "4s"]);
     let first = head(remote);
     wait_for(
         "the first commit to be applied",
@@ -424,10 +424,82 @@ async fn unreachable_remote_keeps_the_world_and_recovers() {
             .await
             .expect("nothing deleted while the remote is away");
     }
+    // Readiness reflects it once the last good cycle is older than the grace period.
+    wait_for("/readyz to fail", Duration::from_secs(20), || {
+        http(d.port, "GET", "/readyz", &[], b"").0 == 503
+    });
+    assert_eq!(
+        http(d.port, "GET", "/healthz", &[], b"").0,
+        200,
+        "alive all the same"
+    );
     std::fs::rename(&moved, remote).unwrap();
     wait_for("recovery", Duration::from_secs(20), || {
         status(d.port)["last_errors"].as_array().unwrap().is_empty()
     });
+    wait_for("/readyz to recover", Duration::from_secs(20), || {
+        http(d.port, "GET", "/readyz", &[], b"").0 == 200
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_cycle_exits_cleanly_and_the_next_start_converges() {
+    let (world, iam, repo) = setup("daemon sigterm").await;
+    let remote = repo.dir.path();
+    // Slow IAM writes down so the first cycle is still applying when SIGTERM comes.
+    world.proxy.add_fault(support::proxy::FaultRule::latency(
+        "CreateRole",
+        Duration::from_millis(400),
+    ));
+    let cache = tempfile::tempdir().unwrap();
+    let mut d = start(&world, remote, cache.path(), "1s", &[]);
+    wait_for("the first CreateRole", Duration::from_secs(30), || {
+        world.proxy.action("CreateRole").calls >= 1
+    });
+    let pid = d.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    let code = loop {
+        if let Some(st) = d.child.try_wait().unwrap() {
+            break st.code();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "daemon did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        code,
+        Some(0),
+        "clean exit after finishing the running steps"
+    );
+    world.proxy.clear_faults();
+    let d2 = start(&world, remote, cache.path(), "1s", &[]);
+    let first = head(remote);
+    wait_for(
+        "the next start to converge",
+        Duration::from_secs(60),
+        || status(d2.port)["last_applied_commit"] == first.as_str(),
+    );
+    let out = world
+        .kftenant()
+        .args(["plan", repo.path(), "--live"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let _ = iam;
 }
 
 #[tokio::test(flavor = "multi_thread")]
