@@ -110,6 +110,47 @@ async fn setup(name: &str) -> (World, aws_sdk_iam::Client, Repo) {
     (world, iam, repo)
 }
 
+/// Waits until `commit` is applied, then checks that a plan against the live world is empty.
+fn converged(world: &World, repo: &Repo, port: u16, commit: &str) {
+    wait_for("the commit to be applied", Duration::from_secs(60), || {
+        status(port)["last_applied_commit"] == commit
+    });
+    let out = world
+        .kftenant()
+        .args(["plan", repo.path(), "--live"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Sends SIGTERM and waits (bounded) for the exit code.
+fn terminate(d: &mut Daemon) -> Option<i32> {
+    let pid = d.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    loop {
+        if let Some(st) = d.child.try_wait().unwrap() {
+            return st.code();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "daemon did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 struct Daemon {
     child: Child,
     port: u16,
@@ -170,22 +211,7 @@ async fn daemon_converges_rejects_broken_commits_and_heals_drift() {
 
     // First cycle converges the sample repository.
     let first = head(remote);
-    wait_for(
-        "the first commit to be applied",
-        Duration::from_secs(60),
-        || status(d.port)["last_applied_commit"] == first.as_str(),
-    );
-    let out = world
-        .kftenant()
-        .args(["plan", repo.path(), "--live"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    converged(&world, &repo, d.port, &first);
     assert_eq!(http(d.port, "GET", "/healthz", &[], b"").0, 200);
     assert_eq!(http(d.port, "GET", "/readyz", &[], b"").0, 200);
 
@@ -317,25 +343,7 @@ async fn daemon_converges_rejects_broken_commits_and_heals_drift() {
         1
     );
     let mut d = d;
-    let pid = d.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let started = Instant::now();
-    let code = loop {
-        if let Some(st) = d.child.try_wait().unwrap() {
-            break st.code();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "daemon did not exit on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let code = terminate(&mut d);
     assert_eq!(code, Some(0));
 }
 
@@ -456,25 +464,7 @@ async fn sigterm_mid_cycle_exits_cleanly_and_the_next_start_converges() {
     wait_for("the first CreateRole", Duration::from_secs(30), || {
         world.proxy.action("CreateRole").calls >= 1
     });
-    let pid = d.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let started = Instant::now();
-    let code = loop {
-        if let Some(st) = d.child.try_wait().unwrap() {
-            break st.code();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "daemon did not exit on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let code = terminate(&mut d);
     assert_eq!(
         code,
         Some(0),
@@ -483,22 +473,7 @@ async fn sigterm_mid_cycle_exits_cleanly_and_the_next_start_converges() {
     world.proxy.clear_faults();
     let d2 = start(&world, remote, cache.path(), "1s", &[]);
     let first = head(remote);
-    wait_for(
-        "the next start to converge",
-        Duration::from_secs(60),
-        || status(d2.port)["last_applied_commit"] == first.as_str(),
-    );
-    let out = world
-        .kftenant()
-        .args(["plan", repo.path(), "--live"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    converged(&world, &repo, d2.port, &first);
     let _ = iam;
 }
 
