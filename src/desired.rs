@@ -21,6 +21,15 @@ pub const TAG_CLUSTER: &str = "kftenant.io/cluster";
 /// The Kubeflow plugin that binds a profile namespace to an IAM role.
 pub const IAM_PLUGIN_KIND: &str = "AwsIamForServiceAccount";
 
+/// The `Description` kftenant gives every policy it creates: a second
+/// ownership mark beside the tags. IAM returns a policy's description in the
+/// bulk read (`GetAccountAuthorizationDetails`) but its tags only through one
+/// `ListPolicyTags` call per policy, and nobody can edit a description after
+/// creation, so this mark lets a no-op cycle prove ownership without N reads.
+pub fn policy_marker(cluster: &str) -> String {
+    format!("Managed by kftenant: {TAG_MANAGED_BY}={MANAGER} {TAG_CLUSTER}={cluster}")
+}
+
 /// Everything kftenant wants to exist.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Desired {

@@ -84,9 +84,13 @@ pub struct ObservedPolicy {
     /// How many roles, users and groups it is attached to (all of them, managed or not).
     #[serde(default)]
     pub attachment_count: usize,
-    /// Tags.
+    /// The description, set once at creation (see [`crate::desired::policy_marker`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Tags; `None` when not read: a policy carrying this cluster's
+    /// [`crate::desired::policy_marker`] is known to be kftenant's without them.
     #[serde(default)]
-    pub tags: BTreeMap<String, String>,
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 /// A Kubeflow Profile.
@@ -177,7 +181,9 @@ impl Observed {
                             || r.permissions_boundary.as_ref() == Some(&p.arn)
                     })
                     .count(),
-                tags: p.tags.clone(),
+                // As the bulk read sees a policy kftenant created.
+                description: crate::desired::policy_marker(&desired.cluster),
+                tags: None,
             })
             .collect();
         let profiles = desired

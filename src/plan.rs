@@ -17,7 +17,7 @@
 
 use crate::desired::{
     Desired, DesiredPolicy, DesiredProfile, DesiredRole, MANAGER, TAG_CLUSTER, TAG_MANAGED_BY,
-    TAG_TENANT,
+    TAG_TENANT, policy_marker,
 };
 use crate::model::MANAGED_BY_LABEL;
 use crate::observed::{Observed, ObservedPolicy, ObservedProfile, ObservedRole};
@@ -275,6 +275,12 @@ fn owned(tags: &BTreeMap<String, String>, cluster: &str) -> bool {
         && tags.get(TAG_CLUSTER).map(String::as_str) == Some(cluster)
 }
 
+/// A policy is ours when kftenant created it for this cluster (its description
+/// carries the marker) or when it carries the ownership tags (adopted by hand).
+fn policy_owned(p: &ObservedPolicy, cluster: &str) -> bool {
+    p.description == policy_marker(cluster) || p.tags.as_ref().is_some_and(|t| owned(t, cluster))
+}
+
 /// A Profile is ours with kftenant's label and this cluster's (a Profile
 /// labelled for another cluster's kftenant, as when two instances share an
 /// API server, is not ours to touch).
@@ -366,7 +372,7 @@ pub fn plan(
     let mut blocked_policies = BTreeSet::new();
     for p in desired.policies.values() {
         match policies.get(&p.name.to_ascii_lowercase()) {
-            Some(live) if !owned(&live.tags, cluster) => {
+            Some(live) if !policy_owned(live, cluster) => {
                 blocked_policies.insert(p.arn.clone());
                 pl.conflict(&Resource::Policy { name: p.name.clone() }, None, format!("policy `{}` exists ({}) without kftenant's ownership tags for cluster `{cluster}`; kftenant will not touch it. Rename policies/{}.json, or tag the live policy {TAG_MANAGED_BY}={MANAGER} and {TAG_CLUSTER}={cluster} to adopt it", p.name, live.arn, p.name));
             }
@@ -379,7 +385,7 @@ pub fn plan(
                 Action::Create,
                 "in git, not in IAM",
                 None,
-                Some(json!({"arn": p.arn, "path": p.path, "document": p.document, "tags": p.tags})),
+                Some(json!({"arn": p.arn, "path": p.path, "document": p.document, "tags": p.tags, "description": policy_marker(cluster)})),
                 vec![],
                 false,
             ),
@@ -576,7 +582,7 @@ pub fn plan(
         .policies
         .iter()
         .filter(|p| {
-            owned(&p.tags, cluster) && !wanted_policies.contains(&p.name.to_ascii_lowercase())
+            policy_owned(p, cluster) && !wanted_policies.contains(&p.name.to_ascii_lowercase())
         })
         .collect();
     old.sort_by(|a, b| a.name.cmp(&b.name));
@@ -747,7 +753,10 @@ fn plan_policy_update(pl: &mut Planner, p: &DesiredPolicy, live: &ObservedPolicy
             after: after_doc.clone(),
         });
     }
-    diff_maps("tags", &live.tags, &p.tags, &mut diffs);
+    // Tags not read (a marked policy): nothing to compare them with.
+    if let Some(tags) = &live.tags {
+        diff_maps("tags", tags, &p.tags, &mut diffs);
+    }
     if !diffs.is_empty() {
         let reason = if diffs.iter().any(|d| d.field == "document") {
             "document in IAM differs from git (a new policy version will be created)"
@@ -1264,9 +1273,7 @@ mod tests {
         let d = world(&["a"]);
         let mut o = Observed::converged(&d);
         o.roles[0].tags.insert(TAG_CLUSTER.into(), "staging".into());
-        o.policies[0]
-            .tags
-            .insert(TAG_CLUSTER.into(), "staging".into());
+        o.policies[0].description = policy_marker("staging");
         let p = run(&d, &o);
         assert!(p.is_empty(), "{:#?}", p.changes);
         assert_eq!(
@@ -1285,6 +1292,44 @@ mod tests {
             .map(|c| c.address.as_str())
             .collect();
         assert_eq!(deletes, vec!["profile.a"]);
+    }
+
+    #[test]
+    fn policy_ownership_by_marker_or_by_tags() {
+        let d = world(&["a"]);
+        let tags = d.policies.values().next().unwrap().tags.clone();
+        // Created by kftenant: the marker proves it, tags are not read.
+        assert!(run(&d, &Observed::converged(&d)).is_empty());
+        // Adopted by hand: no marker, the ownership tags, and their drift is planned.
+        let mut o = Observed::converged(&d);
+        o.policies[0].description = "made by hand".into();
+        let mut drifted = tags.clone();
+        drifted.insert("extra".into(), "1".into());
+        o.policies[0].tags = Some(drifted);
+        let p = run(&d, &o);
+        assert!(p.conflicts.is_empty(), "{:#?}", p.conflicts);
+        assert_eq!(addrs(&p), vec![(Action::Update, "iam_policy.s3".into())]);
+        assert_eq!(p.changes[0].diffs[0].field, "tags.extra");
+        // Neither marker nor tags: a conflict, never touched.
+        o.policies[0].tags = Some(BTreeMap::new());
+        let p = run(&d, &o);
+        assert!(addrs(&p).is_empty(), "{:#?}", p.changes);
+        assert!(
+            p.conflicts[0].address == "iam_policy.s3",
+            "{:#?}",
+            p.conflicts
+        );
+        // A new policy is created with the marker.
+        let p = run(&d, &Observed::default());
+        let create = p
+            .changes
+            .iter()
+            .find(|c| c.address == "iam_policy.s3")
+            .unwrap();
+        assert_eq!(
+            create.after.as_ref().unwrap()["description"],
+            json!(policy_marker(&d.cluster))
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 mod support;
 
 use aws_sdk_iam::error::ProvideErrorMetadata;
+use kftenant::desired::{MANAGER, TAG_CLUSTER, TAG_MANAGED_BY};
 use kftenant::policy::{parse_live, same_policy};
 use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
@@ -84,6 +85,12 @@ async fn assert_live_matches(repo: &Repo, iam: &aws_sdk_iam::Client, kube: &Api<
             .unwrap_or_else(|e| panic!("policy {}: {e:?}", p.name));
         let got = got.policy().unwrap();
         assert_eq!(got.path(), Some(p.path.as_str()));
+        assert_eq!(
+            got.description(),
+            Some(kftenant::desired::policy_marker(&want.cluster).as_str()),
+            "policy {} description (the ownership marker)",
+            p.name
+        );
         let v = iam
             .get_policy_version()
             .policy_arn(&p.arn)
@@ -265,8 +272,8 @@ async fn empty_world_to_sample_repo() {
     assert_eq!(calls.get("ListRoles"), Some(&1), "{calls:?}");
     assert_eq!(
         calls.values().sum::<u64>(),
-        2 + 3,
-        "GAAD + ListRoles + ListPolicyTags per repo policy: {calls:?}"
+        2,
+        "GAAD + ListRoles, no ListPolicyTags for the marked repo policies: {calls:?}"
     );
 
     let out = kftenant(&world, &["drift", repo.path()]);
@@ -642,6 +649,69 @@ async fn a_permanently_failing_tenant_does_not_stop_the_others() {
         let p = kube.get_opt(t).await.unwrap();
         assert_eq!(p.is_some(), *t != sb, "{t}: Profile");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_adopted_by_its_tags_is_managed_and_its_tags_are_read() {
+    let (world, repo, iam, _kube) = setup("adopted policy").await;
+    let want = repo.desired();
+    let p = &want.policies["ecr-pull"];
+    let tag = |k: &str, v: &str| {
+        aws_sdk_iam::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .unwrap()
+    };
+    // Made by hand before kftenant (no marker), tagged to be adopted, with an
+    // older document and a stray tag.
+    let old = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}]});
+    iam.create_policy()
+        .policy_name(&p.name)
+        .path(&p.path)
+        .policy_document(old.to_string())
+        .tags(tag(TAG_MANAGED_BY, MANAGER))
+        .tags(tag(TAG_CLUSTER, &want.cluster))
+        .tags(tag("stray", "1"))
+        .send()
+        .await
+        .unwrap();
+
+    let out = apply(&world, &repo);
+    expect_code(&out, 0);
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("! iam_policy."), "no conflict: {stdout}");
+    assert!(
+        stdout.contains(&format!("~ iam_policy.{}", p.name)),
+        "{stdout}"
+    );
+    let got = iam.get_policy().policy_arn(&p.arn).send().await.unwrap();
+    let got = got.policy().unwrap();
+    assert_eq!(got.default_version_id(), Some("v2"), "a new version");
+    let v = iam
+        .get_policy_version()
+        .policy_arn(&p.arn)
+        .version_id("v2")
+        .send()
+        .await
+        .unwrap();
+    let doc = parse_live(v.policy_version().unwrap().document().unwrap()).unwrap();
+    assert!(same_policy(&doc, &p.document), "the document from git");
+    assert_eq!(got.description(), None, "a description cannot change");
+    let mut tags: Vec<_> = got.tags().iter().map(|t| t.key().to_string()).collect();
+    tags.sort();
+    assert_eq!(
+        tags,
+        vec![TAG_CLUSTER, TAG_MANAGED_BY],
+        "the stray tag removed"
+    );
+
+    // Converged; the unmarked policy costs one tag read, the marked ones none.
+    world.proxy.reset();
+    assert_converged(&world, &repo);
+    let calls = world.proxy.calls();
+    assert_eq!(calls.get("ListPolicyTags"), Some(&1), "{calls:?}");
+    assert_eq!(calls.values().sum::<u64>(), 3, "{calls:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -239,6 +239,12 @@ async fn execute_change(clients: &Clients, opts: &ApplyOptions, c: &Change) -> R
                 .unwrap_or("/")
                 .to_string();
             let tags = tags_of(field(&c.after, "tags", a)?);
+            let description = c
+                .after
+                .as_ref()
+                .and_then(|v| v.get("description"))
+                .and_then(Json::as_str)
+                .map(String::from);
             with_backoff(opts, || {
                 calls.add("iam:CreatePolicy");
                 let req = iam
@@ -246,6 +252,7 @@ async fn execute_change(clients: &Clients, opts: &ApplyOptions, c: &Change) -> R
                     .policy_name(name)
                     .path(&path)
                     .policy_document(&doc)
+                    .set_description(description.clone())
                     .set_tags(Some(tags.clone()));
                 async move {
                     match req.send().await.map_err(|e| Error::iam("CreatePolicy", e)) {
@@ -282,7 +289,12 @@ async fn execute_change(clients: &Clients, opts: &ApplyOptions, c: &Change) -> R
                     .await?;
                 }
             }
-            let (set, unset) = tag_changes(&c.before, &c.after);
+            // Only when the plan compared tags (it does not for a marked policy).
+            let (set, unset) = if c.diffs.iter().any(|d| d.field.starts_with("tags.")) {
+                tag_changes(&c.before, &c.after)
+            } else {
+                Default::default()
+            };
             if !unset.is_empty() {
                 calls.add("iam:UntagPolicy");
                 iam.untag_policy()

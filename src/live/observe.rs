@@ -266,7 +266,8 @@ async fn auth_page(
             attachment_count: (p.attachment_count().unwrap_or(0)
                 + p.permissions_boundary_usage_count().unwrap_or(0))
             .max(0) as usize,
-            tags: BTreeMap::new(),
+            description: p.description().unwrap_or_default().to_string(),
+            tags: None,
         });
     }
     Ok(page)
@@ -298,8 +299,11 @@ async fn observe_iam_bulk(
                 .map_or(3600, |g| g.max_session_duration),
         };
     }
-    for p in &mut policies {
-        p.tags = policy_tags(clients, &p.arn).await?;
+    // A policy kftenant created carries its marker; only the others (adopted
+    // by tags, or conflicts by name) cost a tag read.
+    let marker = crate::desired::policy_marker(&scope.cluster);
+    for p in policies.iter_mut().filter(|p| p.description != marker) {
+        p.tags = Some(policy_tags(clients, &p.arn).await?);
     }
     Ok((roles, policies))
 }
@@ -439,6 +443,7 @@ async fn observe_iam_per_role(
         }
     }
     let mut policies = Vec::new();
+    let marker = crate::desired::policy_marker(&scope.cluster);
     let pages = all_pages!(
         clients,
         "ListPolicies",
@@ -475,6 +480,22 @@ async fn observe_iam_per_role(
                 .send()
                 .await
                 .map_err(|e| Error::iam("GetPolicyVersion", e))?;
+            // ListPolicies leaves out the description and the tags.
+            clients.calls.add("iam:GetPolicy");
+            let got = clients
+                .iam
+                .get_policy()
+                .policy_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| Error::iam("GetPolicy", e))?;
+            let got = got.policy();
+            let description = got
+                .and_then(|g| g.description())
+                .unwrap_or_default()
+                .to_string();
+            // As the bulk read: tags of a marked policy are not part of the world.
+            let tags = (description != marker).then(|| tag_map(got.map_or(&[], |g| g.tags())));
             policies.push(ObservedPolicy {
                 name: p.policy_name().unwrap_or_default().to_string(),
                 path: p.path().unwrap_or_default().to_string(),
@@ -488,7 +509,8 @@ async fn observe_iam_per_role(
                 attachment_count: (p.attachment_count().unwrap_or(0)
                     + p.permissions_boundary_usage_count().unwrap_or(0))
                 .max(0) as usize,
-                tags: policy_tags(clients, &arn).await?,
+                description,
+                tags,
                 arn,
             });
         }
