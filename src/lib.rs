@@ -46,4 +46,5 @@ pub mod policy;
 pub mod report;
 pub mod schema;
 pub mod source;
+pub mod verify;
 pub mod yaml;

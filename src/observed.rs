@@ -107,7 +107,7 @@ pub struct ObservedProfile {
     pub annotations: BTreeMap<String, String>,
     /// The whole `spec`.
     #[serde(default)]
-    pub spec: Json,
+    pub spec: crate::desired::Document,
     /// True when the Profile has a deletion timestamp (finalizers still running).
     #[serde(default)]
     pub deleting: bool,
@@ -121,22 +121,56 @@ impl Observed {
 
     /// The snapshot as pretty JSON, entries sorted by name so files diff well.
     pub fn to_json(&self) -> String {
-        let mut o = self.clone();
-        o.roles.sort_by(|a, b| a.name.cmp(&b.name));
-        o.policies.sort_by(|a, b| a.name.cmp(&b.name));
-        o.profiles.sort_by(|a, b| a.name.cmp(&b.name));
-        serde_json::to_string_pretty(&o).expect("snapshot serialises") + "\n"
+        let mut out = Vec::new();
+        self.write_json(&mut out).expect("writing to memory");
+        String::from_utf8(out).expect("serde_json writes UTF-8")
+    }
+
+    /// [`Observed::to_json`] into `w`, without copying the world.
+    fn write_json(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
+        fn by_name<T>(items: &[T], name: impl Fn(&T) -> &str) -> Vec<&T> {
+            let mut v: Vec<&T> = items.iter().collect();
+            v.sort_by(|a, b| name(a).cmp(name(b)));
+            v
+        }
+        /// The fields of [`Observed`] in their order, entries sorted.
+        #[derive(Serialize)]
+        struct Sorted<'a> {
+            format_version: u32,
+            roles: Vec<&'a ObservedRole>,
+            policies: Vec<&'a ObservedPolicy>,
+            profiles: Vec<&'a ObservedProfile>,
+        }
+        let sorted = Sorted {
+            format_version: self.format_version,
+            roles: by_name(&self.roles, |r| &r.name),
+            policies: by_name(&self.policies, |p| &p.name),
+            profiles: by_name(&self.profiles, |p| &p.name),
+        };
+        serde_json::to_writer_pretty(&mut w, &sorted)?;
+        w.write_all(b"\n")
     }
 
     /// A short digest of the snapshot (FNV-1a 64 over [`Observed::to_json`]),
-    /// to tell whether the live world changed since a plan was made.
+    /// to tell whether the live world changed since a plan was made. Hashed
+    /// as it is written: the text of a large world is never held.
     pub fn digest(&self) -> String {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.to_json().bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
+        struct Fnv(u64);
+        impl std::io::Write for Fnv {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                for b in buf {
+                    self.0 ^= u64::from(*b);
+                    self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+                }
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
         }
-        format!("{h:016x}")
+        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+        self.write_json(&mut h).expect("hashing cannot fail");
+        format!("{:016x}", h.0)
     }
 
     /// The live world IAM and Kubernetes would report once `desired` is fully
@@ -151,7 +185,7 @@ impl Observed {
                 name: r.name.clone(),
                 path: r.path.clone(),
                 arn: r.arn.clone(),
-                assume_role_policy_document: iam_encode(&r.trust_policy),
+                assume_role_policy_document: iam_encode(&r.trust_policy.to_json()),
                 permissions_boundary: r.permissions_boundary.clone(),
                 max_session_duration: r.max_session_duration,
                 tags: r.tags.clone(),
@@ -159,7 +193,7 @@ impl Observed {
                 inline_policies: r
                     .inline_policies
                     .iter()
-                    .map(|(k, v)| (k.clone(), iam_encode(v)))
+                    .map(|(k, v)| (k.clone(), iam_encode(&v.to_json())))
                     .collect(),
             })
             .collect();
@@ -170,7 +204,7 @@ impl Observed {
                 name: p.name.clone(),
                 path: p.path.clone(),
                 arn: p.arn.clone(),
-                document: iam_encode(&p.document),
+                document: iam_encode(&p.document.to_json()),
                 default_version_id: "v1".into(),
                 version_ids: vec!["v1".into()],
                 attachment_count: desired
@@ -225,5 +259,35 @@ fn reshape(v: &Json) -> Json {
         Json::Array(items) => Json::Array(items.iter().rev().map(reshape).collect()),
         Json::Object(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), reshape(v))).collect()),
         other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_hashes_the_sorted_snapshot_text_and_sees_any_change() {
+        let mut o = Observed::default();
+        for name in ["b", "a"] {
+            o.profiles.push(ObservedProfile {
+                name: name.into(),
+                labels: BTreeMap::new(),
+                annotations: BTreeMap::new(),
+                spec: Default::default(),
+                deleting: false,
+            });
+        }
+        let text = o.to_json();
+        assert!(text.find("\"a\"") < text.find("\"b\""), "{text}");
+        // FNV-1a 64 over the text, as saved plans recorded it.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        assert_eq!(o.digest(), format!("{h:016x}"));
+        o.profiles[0].deleting = true;
+        assert_ne!(o.digest(), format!("{h:016x}"));
     }
 }

@@ -745,7 +745,7 @@ fn plan_tenant(
 fn plan_policy_update(pl: &mut Planner, p: &DesiredPolicy, live: &ObservedPolicy) {
     let mut diffs = Vec::new();
     let before_doc = live_doc(&live.document);
-    let after_doc = policy::normalize(&p.document);
+    let after_doc = policy::normalize_owned(p.document.to_json());
     if before_doc != after_doc {
         diffs.push(FieldDiff {
             field: "document".into(),
@@ -837,7 +837,7 @@ fn plan_role_create(pl: &mut Planner, r: &DesiredRole) {
             Action::Create,
             "inline policy of the new role",
             None,
-            Some(doc.clone()),
+            Some(doc.to_json()),
             vec![],
             false,
         );
@@ -848,7 +848,7 @@ fn plan_role_update(pl: &mut Planner, r: &DesiredRole, live: &ObservedRole) {
     let t = Some(r.tenant.as_str());
     let role = r.name.clone();
     let before = live_doc(&live.assume_role_policy_document);
-    let after = policy::normalize(&r.trust_policy);
+    let after = policy::normalize_owned(r.trust_policy.to_json());
     if before != after {
         pl.push(
             Resource::RoleTrustPolicy { role: role.clone() },
@@ -971,7 +971,7 @@ fn plan_role_update(pl: &mut Planner, r: &DesiredRole, live: &ObservedRole) {
         }
     }
     for (name, doc) in &r.inline_policies {
-        let after = policy::normalize(doc);
+        let after = policy::normalize_owned(doc.to_json());
         match live.inline_policies.get(name) {
             None => pl.push(
                 Resource::RoleInlinePolicy {
@@ -982,7 +982,7 @@ fn plan_role_update(pl: &mut Planner, r: &DesiredRole, live: &ObservedRole) {
                 Action::Create,
                 "in git, not in IAM",
                 None,
-                Some(doc.clone()),
+                Some(doc.to_json()),
                 vec![],
                 true,
             ),
@@ -1044,8 +1044,9 @@ fn profile_subset(live: &ObservedProfile, want: &DesiredProfile) -> Json {
         .filter(|(k, _)| want.annotations.contains_key(*k))
         .collect();
     let mut spec = serde_json::Map::new();
+    let live_spec = live.spec.to_json();
     for key in ["owner", "plugins", "resourceQuotaSpec"] {
-        if let Some(v) = live.spec.get(key) {
+        if let Some(v) = live_spec.get(key) {
             spec.insert(key.to_string(), v.clone());
         }
     }
@@ -1063,16 +1064,21 @@ fn role_view(r: &ObservedRole) -> Json {
 /// The fast check of [`profile_subset`] equality, without building JSON
 /// (most Profiles are converged on most runs).
 fn profile_converged(live: &ObservedProfile, want: &DesiredProfile) -> bool {
-    want.labels
-        .iter()
-        .all(|(k, v)| live.labels.get(k) == Some(v))
+    let same_spec = live.spec == want.spec || {
+        let (live_spec, want_spec) = (live.spec.to_json(), want.spec.to_json());
+        ["owner", "plugins", "resourceQuotaSpec"]
+            .iter()
+            .all(|k| live_spec.get(k) == want_spec.get(k))
+    };
+    same_spec
+        && want
+            .labels
+            .iter()
+            .all(|(k, v)| live.labels.get(k) == Some(v))
         && want
             .annotations
             .iter()
             .all(|(k, v)| live.annotations.get(k) == Some(v))
-        && ["owner", "plugins", "resourceQuotaSpec"]
-            .iter()
-            .all(|k| live.spec.get(k) == want.spec.get(k))
 }
 
 fn plan_profile(pl: &mut Planner, want: &DesiredProfile, live: Option<&ObservedProfile>) {
@@ -1159,7 +1165,7 @@ mod tests {
                 name: "s3".into(),
                 path: "/kftenant/".into(),
                 arn: ARN_S3.into(),
-                document: doc("s3:GetObject"),
+                document: doc("s3:GetObject").into(),
                 tags: ownership_tags("prod", None),
             },
         );
@@ -1172,12 +1178,12 @@ mod tests {
                     arn: format!("arn:aws:iam::123456789012:role/kftenant/{name}"),
                     name,
                     path: "/kftenant/".into(),
-                    trust_policy: json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity", "Principal": {"Federated": "arn:x"}}]}),
+                    trust_policy: json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity", "Principal": {"Federated": "arn:x"}}]}).into(),
                     permissions_boundary: None,
                     max_session_duration: 3600,
                     tags: ownership_tags("prod", Some(t)),
                     managed_policy_arns: [ARN_S3.to_string()].into(),
-                    inline_policies: [("logs".to_string(), doc("logs:PutLogEvents"))].into(),
+                    inline_policies: [("logs".to_string(), doc("logs:PutLogEvents").into())].into(),
                 },
             );
             let mut labels = BTreeMap::new();
@@ -1189,7 +1195,7 @@ mod tests {
                     name: t.to_string(),
                     labels,
                     annotations: BTreeMap::new(),
-                    spec: json!({"owner": {"kind": "User", "name": "a@x"}}),
+                    spec: json!({"owner": {"kind": "User", "name": "a@x"}}).into(),
                 },
             );
         }
@@ -1345,7 +1351,9 @@ mod tests {
         r.inline_policies
             .insert("byhand".into(), iam_encode(&doc("ec2:*")));
         r.attached_policy_arns.clear();
-        o.profiles[0].spec["resourceQuotaSpec"] = json!({"hard": {"cpu": "100"}});
+        let mut spec = o.profiles[0].spec.to_json();
+        spec["resourceQuotaSpec"] = json!({"hard": {"cpu": "100"}});
+        o.profiles[0].spec = spec.into();
         o.profiles[0]
             .labels
             .insert("other-controller/label".into(), "x".into());
@@ -1398,7 +1406,7 @@ mod tests {
             name: "a".into(),
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
-            spec: json!({}),
+            spec: json!({}).into(),
             deleting: false,
         });
         let p = run(&d, &o);

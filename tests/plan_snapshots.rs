@@ -85,7 +85,7 @@ fn converged_world_plans_nothing() {
 fn trust_policy_drift_is_reported_and_corrected() {
     let d = desired::render(&repo());
     let mut o = Observed::converged(&d);
-    let mut trust = d.roles["forecasting"].trust_policy.clone();
+    let mut trust = d.roles["forecasting"].trust_policy.to_json();
     trust["Statement"][0]["Condition"]["StringEquals"]["oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B716D3041E:sub"] =
         serde_json::json!([
             "system:serviceaccount:forecasting:default-editor",
@@ -131,7 +131,7 @@ fn encoding_and_ordering_differences_are_not_changes() {
     r.assume_role_policy_document =
         serde_json::to_string_pretty(&d.roles["fraud-detection"].trust_policy).unwrap();
     let inline = r.inline_policies.get_mut("artifacts").unwrap();
-    let mut doc = d.roles["fraud-detection"].inline_policies["artifacts"].clone();
+    let mut doc = d.roles["fraud-detection"].inline_policies["artifacts"].to_json();
     doc["Statement"].as_array_mut().unwrap().reverse();
     doc["Statement"][0]["Action"] = serde_json::json!("s3:ListBucket");
     *inline = serde_json::to_string(&doc).unwrap();

@@ -528,7 +528,8 @@ fn to_profile(o: DynamicObject) -> ObservedProfile {
             .data
             .get("spec")
             .cloned()
-            .unwrap_or(serde_json::Value::Null),
+            .unwrap_or(serde_json::Value::Null)
+            .into(),
         name,
     }
 }

@@ -21,6 +21,8 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod git_http;
+pub mod git_ssh;
 pub mod proxy;
 pub mod repo;
 
