@@ -102,6 +102,18 @@ fn git(operation: &'static str) -> impl FnOnce(git2::Error) -> SourceError {
 }
 
 impl GitSource {
+    /// A source following `main` of a local repository, without credentials (tests).
+    #[cfg(test)]
+    pub(crate) fn local(remote: &Path, cache_dir: &Path) -> GitSource {
+        GitSource {
+            url: remote.display().to_string(),
+            branch: "main".into(),
+            path: None,
+            cache_dir: cache_dir.join("repo"),
+            auth: GitAuth::None,
+        }
+    }
+
     /// `host_key_refusal` receives why an SSH server's host key was refused.
     fn callbacks<'a>(&'a self, host_key_refusal: &'a HostKeyRefusal) -> RemoteCallbacks<'a> {
         let mut cb = RemoteCallbacks::new();
@@ -597,6 +609,13 @@ mod tests {
     use super::*;
     use std::process::Command;
 
+    /// `git commit -q ARGS` as a fixed test author.
+    fn commit(dir: &Path, args: &[&str]) {
+        let mut all = vec!["-c", "user.email=t@e", "-c", "user.name=t", "commit", "-q"];
+        all.extend(args);
+        sh(dir, &all);
+    }
+
     fn sh(dir: &Path, args: &[&str]) {
         let st = Command::new("git")
             .args(args)
@@ -609,20 +628,7 @@ mod tests {
     fn remote_with_commit() -> tempfile::TempDir {
         let remote = tempfile::tempdir().unwrap();
         sh(remote.path(), &["init", "-q", "-b", "main"]);
-        sh(
-            remote.path(),
-            &[
-                "-c",
-                "user.email=t@e",
-                "-c",
-                "user.name=t",
-                "commit",
-                "-q",
-                "--allow-empty",
-                "-m",
-                "one",
-            ],
-        );
+        commit(remote.path(), &["--allow-empty", "-m", "one"]);
         remote
     }
 
@@ -631,46 +637,16 @@ mod tests {
         let remote = remote_with_commit();
         std::fs::write(remote.path().join("a.txt"), "1").unwrap();
         sh(remote.path(), &["add", "a.txt"]);
-        sh(
-            remote.path(),
-            &[
-                "-c",
-                "user.email=t@e",
-                "-c",
-                "user.name=t",
-                "commit",
-                "-q",
-                "-m",
-                "two",
-            ],
-        );
+        commit(remote.path(), &["-m", "two"]);
         let cache = tempfile::tempdir().unwrap();
-        let src = GitSource {
-            url: remote.path().display().to_string(),
-            branch: "main".into(),
-            path: None,
-            cache_dir: cache.path().join("repo"),
-            auth: GitAuth::None,
-        };
+        let src = GitSource::local(remote.path(), cache.path());
         let first = src.sync().unwrap();
         assert_eq!(
             std::fs::read_to_string(first.root.join("a.txt")).unwrap(),
             "1"
         );
         std::fs::write(remote.path().join("a.txt"), "2").unwrap();
-        sh(
-            remote.path(),
-            &[
-                "-c",
-                "user.email=t@e",
-                "-c",
-                "user.name=t",
-                "commit",
-                "-q",
-                "-am",
-                "three",
-            ],
-        );
+        commit(remote.path(), &["-am", "three"]);
         let second = src.sync().unwrap();
         assert_ne!(first.commit, second.commit);
         assert_eq!(
@@ -695,27 +671,9 @@ mod tests {
         let (first, second) = (remote_with_commit(), remote_with_commit());
         std::fs::write(second.path().join("b.txt"), "moved").unwrap();
         sh(second.path(), &["add", "b.txt"]);
-        sh(
-            second.path(),
-            &[
-                "-c",
-                "user.email=t@e",
-                "-c",
-                "user.name=t",
-                "commit",
-                "-q",
-                "-m",
-                "b",
-            ],
-        );
+        commit(second.path(), &["-m", "b"]);
         let cache = tempfile::tempdir().unwrap();
-        let mut src = GitSource {
-            url: first.path().display().to_string(),
-            branch: "main".into(),
-            path: None,
-            cache_dir: cache.path().join("repo"),
-            auth: GitAuth::None,
-        };
+        let mut src = GitSource::local(first.path(), cache.path());
         src.sync().unwrap();
         src.url = second.path().display().to_string();
         let moved = src.sync().unwrap();
@@ -736,19 +694,7 @@ mod tests {
         std::fs::write(sub.join("tenants/b.yaml"), "b").unwrap();
         std::fs::write(sub.join("tenants/nested/c.yaml"), "c").unwrap();
         sh(remote.path(), &["add", "-A"]);
-        sh(
-            remote.path(),
-            &[
-                "-c",
-                "user.email=t@e",
-                "-c",
-                "user.name=t",
-                "commit",
-                "-q",
-                "-m",
-                "two",
-            ],
-        );
+        commit(remote.path(), &["-m", "two"]);
         // The working tree moves on; the source reads the commit.
         std::fs::write(sub.join("kftenant.toml"), "new").unwrap();
         let (src, _) = GitTreeSource::open(&sub, "HEAD").unwrap();
@@ -773,11 +719,8 @@ mod tests {
         let remote = remote_with_commit();
         let cache = tempfile::tempdir().unwrap();
         let src = GitSource {
-            url: remote.path().display().to_string(),
             branch: "nope".into(),
-            path: None,
-            cache_dir: cache.path().join("repo"),
-            auth: GitAuth::None,
+            ..GitSource::local(remote.path(), cache.path())
         };
         assert!(src.sync().is_err());
     }

@@ -105,7 +105,7 @@ impl AllowedSigners {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::{GitAuth, GitSource, SourceError};
+    use crate::source::{GitSource, SourceError};
     use std::process::Command;
 
     fn run(dir: &Path, program: &str, args: &[&str]) {
@@ -173,13 +173,7 @@ mod tests {
         run(remote.path(), "git", &["init", "-q", "-b", "main"]);
         commit(remote.path(), "1", Some(&alice));
         let cache = tempfile::tempdir().unwrap();
-        let src = GitSource {
-            url: remote.path().display().to_string(),
-            branch: "main".into(),
-            path: None,
-            cache_dir: cache.path().join("repo"),
-            auth: GitAuth::None,
-        };
+        let src = GitSource::local(remote.path(), cache.path());
         let good = src.sync_verified(Some(&signers)).unwrap();
         let read = || std::fs::read_to_string(good.root.join("a.txt")).unwrap();
         assert_eq!(read(), "1");

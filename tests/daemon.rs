@@ -10,21 +10,10 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::World;
 use support::repo::Repo;
+use support::{World, git};
 
 const SECRET: &str = "webhook-secret-for-tests";
-
-fn git(dir: &Path, args: &[&str]) {
-    let st = Command::new("git")
-        .args(["-c", "user.email=ci@example.com", "-c", "user.name=ci"])
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .status()
-        .expect("git runs");
-    assert!(st.success(), "git {args:?}");
-}
 
 fn commit_all(dir: &Path, msg: &str) {
     git(dir, &["add", "-A"]);

@@ -15,30 +15,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kftenant::source::{GitAuth, GitSource};
-use support::World;
 use support::git_http::{self, GitHttpServer, Presented};
 use support::repo::Repo;
+use support::{World, git};
 
 const TOKEN: &str = "ghs_kftenantTestToken0123456789abcdef";
 const WRONG_TOKEN: &str = "ghs_notTheRightOne9876543210fedcba";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args(["-c", "user.email=ci@example.com", "-c", "user.name=ci"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run git (install it: apt-get install git)");
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .expect("git prints UTF-8")
-        .trim()
-        .to_string()
-}
 
 /// Commits everything in `work` and pushes it to the served repository;
 /// returns the commit id.

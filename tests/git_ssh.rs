@@ -13,29 +13,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use kftenant::source::{Checkout, GitAuth, GitSource};
+use support::git;
 use support::git_ssh::{GitSshServer, SshKeyPair};
 
 /// Far above a refused login's few round trips on loopback (measured well
 /// under a second), far below "forever".
 const SYNC_LIMIT: Duration = Duration::from_secs(30);
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args(["-c", "user.email=ci@example.com", "-c", "user.name=ci"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .expect("git prints UTF-8")
-        .trim()
-        .to_string()
-}
 
 /// A served repository, the keys and a folder for everything a test writes.
 struct Fixture {

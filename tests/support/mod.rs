@@ -33,6 +33,25 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Runs git in `dir` as a fixed test author; its trimmed stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(["-c", "user.email=ci@example.com", "-c", "user.name=ci"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run git (install it: apt-get install git)");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("git prints UTF-8")
+        .trim()
+        .to_string()
+}
+
 use proxy::{IamProxy, ProxyConfig};
 
 /// The label every test puts on the cluster-scoped objects it creates, with
