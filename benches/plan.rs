@@ -4,9 +4,10 @@
 //! world in under 200 ms and 200 MiB peak (peak memory: `scripts/bench-plan`).
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use kftenant::observed::Observed;
+use kftenant::model;
+use kftenant::plan::desired;
+use kftenant::plan::observed::Observed;
 use kftenant::plan::{PlanOptions, plan};
-use kftenant::{desired, model};
 use std::hint::black_box;
 
 #[path = "synthetic.rs"]

@@ -10,9 +10,10 @@
 //! live allocations, headers included) and RSS. The difference is memory
 //! freed but not returned to the kernel, plus code and stacks.
 
-use kftenant::observed::Observed;
+use kftenant::model;
+use kftenant::plan::desired;
+use kftenant::plan::observed::Observed;
 use kftenant::plan::{PlanOptions, plan};
-use kftenant::{desired, model};
 use std::time::Instant;
 
 #[path = "../benches/synthetic.rs"]

@@ -4,8 +4,11 @@
 //! its defaults, and its validation. It does no I/O: the text comes in.
 
 use crate::diag::{Diagnostic, Diagnostics, Pos};
+use crate::kubeflow::{DEFAULT_SERVICE_ACCOUNT, service_account_subject};
+use crate::names::{self, Account};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
 
 /// The file name of the repository configuration.
@@ -172,17 +175,20 @@ impl Default for PruneConfig {
 impl Config {
     /// AWS partition of the configured region.
     pub fn partition(&self) -> &'static str {
-        partition_of(&self.cluster.region)
+        names::partition_of(&self.cluster.region)
+    }
+
+    /// The account that holds the roles, in its partition.
+    pub fn account(&self) -> Account<'_> {
+        Account {
+            partition: self.partition(),
+            id: &self.cluster.account_id,
+        }
     }
 
     /// ARN of the cluster's IAM OIDC provider.
     pub fn oidc_provider_arn(&self) -> String {
-        format!(
-            "arn:{}:iam::{}:oidc-provider/{}",
-            self.partition(),
-            self.cluster.account_id,
-            self.cluster.oidc_issuer
-        )
+        self.account().oidc_provider_arn(&self.cluster.oidc_issuer)
     }
 
     /// The role name for `tenant`, from the template.
@@ -193,26 +199,39 @@ impl Config {
             .replace("{cluster}", &self.cluster.name)
     }
 
+    /// The ARN of a tenant's role.
+    pub fn role_arn(&self, tenant: &str) -> String {
+        self.account()
+            .role_arn(&self.iam.role_path, &self.role_name(tenant))
+    }
+
     /// The ARN of a customer-managed policy kftenant creates from the repository.
     pub fn repo_policy_arn(&self, name: &str) -> String {
-        format!(
-            "arn:{}:iam::{}:policy{}{}",
-            self.partition(),
-            self.cluster.account_id,
-            self.iam.role_path,
-            name
-        )
+        self.account().policy_arn(&self.iam.role_path, name)
     }
-}
 
-/// `aws`, `aws-cn` or `aws-us-gov`.
-pub fn partition_of(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
+    /// The trust policy of a tenant role: one statement, in exactly the shape the
+    /// Kubeflow profile controller looks for (`Statement[0]`, `StringEquals` on
+    /// `aud` and a list of `sub`s), so it never rewrites it. `default-editor` is
+    /// always trusted, then `extra_service_accounts` in order.
+    pub fn trust_policy(&self, tenant: &str, extra_service_accounts: &[String]) -> Json {
+        let issuer = &self.cluster.oidc_issuer;
+        let subs: Vec<String> = std::iter::once(DEFAULT_SERVICE_ACCOUNT)
+            .chain(extra_service_accounts.iter().map(String::as_str))
+            .map(|sa| service_account_subject(tenant, sa))
+            .collect();
+        json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"Federated": self.oidc_provider_arn()},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {"StringEquals": {
+                    format!("{issuer}:aud"): "sts.amazonaws.com",
+                    format!("{issuer}:sub"): subs,
+                }}
+            }]
+        })
     }
 }
 
@@ -248,30 +267,30 @@ pub fn offset_to_pos(text: &str, offset: usize) -> Pos {
     Pos::new(line, col)
 }
 
-/// Where `key` is set inside `[section]`, for messages about its value.
-/// (The `toml` crate's typed values carry no spans; we look the key up in the text.)
+/// Where `key` is set inside `[section]`, for messages about its value: the
+/// key's span from the TOML parser, so dotted keys (`iam.role_path = ...`) and
+/// inline tables (`iam = { role_path = ... }`) are found as well as
+/// `[iam]` sections. The section's own position when the key is not written
+/// (a default), and 1:1 when the text does not parse.
 pub fn locate(text: &str, section: &str, key: &str) -> Pos {
-    let mut current = String::new();
-    let mut section_line = 1;
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
-            current = name.trim().to_string();
-            if current == section {
-                section_line = i + 1;
-            }
-            continue;
-        }
-        if current == section {
-            if let Some((k, _)) = t.split_once('=') {
-                if k.trim().trim_matches('"') == key {
-                    let col = line.len() - line.trim_start().len() + 1;
-                    return Pos::new(i + 1, col);
-                }
-            }
-        }
+    let Ok(root) = toml::de::DeTable::parse(text) else {
+        return Pos::new(1, 1);
+    };
+    fn entry<'t, 'i>(
+        table: &'t toml::de::DeTable<'i>,
+        name: &str,
+    ) -> Option<(std::ops::Range<usize>, &'t toml::de::DeValue<'i>)> {
+        table
+            .iter()
+            .find(|(k, _)| k.get_ref() == name)
+            .map(|(k, v)| (k.span(), v.get_ref()))
     }
-    Pos::new(section_line, 1)
+    let Some((section_span, toml::de::DeValue::Table(table))) = entry(root.get_ref(), section)
+    else {
+        return Pos::new(1, 1);
+    };
+    let span = entry(table, key).map_or(section_span, |(span, _)| span);
+    offset_to_pos(text, span.start)
 }
 
 fn check(c: &Config, text: &str, diags: &mut Diagnostics) {
@@ -367,7 +386,7 @@ fn check(c: &Config, text: &str, diags: &mut Diagnostics) {
             format!("role_name_template `{t}` has an unknown placeholder"),
             Some("only `{tenant}` and `{cluster}` are known"),
         );
-    } else if let Some(msg) = crate::model::role_name_chars(&stripped) {
+    } else if let Some(msg) = names::check_iam_name_chars(&stripped) {
         err(
             "iam",
             "role_name_template",
@@ -375,7 +394,7 @@ fn check(c: &Config, text: &str, diags: &mut Diagnostics) {
             None,
         );
     }
-    if let Some(msg) = crate::model::check_iam_path(&c.iam.role_path) {
+    if let Some(msg) = names::check_iam_path(&c.iam.role_path) {
         err(
             "iam",
             "role_path",
@@ -385,7 +404,7 @@ fn check(c: &Config, text: &str, diags: &mut Diagnostics) {
     }
     if let Some(b) = &c.iam.permissions_boundary {
         if b.starts_with("arn:") {
-            if let Some(msg) = crate::model::check_policy_arn(b) {
+            if let Some(msg) = names::check_policy_arn(b) {
                 err("iam", "permissions_boundary", msg, None);
             }
         }
@@ -520,6 +539,6 @@ oidc_issuer = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLE"
     #[test]
     fn offsets_map_to_lines() {
         assert_eq!(offset_to_pos("ab\ncd", 4), Pos::new(2, 2));
-        assert_eq!(partition_of("cn-north-1"), "aws-cn");
+        assert_eq!(names::partition_of("cn-north-1"), "aws-cn");
     }
 }

@@ -8,43 +8,56 @@
 //! Data flows one way; each step is a module:
 //!
 //! ```text
-//! model (parse + validate)  ->  desired (render roles, policies, Profiles)
-//!                                     |
-//! observed (snapshot / live)  ---->  plan (pure diff -> ordered changes)
-//!                                     |
-//!                                   report (text / markdown / JSON)
+//! git (checkout, commit trees)
+//!   -> model (parse + validate)  -> plan::desired (render)
+//!                                        |
+//! live::observe -> plan::observed  ---> plan (pure diff -> ordered, typed changes)
+//!                                        |
+//!                    report (text / markdown / JSON)    live::apply (thin executors)
+//!                                        |
+//!                    daemon (loop, HTTP, lease)
 //! ```
 //!
-//! - [`diag`] — diagnostics with `file:line:column`.
+//! Leaves, used by everything above them: [`diag`] (diagnostics with
+//! `file:line:column`), [`names`] (AWS and Kubernetes name rules, ARNs),
+//! [`ownership`] (kftenant's tags, labels and policy marker, and the checks
+//! on them), [`document`] (JSON documents kept as text), [`kubeflow`] (what
+//! Kubeflow's controllers expect).
+//!
 //! - [`yaml`] — a YAML tree that keeps node positions.
 //! - [`policy`] — IAM policy grammar, sizes, semantic comparison.
 //! - [`config`] — `kftenant.toml`.
 //! - [`model`] — the tenant repository and its validation.
-//! - [`desired`] — the desired world.
-//! - [`observed`] — the observed world and its snapshot format.
-//! - [`plan`] — the planner.
+//! - [`plan`] — the planner, with its inputs [`plan::desired`] and [`plan::observed`].
 //! - [`report`] — renderers.
-//! - [`schema`] — JSON Schemas of the formats.
 //! - [`applied`] — the apply report (data).
-//! - [`live`] — the only networked module: reading IAM and Profiles, executing plans.
+//! - [`schema`] — JSON Schemas of the formats.
+//! - [`live`] — IAM and Kubernetes: reading the live world, executing plans.
+//! - [`git`] — the tenant repository in git: the daemon's checkout, commit
+//!   trees for `plan --base`, signature verification.
+//! - [`daemon`] — `kftenant run`.
 //!
-//! `model`, `desired`, `observed`, `plan`, `applied` and `report` use no network, clock, async
-//! runtime or client library: what they need comes in as data.
+//! The pure modules (`diag`, `names`, `ownership`, `document`, `kubeflow`,
+//! `yaml`, `policy`, `config`, `model`, `plan`, `report`, `applied`, `schema`)
+//! use no network, clock, async runtime, git or client library: what they
+//! need comes in as data. `tests/architecture.rs` checks it, and that no two
+//! top-level modules import each other.
 
 #![forbid(unsafe_code)]
 
 pub mod applied;
 pub mod config;
 pub mod daemon;
-pub mod desired;
 pub mod diag;
+pub mod document;
+pub mod git;
+pub mod kubeflow;
 pub mod live;
 pub mod model;
-pub mod observed;
+pub mod names;
+pub mod ownership;
 pub mod plan;
 pub mod policy;
 pub mod report;
 pub mod schema;
-pub mod source;
-pub mod verify;
 pub mod yaml;

@@ -10,7 +10,7 @@ use similar::TextDiff;
 use std::io::{self, Write};
 
 /// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Human-readable, like `terraform plan`.
     Text,
@@ -71,11 +71,9 @@ fn change_body(c: &Change) -> String {
             }
         }
         Action::Create => {
-            if let Some(a) = &c.after {
-                if !a.is_string() {
-                    out.push_str(&pretty(a));
-                    out.push('\n');
-                }
+            if let Some(a) = c.created().filter(|a| !a.is_string()) {
+                out.push_str(&pretty(&a));
+                out.push('\n');
             }
         }
         Action::Delete => {}
@@ -104,14 +102,68 @@ fn summary_line(p: &Plan) -> String {
     line
 }
 
+/// The first 12 characters of a commit id (characters, not bytes: the id
+/// may come from the command line).
+fn short_commit(c: &str) -> String {
+    c.chars().take(12).collect()
+}
+
 fn header(p: &Plan) -> String {
     match &p.source_commit {
         Some(c) => format!(
             "kftenant plan for cluster `{}` at commit {}",
             p.cluster,
-            &c[..c.len().min(12)]
+            short_commit(c)
         ),
         None => format!("kftenant plan for cluster `{}`", p.cluster),
+    }
+}
+
+/// The tenants a pull request changes, against its base revision `rev` at
+/// `base_commit` (text or Markdown; JSON plans carry none).
+pub fn pull_request_summary(
+    rev: &str,
+    base_commit: &str,
+    changed: &[(String, &str)],
+    format: Format,
+) -> String {
+    let mut out = format!(
+        "{}Tenants changed by this pull request (against {rev}, {}): {}\n",
+        if format == Format::Markdown {
+            "#### "
+        } else {
+            ""
+        },
+        short_commit(base_commit),
+        changed.len()
+    );
+    for (t, kind) in changed {
+        out.push_str(&format!("- {t} ({kind})\n"));
+    }
+    out.push('\n');
+    out
+}
+
+/// Renders the plan in `format` (all Markdown parts, one after the other).
+pub fn write_plan(p: &Plan, format: Format, w: &mut impl Write) -> io::Result<()> {
+    match format {
+        Format::Text => write_text(p, w),
+        Format::Json => write_json(p, w),
+        Format::Markdown => {
+            for part in markdown_parts(p, MARKDOWN_PART_LIMIT) {
+                w.write_all(part.as_bytes())?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Renders an apply report in `format`.
+pub fn write_apply(r: &ApplyReport, format: Format, w: &mut impl Write) -> io::Result<()> {
+    match format {
+        Format::Text => write_apply_text(r, w),
+        Format::Markdown => write_apply_markdown(r, w),
+        Format::Json => write_apply_json(r, w),
     }
 }
 

@@ -2,7 +2,8 @@
 
 mod support;
 
-use kftenant::{desired, model, observed::Observed, schema};
+use kftenant::plan::{desired, observed::Observed};
+use kftenant::{model, schema};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use support::repo::copy_dir;
@@ -170,7 +171,7 @@ fn emptied_tenants_folder_refuses_to_delete_everything() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(plan["format_version"], 1);
+    assert_eq!(plan["format_version"], kftenant::plan::PLAN_FORMAT_VERSION);
     assert_eq!(
         plan["summary"]["delete"],
         plan["changes"].as_array().unwrap().len()

@@ -329,7 +329,7 @@ async fn daemon_converges_rejects_broken_commits_and_heals_drift() {
     assert_eq!(code, 200);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&report).unwrap()["format_version"],
-        1
+        kftenant::plan::PLAN_FORMAT_VERSION
     );
     let mut d = d;
     let code = terminate(&mut d);

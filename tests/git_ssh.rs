@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use kftenant::source::{Checkout, GitAuth, GitSource};
+use kftenant::git::{Checkout, GitAuth, GitSource};
 use support::git;
 use support::git_ssh::{GitSshServer, SshKeyPair};
 

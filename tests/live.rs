@@ -12,7 +12,7 @@
 mod support;
 
 use aws_sdk_iam::error::ProvideErrorMetadata;
-use kftenant::desired::{MANAGER, TAG_CLUSTER, TAG_MANAGED_BY};
+use kftenant::ownership::{MANAGER, TAG_CLUSTER, TAG_MANAGED_BY};
 use kftenant::policy::{parse_live, same_policy};
 use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
@@ -87,7 +87,7 @@ async fn assert_live_matches(repo: &Repo, iam: &aws_sdk_iam::Client, kube: &Api<
         assert_eq!(got.path(), Some(p.path.as_str()));
         assert_eq!(
             got.description(),
-            Some(kftenant::desired::policy_marker(&want.cluster).as_str()),
+            Some(kftenant::ownership::policy_marker(&want.cluster).as_str()),
             "policy {} description (the ownership marker)",
             p.name
         );

@@ -2,9 +2,10 @@
 //! built from `sample-repo`. Update with `cargo insta test --accept` (or
 //! `INSTA_UPDATE=always cargo test`) and review the diff.
 
-use kftenant::desired::{self, Desired};
 use kftenant::model::{self, Repository};
-use kftenant::observed::{Observed, iam_encode};
+use kftenant::plan::converged::iam_encode;
+use kftenant::plan::desired::{self, Desired};
+use kftenant::plan::observed::Observed;
 use kftenant::plan::{self, Action, Plan, PlanOptions, PlanRefused};
 use kftenant::report;
 use std::path::Path;
@@ -43,7 +44,7 @@ fn snapshot_all(name: &str, p: &Plan) {
     insta::assert_snapshot!(format!("{name}.json"), String::from_utf8(json).unwrap());
 }
 
-fn role_mut<'a>(o: &'a mut Observed, name: &str) -> &'a mut kftenant::observed::ObservedRole {
+fn role_mut<'a>(o: &'a mut Observed, name: &str) -> &'a mut kftenant::plan::observed::ObservedRole {
     o.roles
         .iter_mut()
         .find(|r| r.name == name)

@@ -69,7 +69,7 @@ pub async fn handle(
         }
         (&Method::GET, "/metrics") => reply(
             StatusCode::OK,
-            "text/plain; version=0.0.4",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
             shared.metrics_text(),
         ),
         (&Method::GET, "/status") => {
@@ -112,17 +112,11 @@ async fn hook(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> 
         }
     };
     if !signature_ok(&secret, &body, signature.as_deref()) {
-        shared
-            .metrics
-            .hooks_rejected
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shared.metrics.webhook("rejected");
         tracing::warn!("webhook refused: missing or bad X-Hub-Signature-256");
         return reply(StatusCode::UNAUTHORIZED, "text/plain", "bad signature\n");
     }
-    shared
-        .metrics
-        .hooks_accepted
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    shared.metrics.webhook("accepted");
     shared.trigger.notify_one();
     reply(StatusCode::ACCEPTED, "text/plain", "reconcile triggered\n")
 }

@@ -5,7 +5,9 @@
 //! fetch the repository; if the head is new, validate it; a commit that fails
 //! validation is reported (status, metrics, logs with every `file:line`) and
 //! the last good commit stays the desired world. Then observe, plan, and
-//! (unless `--plan-only`, and only while holding the lease) apply.
+//! (unless `--plan-only`, and only while holding the lease) apply. What the
+//! cycle found is one [`CycleOutcome`], recorded once: status, metrics and the
+//! closing log line always describe the same cycle.
 //!
 //! # Guarantees
 //! - Nothing is deleted because of a fetch failure, a parse error or an empty
@@ -13,27 +15,50 @@
 //!   refused by the planner's prune guard.
 //! - Only the lease holder writes; `--plan-only` never writes and needs no lease.
 //! - On shutdown the current cycle finishes its running steps, the lease is
-//!   released, and the process exits 0.
+//!   released, and [`run`] returns.
+//!
+//! # Errors
+//! [`run`] fails only when it cannot start ([`Error`]); a cycle's failures are
+//! part of its outcome, each with a stable code (`kftenant_errors_total`).
 
 pub mod http;
 pub mod lease;
+pub mod metrics;
 
-use crate::desired::{self, Desired};
 use crate::diag::Diagnostic;
+use crate::git::{Checkout, GitSource, SourceError};
 use crate::live::Clients;
 use crate::live::apply::{ApplyOptions, execute};
 use crate::live::observe::{IamMode, Scope, observe};
+use crate::plan::desired::{self, Desired};
 use crate::plan::{Plan, PlanOptions, plan};
-use crate::source::{Checkout, GitSource};
 use crate::{model, report};
+use metrics::Metrics;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 use tracing::Instrument;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The IAM or Kubernetes client could not be made.
+    #[error(transparent)]
+    Clients(#[from] crate::live::Error),
+    /// The HTTP endpoints could not listen.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -68,44 +93,75 @@ pub struct DaemonOptions {
     pub release_memory: fn(),
 }
 
-/// Counters and gauges for `/metrics`.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    cycles_ok: AtomicU64,
-    cycles_failed: AtomicU64,
-    cycles_invalid: AtomicU64,
-    hooks_accepted: AtomicU64,
-    hooks_rejected: AtomicU64,
-    fetch_failures: AtomicU64,
-    /// Cycle durations, for the histogram.
-    durations: Mutex<DurationHistogram>,
+/// One problem of a cycle, with a stable code for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CycleError {
+    /// Stable label (`FetchFailed`, `NoSuchEntity`, `PlanRefused`, ...).
+    pub code: String,
+    /// What happened, in words.
+    pub message: String,
 }
 
-/// Upper bounds, in seconds, of the cycle-duration histogram's buckets.
-const DURATION_BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
-
-/// Cycle durations as Prometheus needs them: a count per bucket, a sum and a
-/// count. Fixed size, unlike a list of every duration, which grew by one entry
-/// per cycle for the life of the process and was re-scanned on every scrape.
-#[derive(Debug, Default, Clone, PartialEq)]
-struct DurationHistogram {
-    /// Cycles that took at most `DURATION_BUCKETS[i]` (cumulative, as exposed).
-    buckets: [u64; DURATION_BUCKETS.len()],
-    /// All cycles (the `+Inf` bucket).
-    count: u64,
-    /// Sum of all durations in milliseconds.
-    sum_ms: u64,
-}
-
-impl DurationHistogram {
-    fn observe(&mut self, ms: u64) {
-        for (n, bound) in self.buckets.iter_mut().zip(DURATION_BUCKETS) {
-            if (ms as f64) / 1000.0 <= bound {
-                *n += 1;
-            }
+impl CycleError {
+    fn new(code: impl Into<String>, message: impl Into<String>) -> CycleError {
+        CycleError {
+            code: code.into(),
+            message: message.into(),
         }
-        self.count += 1;
-        self.sum_ms += ms;
+    }
+}
+
+/// What the validation of a new head commit found.
+#[derive(Debug, Clone)]
+pub enum Validation {
+    /// The commit is valid: it is the desired world from now on.
+    Valid {
+        /// The commit.
+        commit: String,
+        /// Tenants in it.
+        tenants: usize,
+    },
+    /// The commit fails validation; the last good one stays the desired world.
+    Invalid {
+        /// The commit.
+        commit: String,
+        /// Every problem, `file:line:column`.
+        problems: Vec<Diagnostic>,
+    },
+}
+
+/// Everything one cycle found, recorded at once by [`Shared::record`].
+#[derive(Debug, Clone, Default)]
+pub struct CycleOutcome {
+    /// The cycle number.
+    pub cycle: u64,
+    /// The branch head fetched (`None` when the fetch failed).
+    pub head: Option<String>,
+    /// True when the repository could not be fetched (the last checkout was kept).
+    pub fetch_failed: bool,
+    /// What validating the head found, when it was validated.
+    pub validation: Option<Validation>,
+    /// The plan against the last good commit, when one was made.
+    pub plan: Option<Plan>,
+    /// The commit whose plan was fully applied (or was already converged) by this writer.
+    pub applied: Option<String>,
+    /// Problems, each with its code.
+    pub errors: Vec<CycleError>,
+    /// How long the cycle took.
+    pub duration: Duration,
+}
+
+impl CycleOutcome {
+    /// `success`, `invalid_commit` (a broken head, the last good commit
+    /// healed) or `error`: the `result` label of `kftenant_cycles_total`.
+    pub fn result(&self) -> &'static str {
+        if !self.errors.is_empty() {
+            "error"
+        } else if matches!(self.validation, Some(Validation::Invalid { .. })) {
+            "invalid_commit"
+        } else {
+            "success"
+        }
     }
 }
 
@@ -138,12 +194,10 @@ pub struct Shared {
     pub options: DaemonOptions,
     /// Status for `/status`, `/report`, `/readyz`.
     pub status: Mutex<Status>,
-    /// Counters.
+    /// Metrics for `/metrics`.
     pub metrics: Metrics,
     /// Wakes the loop (webhook).
     pub trigger: Notify,
-    /// API calls, shared with the clients.
-    pub calls: Arc<crate::live::CallCounter>,
     started: Instant,
     leader: AtomicBool,
 }
@@ -155,6 +209,55 @@ fn now_unix() -> u64 {
 }
 
 impl Shared {
+    /// Records a cycle's outcome: status and metrics under one lock, so
+    /// `/status` never pairs one cycle's commit with another's plan.
+    pub fn record(&self, outcome: CycleOutcome) {
+        self.metrics
+            .cycle(outcome.result(), outcome.duration.as_secs_f64());
+        let mut st = self.status.lock().expect("status lock");
+        st.cycle = outcome.cycle;
+        if outcome.head.is_some() {
+            st.current_commit.clone_from(&outcome.head);
+        }
+        if outcome.fetch_failed {
+            self.metrics.fetch_failed();
+        }
+        match &outcome.validation {
+            Some(Validation::Valid { commit, tenants }) => {
+                st.validation_errors.clear();
+                st.last_good_commit = Some(commit.clone());
+                st.tenants = *tenants;
+            }
+            Some(Validation::Invalid { problems, .. }) => {
+                st.validation_errors.clone_from(problems);
+            }
+            None => {}
+        }
+        if let Some(commit) = &outcome.applied {
+            st.last_applied_commit = Some(commit.clone());
+            self.metrics.applied(commit);
+        }
+        if outcome.plan.is_some() {
+            st.last_plan = outcome.plan;
+        }
+        if outcome.errors.is_empty() {
+            let now = now_unix();
+            st.last_success_unix = Some(now);
+            self.metrics.success_at(now);
+        }
+        for e in &outcome.errors {
+            self.metrics.error(&e.code);
+        }
+        st.last_errors = outcome.errors.iter().map(|e| e.message.clone()).collect();
+        let summary = st.last_plan.as_ref().map(|p| &p.summary);
+        self.metrics.world(
+            st.tenants,
+            summary.map_or(0, |s| s.drift),
+            summary.map_or(0, |s| s.conflicts),
+            st.validation_errors.len(),
+        );
+    }
+
     fn readiness(&self) -> (bool, String) {
         let st = self.status.lock().expect("status lock");
         match st.last_success_unix {
@@ -214,122 +317,8 @@ impl Shared {
     }
 
     fn metrics_text(&self) -> String {
-        let m = &self.metrics;
-        let st = self.status.lock().expect("status lock");
-        let mut out = String::new();
-        let mut line = |s: String| {
-            out.push_str(&s);
-            out.push('\n');
-        };
-        line("# HELP kftenant_cycles_total Reconcile cycles by result.".into());
-        line("# TYPE kftenant_cycles_total counter".into());
-        for (result, v) in [
-            ("success", &m.cycles_ok),
-            ("error", &m.cycles_failed),
-            ("invalid_commit", &m.cycles_invalid),
-        ] {
-            line(format!(
-                "kftenant_cycles_total{{result=\"{result}\"}} {}",
-                v.load(Ordering::Relaxed)
-            ));
-        }
-        line("# HELP kftenant_cycle_duration_seconds Duration of reconcile cycles.".into());
-        line("# TYPE kftenant_cycle_duration_seconds histogram".into());
-        let durations = m.durations.lock().expect("durations lock").clone();
-        for (b, n) in DURATION_BUCKETS.iter().zip(durations.buckets) {
-            line(format!(
-                "kftenant_cycle_duration_seconds_bucket{{le=\"{b}\"}} {n}"
-            ));
-        }
-        line(format!(
-            "kftenant_cycle_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-            durations.count
-        ));
-        line(format!(
-            "kftenant_cycle_duration_seconds_sum {}",
-            durations.sum_ms as f64 / 1000.0
-        ));
-        line(format!(
-            "kftenant_cycle_duration_seconds_count {}",
-            durations.count
-        ));
-        line("# HELP kftenant_last_success_timestamp_seconds Unix time of the last successful cycle.".into());
-        line("# TYPE kftenant_last_success_timestamp_seconds gauge".into());
-        line(format!(
-            "kftenant_last_success_timestamp_seconds {}",
-            st.last_success_unix.unwrap_or(0)
-        ));
-        line("# HELP kftenant_last_applied_commit_info The last applied commit.".into());
-        line("# TYPE kftenant_last_applied_commit_info gauge".into());
-        line(format!(
-            "kftenant_last_applied_commit_info{{commit=\"{}\"}} 1",
-            st.last_applied_commit.as_deref().unwrap_or("")
-        ));
-        let summary = st
-            .last_plan
-            .as_ref()
-            .map(|p| p.summary.clone())
-            .unwrap_or_default();
-        for (name, help, v) in [
-            (
-                "kftenant_managed_tenants",
-                "Tenants in the desired world.",
-                st.tenants,
-            ),
-            (
-                "kftenant_drifted_resources",
-                "Managed resources that differ from git.",
-                summary.drift,
-            ),
-            (
-                "kftenant_conflicts",
-                "Live resources kftenant wants but does not own.",
-                summary.conflicts,
-            ),
-            (
-                "kftenant_validation_errors",
-                "Problems in the current commit (0 when valid).",
-                st.validation_errors.len(),
-            ),
-        ] {
-            line(format!("# HELP {name} {help}"));
-            line(format!("# TYPE {name} gauge"));
-            line(format!("{name} {v}"));
-        }
-        line("# HELP kftenant_webhooks_total Push webhooks by result.".into());
-        line("# TYPE kftenant_webhooks_total counter".into());
-        line(format!(
-            "kftenant_webhooks_total{{result=\"accepted\"}} {}",
-            m.hooks_accepted.load(Ordering::Relaxed)
-        ));
-        line(format!(
-            "kftenant_webhooks_total{{result=\"rejected\"}} {}",
-            m.hooks_rejected.load(Ordering::Relaxed)
-        ));
-        line(
-            "# HELP kftenant_git_fetch_failures_total Failed fetches of the tenant repository."
-                .into(),
-        );
-        line("# TYPE kftenant_git_fetch_failures_total counter".into());
-        line(format!(
-            "kftenant_git_fetch_failures_total {}",
-            m.fetch_failures.load(Ordering::Relaxed)
-        ));
-        line("# HELP kftenant_api_calls_total IAM and Kubernetes API calls by operation.".into());
-        line("# TYPE kftenant_api_calls_total counter".into());
-        for (op, n) in self.calls.snapshot() {
-            let (api, op) = op.split_once(':').unwrap_or(("", &op));
-            line(format!(
-                "kftenant_api_calls_total{{api=\"{api}\",operation=\"{op}\"}} {n}"
-            ));
-        }
-        line("# HELP kftenant_leader Whether this replica holds the lease (1) or not (0).".into());
-        line("# TYPE kftenant_leader gauge".into());
-        line(format!(
-            "kftenant_leader {}",
-            u8::from(self.leader.load(Ordering::Relaxed))
-        ));
-        out
+        self.metrics.set_leader(self.leader.load(Ordering::Relaxed));
+        self.metrics.encode()
     }
 }
 
@@ -338,19 +327,26 @@ pub async fn run(
     source: GitSource,
     options: DaemonOptions,
     shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), Error> {
     let clients = Clients::from_env(&options.region, options.aws_max_attempts).await?;
     let shared = Arc::new(Shared {
-        calls: clients.calls.clone(),
         leader: AtomicBool::new(options.lease.is_none()),
         options: options.clone(),
         status: Mutex::new(Status::default()),
-        metrics: Metrics::default(),
+        metrics: Metrics::new(clients.calls.clone()),
         trigger: Notify::new(),
         started: Instant::now(),
     });
-    let listener = tokio::net::TcpListener::bind(options.listen).await?;
-    tracing::info!(listen = %listener.local_addr()?, "serving /healthz /readyz /metrics /status /report /hook");
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: options.listen,
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| options.listen.to_string(), |a| a.to_string());
+    tracing::info!(listen = %local, "serving /healthz /readyz /metrics /status /report /hook");
     let server = tokio::spawn(serve(listener, shared.clone()));
     let lease_task = options
         .lease
@@ -361,19 +357,15 @@ pub async fn run(
             tokio::spawn(async move { lease::keep(client, cfg, &shared.leader).await })
         });
     tokio::pin!(shutdown);
-    let mut desired: Option<(String, Desired)> = None;
-    loop {
-        let cycle = {
-            let mut st = shared.status.lock().expect("status lock");
-            st.cycle += 1;
-            st.cycle
-        };
+    let mut state = LoopState::default();
+    for cycle in 1.. {
         // Shutdown is only looked at between cycles: a running cycle always
         // finishes its steps, so no IAM step is left half-written and unreported.
         let span = tracing::info_span!("cycle", cycle, commit = tracing::field::Empty);
-        cycle_once(&shared, &clients, &source, &mut desired)
+        let outcome = cycle_once(&shared, &clients, &source, &mut state, cycle)
             .instrument(span)
             .await;
+        shared.record(outcome);
         (options.release_memory)();
         let wait = options.interval + jitter(options.jitter, cycle);
         tokio::select! {
@@ -391,6 +383,15 @@ pub async fn run(
     }
     server.abort();
     Ok(())
+}
+
+/// What the loop carries from one cycle to the next.
+#[derive(Default)]
+struct LoopState {
+    /// The last good commit and its desired world.
+    desired: Option<(String, Desired)>,
+    /// The last commit that failed validation and its problems (not re-read).
+    rejected: Option<(String, Vec<Diagnostic>)>,
 }
 
 /// A deterministic spread in `0..max`, different per cycle and per process.
@@ -418,142 +419,157 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
     }
 }
 
+fn source_code(e: &SourceError) -> &'static str {
+    match e {
+        SourceError::Git { .. } => "FetchFailed",
+        SourceError::NoBranch(_) => "NoBranch",
+        SourceError::Unverified { .. } => "UnverifiedCommit",
+    }
+}
+
+/// Fetches and, for a new head, validates it, recording both in `out`.
+async fn sync(source: &GitSource, state: &mut LoopState, out: &mut CycleOutcome) {
+    let src = source.clone();
+    let checkout = match tokio::task::spawn_blocking(move || src.sync()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "fetch failed; keeping the last good checkout");
+            out.fetch_failed = true;
+            out.errors
+                .push(CycleError::new(source_code(&e), format!("fetch: {e}")));
+            return;
+        }
+        Err(e) => {
+            out.fetch_failed = true;
+            out.errors
+                .push(CycleError::new("FetchFailed", format!("fetch task: {e}")));
+            return;
+        }
+    };
+    let Checkout { commit, root } = checkout;
+    tracing::Span::current().record("commit", commit.as_str());
+    out.head = Some(commit.clone());
+    if state.desired.as_ref().is_some_and(|(c, _)| *c == commit) {
+        return;
+    }
+    if let Some((c, problems)) = &state.rejected {
+        if *c == commit {
+            out.validation = Some(Validation::Invalid {
+                commit,
+                problems: problems.clone(),
+            });
+            return;
+        }
+    }
+    match model::load_dir(&root) {
+        Ok(repo) => {
+            tracing::info!(tenants = repo.tenants.len(), "new commit is valid");
+            out.validation = Some(Validation::Valid {
+                commit: commit.clone(),
+                tenants: repo.tenants.len(),
+            });
+            state.desired = Some((commit, desired::render(&repo)));
+            state.rejected = None;
+        }
+        Err(problems) => {
+            for d in &problems {
+                tracing::error!(problem = %d, "commit fails validation; keeping the last good commit");
+            }
+            state.rejected = Some((commit.clone(), problems.clone()));
+            out.validation = Some(Validation::Invalid { commit, problems });
+        }
+    }
+}
+
 async fn cycle_once(
     shared: &Shared,
     clients: &Clients,
     source: &GitSource,
-    desired: &mut Option<(String, Desired)>,
-) {
+    state: &mut LoopState,
+    cycle: u64,
+) -> CycleOutcome {
     let started = Instant::now();
-    let span = tracing::Span::current();
-    let mut errors = Vec::new();
-    // 1. Fetch (blocking git work off the async threads).
-    let src = source.clone();
-    match tokio::task::spawn_blocking(move || src.sync()).await {
-        Ok(Ok(Checkout { commit, root })) => {
-            span.record("commit", commit.as_str());
-            shared.status.lock().expect("status lock").current_commit = Some(commit.clone());
-            if desired.as_ref().map(|(c, _)| c) != Some(&commit) {
-                match model::load_dir(&root) {
-                    Ok(repo) => {
-                        tracing::info!(tenants = repo.tenants.len(), "new commit is valid");
-                        let mut st = shared.status.lock().expect("status lock");
-                        st.validation_errors.clear();
-                        st.last_good_commit = Some(commit.clone());
-                        st.tenants = repo.tenants.len();
-                        *desired = Some((commit, desired::render(&repo)));
-                    }
-                    Err(diags) => {
-                        shared
-                            .metrics
-                            .cycles_invalid
-                            .fetch_add(1, Ordering::Relaxed);
-                        for d in &diags {
-                            tracing::error!(problem = %d, "commit fails validation; keeping the last good commit");
-                        }
-                        shared.status.lock().expect("status lock").validation_errors = diags;
-                    }
-                }
-            }
-        }
-        Ok(Err(e)) => {
-            shared
-                .metrics
-                .fetch_failures
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "fetch failed; keeping the last good checkout");
-            errors.push(format!("fetch: {e}"));
-        }
-        Err(e) => errors.push(format!("fetch task: {e}")),
-    }
-    // 2. Observe, plan, apply against the last good desired world.
-    if let Some((commit, want)) = desired.as_ref() {
-        match observe(clients, &Scope::of(want), shared.options.iam_mode).await {
-            Ok(observed) => match plan(
-                want,
-                &observed,
-                &PlanOptions {
-                    allow_mass_delete: false,
-                    source_commit: Some(commit.clone()),
-                },
-            ) {
-                Ok(p) => {
-                    let writer = !shared.options.plan_only && shared.leader.load(Ordering::Relaxed);
-                    tracing::info!(
-                        changes = p.changes.len(),
-                        drift = p.summary.drift,
-                        conflicts = p.summary.conflicts,
-                        writer,
-                        "planned"
-                    );
-                    if writer && !p.is_empty() {
-                        let r = execute(clients, &p, &shared.options.apply).await;
-                        tracing::info!(
-                            done = r.summary.done,
-                            failed = r.summary.failed,
-                            skipped = r.summary.skipped,
-                            "applied"
-                        );
-                        for s in &r.results {
-                            if let crate::applied::Outcome::Failed { code, message } = &s.outcome {
-                                errors.push(format!("{}: {code}: {message}", s.address));
-                            }
-                        }
-                        if r.converged() {
-                            shared
-                                .status
-                                .lock()
-                                .expect("status lock")
-                                .last_applied_commit = Some(commit.clone());
-                        }
-                    } else if writer {
-                        shared
-                            .status
-                            .lock()
-                            .expect("status lock")
-                            .last_applied_commit = Some(commit.clone());
-                    }
-                    shared.status.lock().expect("status lock").last_plan = Some(p);
-                }
-                Err(refused) => {
-                    tracing::error!(error = %refused, "plan refused");
-                    errors.push(refused.to_string());
-                }
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "observe failed");
-                errors.push(format!("observe: {e}"));
-            }
-        }
-    } else if errors.is_empty() {
-        errors.push("no valid commit yet".into());
-    }
-    let ok = errors.is_empty();
-    {
-        let mut st = shared.status.lock().expect("status lock");
-        if ok {
-            st.last_success_unix = Some(now_unix());
-        }
-        st.last_errors = errors;
-    }
-    let counter = if ok {
-        &shared.metrics.cycles_ok
-    } else {
-        &shared.metrics.cycles_failed
+    let mut out = CycleOutcome {
+        cycle,
+        ..Default::default()
     };
-    counter.fetch_add(1, Ordering::Relaxed);
-    shared
-        .metrics
-        .durations
-        .lock()
-        .expect("durations lock")
-        .observe(started.elapsed().as_millis() as u64);
+    sync(source, state, &mut out).await;
+    // Observe, plan, apply against the last good desired world.
+    let Some((commit, want)) = state.desired.as_ref() else {
+        if out.errors.is_empty() {
+            out.errors
+                .push(CycleError::new("NoValidCommit", "no valid commit yet"));
+        }
+        out.duration = started.elapsed();
+        return out;
+    };
+    let observed = match observe(clients, &Scope::of(want), shared.options.iam_mode).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "observe failed");
+            out.errors
+                .push(CycleError::new(e.code(), format!("observe: {e}")));
+            out.duration = started.elapsed();
+            return out;
+        }
+    };
+    let opts = PlanOptions {
+        allow_mass_delete: false,
+        source_commit: Some(commit.clone()),
+    };
+    let p = match plan(want, &observed, &opts) {
+        Ok(p) => p,
+        Err(refused) => {
+            tracing::error!(error = %refused, "plan refused");
+            out.errors
+                .push(CycleError::new("PlanRefused", refused.to_string()));
+            out.duration = started.elapsed();
+            return out;
+        }
+    };
+    drop(observed);
+    let writer = !shared.options.plan_only && shared.leader.load(Ordering::Relaxed);
+    tracing::info!(
+        changes = p.changes.len(),
+        drift = p.summary.drift,
+        conflicts = p.summary.conflicts,
+        writer,
+        "planned"
+    );
+    if writer && !p.is_empty() {
+        let r = execute(clients, &p, &shared.options.apply).await;
+        tracing::info!(
+            done = r.summary.done,
+            failed = r.summary.failed,
+            skipped = r.summary.skipped,
+            "applied"
+        );
+        for s in &r.results {
+            if let crate::applied::Outcome::Failed { code, message } = &s.outcome {
+                out.errors.push(CycleError::new(
+                    code.clone(),
+                    format!("{}: {code}: {message}", s.address),
+                ));
+            }
+        }
+        if r.converged() {
+            out.applied = Some(commit.clone());
+        }
+    } else if writer {
+        out.applied = Some(commit.clone());
+    }
+    out.plan = Some(p);
+    out.duration = started.elapsed();
+    out
 }
 
 /// Labels for logs: kept here so `main` need not know the daemon's internals.
 pub fn describe(options: &DaemonOptions) -> BTreeMap<&'static str, String> {
     BTreeMap::from([
-        ("interval", format!("{:?}", options.interval)),
+        (
+            "interval",
+            humantime::format_duration(options.interval).to_string(),
+        ),
         ("plan_only", options.plan_only.to_string()),
         ("listen", options.listen.to_string()),
         ("webhook", options.webhook_secret.is_some().to_string()),
@@ -565,22 +581,4 @@ pub fn describe(options: &DaemonOptions) -> BTreeMap<&'static str, String> {
                 .map_or("none".into(), |l| format!("{}/{}", l.namespace, l.name)),
         ),
     ])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn duration_histogram_counts_cumulatively_with_inclusive_bounds() {
-        let mut h = DurationHistogram::default();
-        for ms in [100, 101, 2_500, 400_000] {
-            h.observe(ms);
-        }
-        // le=0.1 holds 100 ms (bounds are inclusive), le=0.5 adds 101 ms,
-        // le=2.5 adds 2.5 s; 400 s is only in +Inf.
-        assert_eq!(h.buckets, [1, 2, 2, 3, 3, 3, 3, 3, 3, 3]);
-        assert_eq!(h.count, 4);
-        assert_eq!(h.sum_ms, 402_701);
-    }
 }

@@ -15,24 +15,29 @@
 //! - Retries are bounded: the SDK's adaptive retry for throttling and 5xx, and
 //!   our own short backoff for IAM's eventual consistency (a role just created
 //!   reported missing, or "Invalid principal" in a trust policy).
+//! - Each [`Operation`] has one small function below that makes its calls
+//!   through [`Clients::iam_call`] / [`Clients::kube_call`] (counted and timed there).
 //!
 //! # Errors
-//! Every failure lands in the [`ApplyReport`] with its AWS or Kubernetes error
-//! code; `execute` itself only fails on a plan it cannot read.
+//! Every failure lands in the [`ApplyReport`] with its AWS or Kubernetes
+//! error code; `execute` itself cannot fail.
 
 use super::{Clients, Error, profile_resource};
 pub use crate::applied::{ApplyReport, ApplySummary, Outcome, REPORT_FORMAT_VERSION, StepResult};
-use crate::plan::{Action, Change, Plan, Resource};
+use crate::document::Document;
+use crate::kubeflow::{PROFILE_GROUP, PROFILE_KIND, PROFILE_VERSION};
+use crate::ownership::MANAGER;
+use crate::plan::{Action, Change, Operation, Plan, TagChange, Tags};
 use aws_sdk_iam::types::Tag;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
-use serde_json::{Value as Json, json};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// Field manager of kftenant's server-side applies.
-pub const FIELD_MANAGER: &str = "kftenant";
+pub const FIELD_MANAGER: &str = MANAGER;
 
 /// How to execute.
 #[derive(Debug, Clone)]
@@ -64,7 +69,7 @@ async fn run_group(clients: &Clients, opts: &ApplyOptions, steps: Vec<Change>) -
             Some(f) => Outcome::Skipped {
                 after_failure_of: f.clone(),
             },
-            None => match execute_change(clients, opts, &c).await {
+            None => match execute_operation(clients, opts, &c.operation).await {
                 Ok(()) => Outcome::Done,
                 Err(e) => {
                     failed = Some(c.address.clone());
@@ -160,32 +165,6 @@ pub async fn execute(clients: &Clients, plan: &Plan, opts: &ApplyOptions) -> App
     }
 }
 
-fn field<'a>(v: &'a Option<Json>, key: &str, address: &str) -> Result<&'a Json, Error> {
-    v.as_ref()
-        .and_then(|v| v.get(key))
-        .ok_or_else(|| Error::InvalidPlan(format!("{address}: missing `{key}`")))
-}
-
-fn doc_string(v: &Json) -> String {
-    v.to_string()
-}
-
-fn tags_of(v: &Json) -> Vec<Tag> {
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| {
-                    Tag::builder()
-                        .key(k)
-                        .value(v.as_str().unwrap_or_default())
-                        .build()
-                        .ok()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Errors worth retrying a few times because IAM is eventually consistent.
 fn transient(e: &Error) -> bool {
     matches!(
@@ -200,10 +179,10 @@ fn transient(e: &Error) -> bool {
 }
 
 /// Runs `f` until it succeeds, fails permanently, or the attempts run out.
-async fn with_backoff<F, Fut>(opts: &ApplyOptions, mut f: F) -> Result<(), Error>
+async fn with_backoff<T, F, Fut>(opts: &ApplyOptions, mut f: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), Error>>,
+    Fut: std::future::Future<Output = Result<T, Error>>,
 {
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1;
@@ -220,442 +199,455 @@ where
 }
 
 /// Deletes are idempotent: what is already gone counts as deleted.
-fn gone_ok(r: Result<(), Error>) -> Result<(), Error> {
+fn gone_ok<T>(r: Result<T, Error>) -> Result<(), Error> {
     match r {
         Err(e) if e.is_no_such_entity() => Ok(()),
-        other => other,
+        other => other.map(|_| ()),
     }
 }
 
-async fn execute_change(clients: &Clients, opts: &ApplyOptions, c: &Change) -> Result<(), Error> {
-    let iam = &clients.iam;
-    let calls = &clients.calls;
-    let a = c.address.as_str();
-    match (&c.resource, c.action) {
-        (Resource::Policy { name }, Action::Create) => {
-            let doc = doc_string(field(&c.after, "document", a)?);
-            let path = field(&c.after, "path", a)?
-                .as_str()
-                .unwrap_or("/")
-                .to_string();
-            let tags = tags_of(field(&c.after, "tags", a)?);
-            let description = c
-                .after
-                .as_ref()
-                .and_then(|v| v.get("description"))
-                .and_then(Json::as_str)
-                .map(String::from);
-            with_backoff(opts, || {
-                calls.add("iam:CreatePolicy");
-                let req = iam
-                    .create_policy()
-                    .policy_name(name)
-                    .path(&path)
-                    .policy_document(&doc)
-                    .set_description(description.clone())
-                    .set_tags(Some(tags.clone()));
-                async move {
-                    match req.send().await.map_err(|e| Error::iam("CreatePolicy", e)) {
-                        Err(e) if e.code() == "EntityAlreadyExists" => Ok(()),
-                        r => r.map(|_| ()),
-                    }
-                }
-            })
-            .await
+/// A create that finds the entity already there: a retry after a lost
+/// response, so the entity is there.
+fn exists_ok<T>(r: Result<T, Error>) -> Result<(), Error> {
+    match r {
+        Err(e) if e.code() == "EntityAlreadyExists" => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+fn iam_tags(tags: &Tags) -> Vec<Tag> {
+    tags.iter()
+        .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+        .collect()
+}
+
+/// Runs one operation.
+async fn execute_operation(
+    clients: &Clients,
+    opts: &ApplyOptions,
+    op: &Operation,
+) -> Result<(), Error> {
+    use Operation::*;
+    match op {
+        CreatePolicy {
+            name,
+            path,
+            document,
+            tags,
+            description,
+            ..
+        } => create_policy(clients, opts, name, path, document, tags, description).await,
+        UpdatePolicy {
+            arn,
+            document,
+            tags,
+        } => {
+            if let Some(doc) = document {
+                new_policy_version(clients, opts, arn, doc).await?;
+            }
+            tag_policy(clients, arn, tags).await
         }
-        (Resource::Policy { .. }, Action::Update) => {
-            let arn = field(&c.after, "arn", a)?
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            for d in &c.diffs {
-                if d.field == "document" {
-                    make_room_for_version(clients, &arn).await?;
-                    let doc = doc_string(&d.after);
-                    with_backoff(opts, || {
-                        calls.add("iam:CreatePolicyVersion");
-                        let req = iam
-                            .create_policy_version()
-                            .policy_arn(&arn)
-                            .policy_document(&doc)
-                            .set_as_default(true);
-                        async move {
-                            req.send()
-                                .await
-                                .map(|_| ())
-                                .map_err(|e| Error::iam("CreatePolicyVersion", e))
-                        }
-                    })
-                    .await?;
-                }
-            }
-            // Only when the plan compared tags (it does not for a marked policy).
-            let (set, unset) = if c.diffs.iter().any(|d| d.field.starts_with("tags.")) {
-                tag_changes(&c.before, &c.after)
-            } else {
-                Default::default()
-            };
-            if !unset.is_empty() {
-                calls.add("iam:UntagPolicy");
-                iam.untag_policy()
-                    .policy_arn(&arn)
-                    .set_tag_keys(Some(unset))
-                    .send()
-                    .await
-                    .map_err(|e| Error::iam("UntagPolicy", e))?;
-            }
-            if !set.is_empty() {
-                calls.add("iam:TagPolicy");
-                iam.tag_policy()
-                    .policy_arn(&arn)
-                    .set_tags(Some(set))
-                    .send()
-                    .await
-                    .map_err(|e| Error::iam("TagPolicy", e))?;
-            }
-            Ok(())
-        }
-        (Resource::Policy { .. }, Action::Delete) => {
-            let arn = field(&c.before, "arn", a)?
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            calls.add("iam:ListPolicyVersions");
-            let versions = match iam
-                .list_policy_versions()
-                .policy_arn(&arn)
-                .send()
-                .await
-                .map_err(|e| Error::iam("ListPolicyVersions", e))
-            {
-                Ok(v) => v,
-                Err(e) if e.is_no_such_entity() => return Ok(()),
-                Err(e) => return Err(e),
-            };
-            for v in versions
-                .versions()
-                .iter()
-                .filter(|v| !v.is_default_version())
-            {
-                calls.add("iam:DeletePolicyVersion");
-                gone_ok(
-                    iam.delete_policy_version()
-                        .policy_arn(&arn)
-                        .set_version_id(v.version_id().map(String::from))
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| Error::iam("DeletePolicyVersion", e)),
-                )?;
-            }
-            calls.add("iam:DeletePolicy");
-            gone_ok(
-                iam.delete_policy()
-                    .policy_arn(&arn)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| Error::iam("DeletePolicy", e)),
-            )
-        }
-        (Resource::Role { name }, Action::Create) => {
-            let trust = doc_string(field(&c.after, "trust_policy", a)?);
-            let path = field(&c.after, "path", a)?
-                .as_str()
-                .unwrap_or("/")
-                .to_string();
-            let boundary = c
-                .after
-                .as_ref()
-                .and_then(|v| v.get("permissions_boundary"))
-                .and_then(Json::as_str)
-                .map(String::from);
-            let duration = field(&c.after, "max_session_duration", a)?
-                .as_i64()
-                .unwrap_or(3600) as i32;
-            let tags = tags_of(field(&c.after, "tags", a)?);
-            with_backoff(opts, || {
-                calls.add("iam:CreateRole");
-                let req = iam
+        DeletePolicy { arn } => delete_policy(clients, arn).await,
+        CreateRole {
+            name,
+            path,
+            trust_policy,
+            permissions_boundary,
+            max_session_duration,
+            tags,
+            ..
+        } => {
+            let req = || {
+                clients
+                    .iam
                     .create_role()
                     .role_name(name)
-                    .path(&path)
-                    .assume_role_policy_document(&trust)
-                    .max_session_duration(duration)
-                    .set_permissions_boundary(boundary.clone())
-                    .set_tags(Some(tags.clone()));
-                async move {
-                    match req.send().await.map_err(|e| Error::iam("CreateRole", e)) {
-                        // A retry after a lost response: the role is there.
-                        Err(e) if e.code() == "EntityAlreadyExists" => Ok(()),
-                        r => r.map(|_| ()),
-                    }
-                }
+                    .path(path)
+                    .assume_role_policy_document(trust_policy.as_str())
+                    .max_session_duration(*max_session_duration as i32)
+                    .set_permissions_boundary(permissions_boundary.clone())
+                    .set_tags(Some(iam_tags(tags)))
+                    .send()
+            };
+            with_backoff(opts, || async {
+                exists_ok(clients.iam_call("CreateRole", req()).await)
             })
             .await
         }
-        (Resource::Role { name }, Action::Delete) => {
-            if let Some(t) = &c.tenant {
-                wait_profile_gone(clients, t, opts.profile_delete_timeout).await?;
+        DeleteRole {
+            name,
+            after_profile,
+        } => {
+            if let Some(profile) = after_profile {
+                wait_profile_gone(clients, profile, opts.profile_delete_timeout).await?;
             }
-            calls.add("iam:DeleteRole");
             gone_ok(
-                iam.delete_role()
-                    .role_name(name)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| Error::iam("DeleteRole", e)),
+                clients
+                    .iam_call(
+                        "DeleteRole",
+                        clients.iam.delete_role().role_name(name).send(),
+                    )
+                    .await,
             )
         }
-        (Resource::Role { .. }, Action::Update) => Err(Error::InvalidPlan(format!(
-            "{a}: roles are updated field by field, never as a whole"
-        ))),
-        (Resource::RoleTrustPolicy { role }, _) => {
-            let doc = doc_string(
-                c.after
-                    .as_ref()
-                    .ok_or_else(|| Error::InvalidPlan(format!("{a}: no document")))?,
-            );
-            with_backoff(opts, || {
-                calls.add("iam:UpdateAssumeRolePolicy");
-                let req = iam
+        UpdateTrustPolicy { role, document } => {
+            let req = || {
+                clients
+                    .iam
                     .update_assume_role_policy()
                     .role_name(role)
-                    .policy_document(&doc);
-                async move {
-                    req.send()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| Error::iam("UpdateAssumeRolePolicy", e))
-                }
+                    .policy_document(document.as_str())
+                    .send()
+            };
+            with_backoff(opts, || async {
+                clients
+                    .iam_call("UpdateAssumeRolePolicy", req())
+                    .await
+                    .map(|_| ())
             })
             .await
         }
-        (Resource::RoleBoundary { role }, Action::Delete) => {
-            calls.add("iam:DeleteRolePermissionsBoundary");
-            gone_ok(
-                iam.delete_role_permissions_boundary()
-                    .role_name(role)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| Error::iam("DeleteRolePermissionsBoundary", e)),
-            )
-        }
-        (Resource::RoleBoundary { role }, _) => {
-            let arn = c
-                .after
-                .as_ref()
-                .and_then(Json::as_str)
-                .ok_or_else(|| Error::InvalidPlan(format!("{a}: no boundary ARN")))?
-                .to_string();
-            with_backoff(opts, || {
-                calls.add("iam:PutRolePermissionsBoundary");
-                let req = iam
+        PutBoundary { role, arn } => {
+            let req = || {
+                clients
+                    .iam
                     .put_role_permissions_boundary()
                     .role_name(role)
-                    .permissions_boundary(&arn);
-                async move {
-                    req.send()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| Error::iam("PutRolePermissionsBoundary", e))
-                }
+                    .permissions_boundary(arn)
+                    .send()
+            };
+            with_backoff(opts, || async {
+                clients
+                    .iam_call("PutRolePermissionsBoundary", req())
+                    .await
+                    .map(|_| ())
             })
             .await
         }
-        (Resource::RoleMaxSessionDuration { role }, _) => {
-            let d = c.after.as_ref().and_then(Json::as_i64).unwrap_or(3600) as i32;
-            calls.add("iam:UpdateRole");
-            iam.update_role()
-                .role_name(role)
-                .max_session_duration(d)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| Error::iam("UpdateRole", e))
-        }
-        (Resource::RoleTags { role }, _) => {
-            let (set, unset) = tag_changes(&c.before, &c.after);
-            if !unset.is_empty() {
-                calls.add("iam:UntagRole");
-                iam.untag_role()
+        DeleteBoundary { role } => gone_ok(
+            clients
+                .iam_call(
+                    "DeleteRolePermissionsBoundary",
+                    clients
+                        .iam
+                        .delete_role_permissions_boundary()
+                        .role_name(role)
+                        .send(),
+                )
+                .await,
+        ),
+        SetMaxSessionDuration { role, seconds } => clients
+            .iam_call(
+                "UpdateRole",
+                clients
+                    .iam
+                    .update_role()
                     .role_name(role)
-                    .set_tag_keys(Some(unset))
-                    .send()
-                    .await
-                    .map_err(|e| Error::iam("UntagRole", e))?;
-            }
-            if !set.is_empty() {
-                calls.add("iam:TagRole");
-                iam.tag_role()
-                    .role_name(role)
-                    .set_tags(Some(set))
-                    .send()
-                    .await
-                    .map_err(|e| Error::iam("TagRole", e))?;
-            }
-            Ok(())
-        }
-        (Resource::RoleAttachment { role, policy_arn }, Action::Delete) => {
-            calls.add("iam:DetachRolePolicy");
-            gone_ok(
-                iam.detach_role_policy()
-                    .role_name(role)
-                    .policy_arn(policy_arn)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| Error::iam("DetachRolePolicy", e)),
+                    .max_session_duration(*seconds as i32)
+                    .send(),
             )
-        }
-        (Resource::RoleAttachment { role, policy_arn }, _) => {
-            with_backoff(opts, || {
-                calls.add("iam:AttachRolePolicy");
-                let req = iam
+            .await
+            .map(|_| ()),
+        UpdateRoleTags { role, tags } => tag_role(clients, role, tags).await,
+        AttachPolicy { role, arn } => {
+            let req = || {
+                clients
+                    .iam
                     .attach_role_policy()
                     .role_name(role)
-                    .policy_arn(policy_arn);
-                async move {
-                    req.send()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| Error::iam("AttachRolePolicy", e))
-                }
-            })
-            .await
-        }
-        (Resource::RoleInlinePolicy { role, policy_name }, Action::Delete) => {
-            calls.add("iam:DeleteRolePolicy");
-            gone_ok(
-                iam.delete_role_policy()
-                    .role_name(role)
-                    .policy_name(policy_name)
+                    .policy_arn(arn)
                     .send()
+            };
+            with_backoff(opts, || async {
+                clients
+                    .iam_call("AttachRolePolicy", req())
                     .await
                     .map(|_| ())
-                    .map_err(|e| Error::iam("DeleteRolePolicy", e)),
-            )
-        }
-        (Resource::RoleInlinePolicy { role, policy_name }, _) => {
-            let doc = doc_string(
-                c.after
-                    .as_ref()
-                    .ok_or_else(|| Error::InvalidPlan(format!("{a}: no document")))?,
-            );
-            with_backoff(opts, || {
-                calls.add("iam:PutRolePolicy");
-                let req = iam
-                    .put_role_policy()
-                    .role_name(role)
-                    .policy_name(policy_name)
-                    .policy_document(&doc);
-                async move {
-                    req.send()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| Error::iam("PutRolePolicy", e))
-                }
             })
             .await
         }
-        (Resource::Profile { name }, Action::Delete) => {
+        DetachPolicy { role, arn } => gone_ok(
+            clients
+                .iam_call(
+                    "DetachRolePolicy",
+                    clients
+                        .iam
+                        .detach_role_policy()
+                        .role_name(role)
+                        .policy_arn(arn)
+                        .send(),
+                )
+                .await,
+        ),
+        PutInlinePolicy {
+            role,
+            name,
+            document,
+        } => {
+            let req = || {
+                clients
+                    .iam
+                    .put_role_policy()
+                    .role_name(role)
+                    .policy_name(name)
+                    .policy_document(document.as_str())
+                    .send()
+            };
+            with_backoff(opts, || async {
+                clients.iam_call("PutRolePolicy", req()).await.map(|_| ())
+            })
+            .await
+        }
+        DeleteInlinePolicy { role, name } => gone_ok(
+            clients
+                .iam_call(
+                    "DeleteRolePolicy",
+                    clients
+                        .iam
+                        .delete_role_policy()
+                        .role_name(role)
+                        .policy_name(name)
+                        .send(),
+                )
+                .await,
+        ),
+        ApplyProfile {
+            name,
+            labels,
+            annotations,
+            spec,
+        } => apply_profile(clients, name, labels, annotations, spec).await,
+        DeleteProfile { name } => {
             let api: Api<DynamicObject> = Api::all_with(clients.kube.clone(), &profile_resource());
-            calls.add("kube:delete");
-            match api.delete(name, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-                Err(e) => return Err(Error::kube(format!("delete Profile {name}"), e)),
-            }
+            match clients
+                .kube_call(
+                    "delete",
+                    format!("delete Profile {name}"),
+                    api.delete(name, &DeleteParams::default()),
+                )
+                .await
+            {
+                Err(e) if e.is_not_found() => return Ok(()),
+                other => other?,
+            };
             wait_profile_gone(clients, name, opts.profile_delete_timeout).await
         }
-        (Resource::Profile { name }, _) => {
-            let after = c
-                .after
-                .as_ref()
-                .ok_or_else(|| Error::InvalidPlan(format!("{a}: no Profile")))?;
-            let manifest = json!({
-                "apiVersion": "kubeflow.org/v1",
-                "kind": "Profile",
-                "metadata": {"name": name, "labels": after.get("labels"), "annotations": after.get("annotations")},
-                "spec": after.get("spec"),
-            });
-            let api: Api<DynamicObject> = Api::all_with(clients.kube.clone(), &profile_resource());
-            calls.add("kube:apply");
-            // Server-side apply as `kftenant`, forcing ownership of our fields only:
-            // fields of other managers (the Kubeflow controller's finalizer,
-            // status, others' labels) are left alone.
+    }
+}
+
+async fn create_policy(
+    clients: &Clients,
+    opts: &ApplyOptions,
+    name: &str,
+    path: &str,
+    document: &Document,
+    tags: &Tags,
+    description: &str,
+) -> Result<(), Error> {
+    let req = || {
+        clients
+            .iam
+            .create_policy()
+            .policy_name(name)
+            .path(path)
+            .policy_document(document.as_str())
+            .description(description)
+            .set_tags(Some(iam_tags(tags)))
+            .send()
+    };
+    with_backoff(opts, || async {
+        exists_ok(clients.iam_call("CreatePolicy", req()).await)
+    })
+    .await
+}
+
+/// A new default version of a policy; IAM keeps at most 5, so the oldest
+/// non-default one is deleted first when it is full.
+async fn new_policy_version(
+    clients: &Clients,
+    opts: &ApplyOptions,
+    arn: &str,
+    document: &Document,
+) -> Result<(), Error> {
+    let out = clients
+        .iam_call(
+            "ListPolicyVersions",
+            clients.iam.list_policy_versions().policy_arn(arn).send(),
+        )
+        .await?;
+    if out.versions().len() >= 5 {
+        let mut old: Vec<&str> = out
+            .versions()
+            .iter()
+            .filter(|v| !v.is_default_version())
+            .filter_map(|v| v.version_id())
+            .collect();
+        old.sort_by_key(|v| v.trim_start_matches('v').parse::<u64>().unwrap_or(u64::MAX));
+        if let Some(oldest) = old.first() {
+            gone_ok(
+                clients
+                    .iam_call(
+                        "DeletePolicyVersion",
+                        clients
+                            .iam
+                            .delete_policy_version()
+                            .policy_arn(arn)
+                            .version_id(*oldest)
+                            .send(),
+                    )
+                    .await,
+            )?;
+        }
+    }
+    let req = || {
+        clients
+            .iam
+            .create_policy_version()
+            .policy_arn(arn)
+            .policy_document(document.as_str())
+            .set_as_default(true)
+            .send()
+    };
+    with_backoff(opts, || async {
+        clients
+            .iam_call("CreatePolicyVersion", req())
+            .await
+            .map(|_| ())
+    })
+    .await
+}
+
+async fn tag_policy(clients: &Clients, arn: &str, tags: &TagChange) -> Result<(), Error> {
+    if !tags.unset.is_empty() {
+        clients
+            .iam_call(
+                "UntagPolicy",
+                clients
+                    .iam
+                    .untag_policy()
+                    .policy_arn(arn)
+                    .set_tag_keys(Some(tags.unset.clone()))
+                    .send(),
+            )
+            .await?;
+    }
+    if !tags.set.is_empty() {
+        clients
+            .iam_call(
+                "TagPolicy",
+                clients
+                    .iam
+                    .tag_policy()
+                    .policy_arn(arn)
+                    .set_tags(Some(iam_tags(&tags.set)))
+                    .send(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+async fn tag_role(clients: &Clients, role: &str, tags: &TagChange) -> Result<(), Error> {
+    if !tags.unset.is_empty() {
+        clients
+            .iam_call(
+                "UntagRole",
+                clients
+                    .iam
+                    .untag_role()
+                    .role_name(role)
+                    .set_tag_keys(Some(tags.unset.clone()))
+                    .send(),
+            )
+            .await?;
+    }
+    if !tags.set.is_empty() {
+        clients
+            .iam_call(
+                "TagRole",
+                clients
+                    .iam
+                    .tag_role()
+                    .role_name(role)
+                    .set_tags(Some(iam_tags(&tags.set)))
+                    .send(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Deletes every non-default version, then the policy.
+async fn delete_policy(clients: &Clients, arn: &str) -> Result<(), Error> {
+    let versions = match clients
+        .iam_call(
+            "ListPolicyVersions",
+            clients.iam.list_policy_versions().policy_arn(arn).send(),
+        )
+        .await
+    {
+        Ok(v) => v,
+        Err(e) if e.is_no_such_entity() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for v in versions
+        .versions()
+        .iter()
+        .filter(|v| !v.is_default_version())
+    {
+        gone_ok(
+            clients
+                .iam_call(
+                    "DeletePolicyVersion",
+                    clients
+                        .iam
+                        .delete_policy_version()
+                        .policy_arn(arn)
+                        .set_version_id(v.version_id().map(String::from))
+                        .send(),
+                )
+                .await,
+        )?;
+    }
+    gone_ok(
+        clients
+            .iam_call(
+                "DeletePolicy",
+                clients.iam.delete_policy().policy_arn(arn).send(),
+            )
+            .await,
+    )
+}
+
+/// Server-side apply as `kftenant`, forcing ownership of kftenant's fields
+/// only: fields of other managers (the Kubeflow controller's finalizer,
+/// status, others' labels) are left alone.
+async fn apply_profile(
+    clients: &Clients,
+    name: &str,
+    labels: &Tags,
+    annotations: &Tags,
+    spec: &Document,
+) -> Result<(), Error> {
+    let manifest = json!({
+        "apiVersion": format!("{PROFILE_GROUP}/{PROFILE_VERSION}"),
+        "kind": PROFILE_KIND,
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
+        "spec": spec,
+    });
+    let api: Api<DynamicObject> = Api::all_with(clients.kube.clone(), &profile_resource());
+    clients
+        .kube_call(
+            "apply",
+            format!("apply Profile {name}"),
             api.patch(
                 name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&manifest),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::kube(format!("apply Profile {name}"), e))
-        }
-    }
-}
-
-/// Tags to set and keys to remove, from a change's before/after tag maps
-/// (a policy change nests them under `tags`).
-fn tag_changes(before: &Option<Json>, after: &Option<Json>) -> (Vec<Tag>, Vec<String>) {
-    let map = |v: &Option<Json>| -> BTreeMap<String, String> {
-        let v = v.as_ref().map(|v| v.get("tags").unwrap_or(v));
-        v.and_then(Json::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let (b, a) = (map(before), map(after));
-    let set = a
-        .iter()
-        .filter(|(k, v)| b.get(*k) != Some(*v))
-        .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
-        .collect();
-    let unset = b.keys().filter(|k| !a.contains_key(*k)).cloned().collect();
-    (set, unset)
-}
-
-/// IAM keeps at most 5 versions of a policy: delete the oldest non-default one when full.
-async fn make_room_for_version(clients: &Clients, arn: &str) -> Result<(), Error> {
-    clients.calls.add("iam:ListPolicyVersions");
-    let out = clients
-        .iam
-        .list_policy_versions()
-        .policy_arn(arn)
-        .send()
+            ),
+        )
         .await
-        .map_err(|e| Error::iam("ListPolicyVersions", e))?;
-    let mut old: Vec<String> = out
-        .versions()
-        .iter()
-        .filter(|v| !v.is_default_version())
-        .filter_map(|v| v.version_id().map(String::from))
-        .collect();
-    if out.versions().len() < 5 {
-        return Ok(());
-    }
-    old.sort_by_key(|v| v.trim_start_matches('v').parse::<u64>().unwrap_or(u64::MAX));
-    if let Some(oldest) = old.first() {
-        clients.calls.add("iam:DeletePolicyVersion");
-        gone_ok(
-            clients
-                .iam
-                .delete_policy_version()
-                .policy_arn(arn)
-                .version_id(oldest)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| Error::iam("DeletePolicyVersion", e)),
-        )?;
-    }
-    Ok(())
+        .map(|_| ())
 }
 
 /// Waits until the Profile `name` no longer exists (its finalizers have run).
@@ -663,10 +655,12 @@ async fn wait_profile_gone(clients: &Clients, name: &str, timeout: Duration) -> 
     let api: Api<DynamicObject> = Api::all_with(clients.kube.clone(), &profile_resource());
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        clients.calls.add("kube:get");
-        match api.get_opt(name).await {
-            Ok(None) => return Ok(()),
-            Ok(Some(_)) if tokio::time::Instant::now() >= deadline => {
+        let found = clients
+            .kube_call("get", format!("get Profile {name}"), api.get_opt(name))
+            .await?;
+        match found {
+            None => return Ok(()),
+            Some(_) if tokio::time::Instant::now() >= deadline => {
                 return Err(Error::Timeout {
                     what: format!(
                         "Profile {name} to be deleted (its finalizers to finish) before deleting its IAM role"
@@ -674,8 +668,7 @@ async fn wait_profile_gone(clients: &Clients, name: &str, timeout: Duration) -> 
                     seconds: timeout.as_secs(),
                 });
             }
-            Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(250)).await,
-            Err(e) => return Err(Error::kube(format!("get Profile {name}"), e)),
+            Some(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
 }

@@ -1,23 +1,27 @@
-//! The live world: reading IAM and the cluster into an [`Observed`](crate::observed::Observed)
-//! world, and executing a [`Plan`](crate::plan::Plan) against them.
+//! The live world: reading IAM and the cluster into an
+//! [`Observed`](crate::plan::observed::Observed) world ([`observe`]), and
+//! executing a [`Plan`](crate::plan::Plan) against them ([`apply`]).
 //!
-//! This is the only part of the library that talks to the network. Clients
-//! come from the standard settings: the AWS credential chain and
+//! Clients come from the standard settings: the AWS credential chain and
 //! `aws-config` (IRSA web identity in a cluster, profiles and env locally,
 //! `AWS_ENDPOINT_URL` honoured) and `kube` (kubeconfig or in-cluster). There
-//! is no test-only code path.
+//! is no test-only code path. Every call goes through [`Clients::iam_call`] or
+//! [`Clients::kube_call`], which count it, time it and give its error a stable code.
 
 pub mod apply;
 pub mod observe;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
-use aws_sdk_iam::error::ProvideErrorMetadata;
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use kube::api::ApiResource;
 use kube::core::GroupVersionKind;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::kubeflow::{PROFILE_GROUP, PROFILE_KIND, PROFILE_PLURAL, PROFILE_VERSION};
 
 /// Errors talking to IAM or Kubernetes.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,9 @@ pub enum Error {
         /// The message.
         message: String,
     },
+    /// No Kubernetes client could be made from the environment.
+    #[error("connecting to Kubernetes (KUBECONFIG or in-cluster): {0}")]
+    Connect(String),
     /// Waiting for something took too long.
     #[error("timed out after {seconds} s waiting for {what}")]
     Timeout {
@@ -50,31 +57,38 @@ pub enum Error {
         /// The bound.
         seconds: u64,
     },
-    /// The plan cannot be executed as written.
-    #[error("invalid plan: {0}")]
-    InvalidPlan(String),
+    /// IAM kept answering with more pages than any account holds.
+    #[error("{operation} still truncated after {pages} pages")]
+    Unbounded {
+        /// The paginated operation.
+        operation: &'static str,
+        /// Pages read.
+        pages: usize,
+    },
 }
 
 impl Error {
-    /// A stable label for metrics and reports: the AWS or Kubernetes error code.
+    /// A stable label for metrics and reports: the AWS or Kubernetes error
+    /// code, or the kind of failure.
     pub fn code(&self) -> &str {
         match self {
             Error::Iam { code, .. } | Error::Kube { code, .. } => code,
+            Error::Connect(_) => "Connect",
             Error::Timeout { .. } => "Timeout",
-            Error::InvalidPlan(_) => "InvalidPlan",
+            Error::Unbounded { .. } => "Unbounded",
         }
     }
 
-    pub(crate) fn iam<E, R>(operation: &'static str, e: aws_sdk_iam::error::SdkError<E, R>) -> Error
+    fn iam<E, R>(operation: &'static str, e: SdkError<E, R>) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
         let code = e.code().map(String::from).unwrap_or_else(|| {
             match &e {
-                aws_sdk_iam::error::SdkError::TimeoutError(_) => "Timeout",
-                aws_sdk_iam::error::SdkError::DispatchFailure(_) => "DispatchFailure",
-                aws_sdk_iam::error::SdkError::ResponseError(_) => "ResponseError",
+                SdkError::TimeoutError(_) => "Timeout",
+                SdkError::DispatchFailure(_) => "DispatchFailure",
+                SdkError::ResponseError(_) => "ResponseError",
                 _ => "Unknown",
             }
             .to_string()
@@ -90,7 +104,7 @@ impl Error {
         }
     }
 
-    pub(crate) fn kube(operation: impl Into<String>, e: kube::Error) -> Error {
+    fn kube(operation: impl Into<String>, e: kube::Error) -> Error {
         let (code, message) = match &e {
             kube::Error::Api(s) => (s.reason.clone(), s.message.clone()),
             other => ("Transport".to_string(), other.to_string()),
@@ -102,39 +116,53 @@ impl Error {
         }
     }
 
-    /// True for the IAM "not found" error.
+    /// True for IAM's "not found".
     pub fn is_no_such_entity(&self) -> bool {
         self.code() == "NoSuchEntity"
     }
+
+    /// True for Kubernetes' "not found".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Kube { code, .. } if code == "NotFound")
+    }
 }
 
-/// API calls made, by operation, for reports, metrics and benchmarks.
+/// Calls of one operation: how many, and how long they took in all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallStats {
+    /// Calls made (pages, for paginated reads).
+    pub count: u64,
+    /// Time spent waiting for them.
+    pub total: Duration,
+}
+
+/// API calls made, by operation (`iam:<Action>`, `kube:<verb>`), for reports,
+/// metrics and benchmarks.
 #[derive(Debug, Default)]
 pub struct CallCounter {
-    counts: Mutex<BTreeMap<String, u64>>,
-    total: AtomicU64,
+    calls: Mutex<BTreeMap<String, CallStats>>,
 }
 
 impl CallCounter {
-    /// Counts one call of `op`.
-    pub fn add(&self, op: &str) {
-        self.add_n(op, 1);
-    }
-
-    /// Counts `n` calls of `op`.
-    pub fn add_n(&self, op: &str, n: u64) {
-        self.total.fetch_add(n, Ordering::Relaxed);
-        *self
-            .counts
-            .lock()
-            .expect("counter lock")
-            .entry(op.to_string())
-            .or_default() += n;
+    /// Records `n` calls of `op` that took `elapsed` in all.
+    pub fn record(&self, op: &str, n: u64, elapsed: Duration) {
+        let mut calls = self.calls.lock().expect("counter lock");
+        let stats = calls.entry(op.to_string()).or_default();
+        stats.count += n;
+        stats.total += elapsed;
     }
 
     /// Calls by operation.
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.counts.lock().expect("counter lock").clone()
+        self.stats()
+            .into_iter()
+            .map(|(op, s)| (op, s.count))
+            .collect()
+    }
+
+    /// Calls and their time by operation.
+    pub fn stats(&self) -> BTreeMap<String, CallStats> {
+        self.calls.lock().expect("counter lock").clone()
     }
 }
 
@@ -145,14 +173,14 @@ pub struct Clients {
     pub iam: aws_sdk_iam::Client,
     /// Kubernetes.
     pub kube: kube::Client,
-    /// Calls made (IAM operations as `iam:<Action>`, Kubernetes as `kube:<verb>`).
+    /// Calls made.
     pub calls: std::sync::Arc<CallCounter>,
 }
 
 impl Clients {
     /// Clients from the standard settings. `region` is used when the
     /// environment names none (IAM is global; any region signs).
-    pub async fn from_env(region: &str, max_attempts: u32) -> anyhow::Result<Clients> {
+    pub async fn from_env(region: &str, max_attempts: u32) -> Result<Clients, Error> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(RetryConfig::adaptive().with_max_attempts(max_attempts));
         if std::env::var_os("AWS_REGION").is_none()
@@ -161,21 +189,73 @@ impl Clients {
             loader = loader.region(aws_config::Region::new(region.to_string()));
         }
         let sdk = loader.load().await;
-        let kube = kube::Client::try_default().await.map_err(|e| {
-            anyhow::anyhow!("connecting to Kubernetes (KUBECONFIG or in-cluster): {e}")
-        })?;
+        let kube = kube::Client::try_default()
+            .await
+            .map_err(|e| Error::Connect(e.to_string()))?;
         Ok(Clients {
             iam: aws_sdk_iam::Client::new(&sdk),
             kube,
             calls: Default::default(),
         })
     }
+
+    /// One IAM call (`op` is its action name): counted and timed as
+    /// `iam:<op>`, its error given a stable code.
+    pub(crate) async fn iam_call<T, E, R>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T, SdkError<E, R>>>,
+    ) -> Result<T, Error>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let started = Instant::now();
+        let result = call.await;
+        self.calls
+            .record(&format!("iam:{op}"), 1, started.elapsed());
+        result.map_err(|e| Error::iam(op, e))
+    }
+
+    /// Every page of a paginated IAM read (the SDK's paginator follows
+    /// `Marker` while `IsTruncated`), counted as one call per page.
+    pub(crate) async fn iam_pages<T, E, R>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<Vec<T>, SdkError<E, R>>>,
+    ) -> Result<Vec<T>, Error>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let started = Instant::now();
+        let result = call.await;
+        let n = result.as_ref().map_or(1, |pages| pages.len() as u64);
+        self.calls
+            .record(&format!("iam:{op}"), n, started.elapsed());
+        result.map_err(|e| Error::iam(op, e))
+    }
+
+    /// One Kubernetes call: counted and timed as `kube:<verb>`; `what` names
+    /// it in errors (`apply Profile team-a`).
+    pub(crate) async fn kube_call<T>(
+        &self,
+        verb: &'static str,
+        what: impl Into<String>,
+        call: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, Error> {
+        let started = Instant::now();
+        let result = call.await;
+        self.calls
+            .record(&format!("kube:{verb}"), 1, started.elapsed());
+        result.map_err(|e| Error::kube(what, e))
+    }
 }
 
 /// The `profiles.kubeflow.org/v1` resource.
 pub fn profile_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("kubeflow.org", "v1", "Profile"),
-        "profiles",
+        &GroupVersionKind::gvk(PROFILE_GROUP, PROFILE_VERSION, PROFILE_KIND),
+        PROFILE_PLURAL,
     )
 }

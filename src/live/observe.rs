@@ -21,34 +21,26 @@
 //! conflict with an unlabelled Profile).
 
 use super::{Clients, Error, profile_resource};
-use crate::desired::{Desired, MANAGER, TAG_CLUSTER, TAG_MANAGED_BY};
-use crate::model::MANAGED_BY_LABEL;
-use crate::observed::{
+use crate::ownership::{MANAGER, TAG_MANAGED_BY, label_selector, policy_marker};
+use crate::plan::desired::Desired;
+use crate::plan::observed::{
     Observed, ObservedPolicy, ObservedProfile, ObservedRole, SNAPSHOT_FORMAT_VERSION,
 };
 use aws_sdk_iam::types::EntityType;
 use kube::api::{Api, DynamicObject, ListParams};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Every page of a paginated IAM list call (the SDK's paginator follows
-/// `Marker` while `IsTruncated`), counting one call per page.
+/// Every page of a paginated IAM list call, through [`Clients::iam_pages`].
 macro_rules! all_pages {
-    ($clients:expr, $op:literal, $req:expr) => {{
-        let pages = $req
-            .into_paginator()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| Error::iam($op, e))?;
+    ($clients:expr, $op:literal, $req:expr) => {
         $clients
-            .calls
-            .add_n(concat!("iam:", $op), pages.len() as u64);
-        pages
-    }};
+            .iam_pages($op, $req.into_paginator().send().try_collect())
+            .await?
+    };
 }
 
 /// How to read IAM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IamMode {
     /// `GetAccountAuthorizationDetails`: a few calls for the whole account.
     #[default]
@@ -169,9 +161,10 @@ where
             None => return Ok((roles, policies)),
         }
     }
-    Err(Error::InvalidPlan(format!(
-        "GetAccountAuthorizationDetails still truncated after {MAX_PAGES} pages"
-    )))
+    Err(Error::Unbounded {
+        operation: "GetAccountAuthorizationDetails",
+        pages: MAX_PAGES,
+    })
 }
 
 async fn auth_page(
@@ -179,17 +172,19 @@ async fn auth_page(
     scope: &Scope,
     marker: Option<String>,
 ) -> Result<AuthPage, Error> {
-    clients.calls.add("iam:GetAccountAuthorizationDetails");
     let out = clients
-        .iam
-        .get_account_authorization_details()
-        .filter(EntityType::Role)
-        .filter(EntityType::LocalManagedPolicy)
-        .max_items(1000)
-        .set_marker(marker)
-        .send()
-        .await
-        .map_err(|e| Error::iam("GetAccountAuthorizationDetails", e))?;
+        .iam_call(
+            "GetAccountAuthorizationDetails",
+            clients
+                .iam
+                .get_account_authorization_details()
+                .filter(EntityType::Role)
+                .filter(EntityType::LocalManagedPolicy)
+                .max_items(1000)
+                .set_marker(marker)
+                .send(),
+        )
+        .await?;
     let mut page = AuthPage {
         next: if out.is_truncated() {
             out.marker().map(String::from)
@@ -301,7 +296,7 @@ async fn observe_iam_bulk(
     }
     // A policy kftenant created carries its marker; only the others (adopted
     // by tags, or conflicts by name) cost a tag read.
-    let marker = crate::desired::policy_marker(&scope.cluster);
+    let marker = policy_marker(&scope.cluster);
     for p in policies.iter_mut().filter(|p| p.description != marker) {
         p.tags = Some(policy_tags(clients, &p.arn).await?);
     }
@@ -340,17 +335,13 @@ async fn policy_tags(clients: &Clients, arn: &str) -> Result<BTreeMap<String, St
 
 /// `GetRole` plus the attachments and inline policies of one role; `None` when it does not exist.
 async fn get_role(clients: &Clients, name: &str) -> Result<Option<ObservedRole>, Error> {
-    clients.calls.add("iam:GetRole");
-    let out = match clients.iam.get_role().role_name(name).send().await {
+    let out = match clients
+        .iam_call("GetRole", clients.iam.get_role().role_name(name).send())
+        .await
+    {
         Ok(o) => o,
-        Err(e) => {
-            let err = Error::iam("GetRole", e);
-            return if err.is_no_such_entity() {
-                Ok(None)
-            } else {
-                Err(err)
-            };
-        }
+        Err(e) if e.is_no_such_entity() => return Ok(None),
+        Err(e) => return Err(e),
     };
     let Some(r) = out.role() else { return Ok(None) };
     Ok(Some(ObservedRole {
@@ -390,15 +381,17 @@ async fn fill_role_policies(clients: &Clients, role: &mut ObservedRole) -> Resul
         clients.iam.list_role_policies().role_name(&role.name)
     );
     for n in pages.iter().flat_map(|p| p.policy_names()) {
-        clients.calls.add("iam:GetRolePolicy");
         let p = clients
-            .iam
-            .get_role_policy()
-            .role_name(&role.name)
-            .policy_name(n)
-            .send()
-            .await
-            .map_err(|e| Error::iam("GetRolePolicy", e))?;
+            .iam_call(
+                "GetRolePolicy",
+                clients
+                    .iam
+                    .get_role_policy()
+                    .role_name(&role.name)
+                    .policy_name(n)
+                    .send(),
+            )
+            .await?;
         role.inline_policies
             .insert(n.clone(), decoded(p.policy_document()));
     }
@@ -443,7 +436,7 @@ async fn observe_iam_per_role(
         }
     }
     let mut policies = Vec::new();
-    let marker = crate::desired::policy_marker(&scope.cluster);
+    let marker = policy_marker(&scope.cluster);
     let pages = all_pages!(
         clients,
         "ListPolicies",
@@ -456,14 +449,12 @@ async fn observe_iam_per_role(
     {
         for p in pages.iter().flat_map(|p| p.policies()) {
             let arn = p.arn().unwrap_or_default().to_string();
-            clients.calls.add("iam:ListPolicyVersions");
             let versions = clients
-                .iam
-                .list_policy_versions()
-                .policy_arn(&arn)
-                .send()
-                .await
-                .map_err(|e| Error::iam("ListPolicyVersions", e))?;
+                .iam_call(
+                    "ListPolicyVersions",
+                    clients.iam.list_policy_versions().policy_arn(&arn).send(),
+                )
+                .await?;
             let mut version_ids: Vec<String> = versions
                 .versions()
                 .iter()
@@ -471,24 +462,24 @@ async fn observe_iam_per_role(
                 .collect();
             sort_versions(&mut version_ids);
             let default_version_id = p.default_version_id().unwrap_or_default().to_string();
-            clients.calls.add("iam:GetPolicyVersion");
             let v = clients
-                .iam
-                .get_policy_version()
-                .policy_arn(&arn)
-                .version_id(&default_version_id)
-                .send()
-                .await
-                .map_err(|e| Error::iam("GetPolicyVersion", e))?;
+                .iam_call(
+                    "GetPolicyVersion",
+                    clients
+                        .iam
+                        .get_policy_version()
+                        .policy_arn(&arn)
+                        .version_id(&default_version_id)
+                        .send(),
+                )
+                .await?;
             // ListPolicies leaves out the description and the tags.
-            clients.calls.add("iam:GetPolicy");
             let got = clients
-                .iam
-                .get_policy()
-                .policy_arn(&arn)
-                .send()
-                .await
-                .map_err(|e| Error::iam("GetPolicy", e))?;
+                .iam_call(
+                    "GetPolicy",
+                    clients.iam.get_policy().policy_arn(&arn).send(),
+                )
+                .await?;
             let got = got.policy();
             let description = got
                 .and_then(|g| g.description())
@@ -536,30 +527,28 @@ fn to_profile(o: DynamicObject) -> ObservedProfile {
 
 async fn observe_profiles(clients: &Clients, scope: &Scope) -> Result<Vec<ObservedProfile>, Error> {
     let api: Api<DynamicObject> = Api::all_with(clients.kube.clone(), &profile_resource());
-    clients.calls.add("kube:list");
-    let list = api
-        .list(&ListParams::default().labels(&format!(
-            "{MANAGED_BY_LABEL}={MANAGER},{TAG_CLUSTER}={}",
-            scope.cluster
-        )))
+    let list = clients
+        .kube_call(
+            "list",
+            "list Profiles",
+            api.list(&ListParams::default().labels(&label_selector(&scope.cluster))),
+        )
         .await
-        .map_err(|e| match &e {
-            kube::Error::Api(s) if s.code == 404 => Error::Kube {
+        .map_err(|e| match e {
+            Error::Kube { code, .. } if code == "NotFound" => Error::Kube {
                 operation: "list Profiles".into(),
-                code: s.reason.clone(),
+                code,
                 message: "the Profile CRD (profiles.kubeflow.org) is not installed in this cluster"
                     .into(),
             },
-            _ => Error::kube("list Profiles", e),
+            other => other,
         })?;
     let mut out: Vec<ObservedProfile> = list.items.into_iter().map(to_profile).collect();
     let seen: BTreeSet<String> = out.iter().map(|p| p.name.clone()).collect();
     for name in scope.profile_names.iter().filter(|n| !seen.contains(*n)) {
-        clients.calls.add("kube:get");
-        if let Some(o) = api
-            .get_opt(name)
-            .await
-            .map_err(|e| Error::kube(format!("get Profile {name}"), e))?
+        if let Some(o) = clients
+            .kube_call("get", format!("get Profile {name}"), api.get_opt(name))
+            .await?
         {
             out.push(to_profile(o));
         }

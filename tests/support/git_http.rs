@@ -284,7 +284,10 @@ fn presented(header: Option<&HeaderValue>, token: &str) -> Presented {
     if !scheme.eq_ignore_ascii_case("basic") {
         return refused(&format!("({scheme} scheme)"));
     }
-    let Some(decoded) = base64_decode(encoded.trim()).and_then(|b| String::from_utf8(b).ok())
+    let Some(decoded) =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
     else {
         return refused("(malformed Basic credentials)");
     };
@@ -443,38 +446,4 @@ pub fn cgi_response(stdout: &[u8]) -> Result<Response<Full<Bytes>>, String> {
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Standard base64 with padding; `None` for anything else.
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    if bytes.len() % 4 != 0 {
-        return None;
-    }
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for (i, chunk) in bytes.chunks(4).enumerate() {
-        let last = i == bytes.len() / 4 - 1;
-        let padding = chunk.iter().rev().take_while(|&&c| c == b'=').count();
-        if padding > 2 || (padding > 0 && !last) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &chunk[..4 - padding] {
-            n = (n << 6) | value(c)?;
-        }
-        n <<= 6 * padding as u32;
-        let decoded = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&decoded[..3 - padding]);
-    }
-    Some(out)
 }

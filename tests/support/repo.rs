@@ -61,8 +61,8 @@ impl Repo {
         self.dir.path().join(rel)
     }
 
-    pub fn desired(&self) -> kftenant::desired::Desired {
-        kftenant::desired::render(
+    pub fn desired(&self) -> kftenant::plan::desired::Desired {
+        kftenant::plan::desired::render(
             &kftenant::model::load_dir(self.dir.path()).expect("test repo is valid"),
         )
     }

@@ -1,5 +1,9 @@
-//! The tenant repository as the daemon sees it: a git remote, cloned once
-//! into a cache folder and fetched on every cycle.
+//! The tenant repository in git.
+//!
+//! [`GitSource`] is the daemon's: a git remote, cloned once into a cache
+//! folder and fetched on every cycle. [`tree::GitTreeSource`] reads one
+//! commit's files for `plan --base`; [`verify`] checks commit signatures;
+//! [`head_commit`] names the commit a working tree has checked out.
 //!
 //! # Guarantees
 //! - A failed fetch (remote unreachable, bad credentials) returns an error and
@@ -12,11 +16,17 @@
 //! GitHub, GitLab and Bitbucket accept), an SSH key with the host key checked
 //! against a known_hosts file, or nothing for local paths and `file://` URLs.
 
-use crate::verify::AllowedSigners;
+mod known_hosts;
+pub mod tree;
+pub mod verify;
+
+pub use tree::GitTreeSource;
+
 use git2::build::{CheckoutBuilder, RepoBuilder};
 use git2::{Cred, FetchOptions, RemoteCallbacks, Repository};
-use std::collections::HashMap;
+use known_hosts::{HostKeyStatus, known_host, known_hosts_name};
 use std::path::{Path, PathBuf};
+use verify::AllowedSigners;
 
 /// How to authenticate to the remote.
 #[derive(Clone, Default)]
@@ -87,7 +97,7 @@ pub enum SourceError {
     /// The branch does not exist on the remote.
     #[error("branch `{0}` not found on the remote")]
     NoBranch(String),
-    /// `--verify-signers` is set and the head commit is not signed by an allowed key.
+    /// Signers were given and the head commit is not signed by one of them.
     #[error("commit {commit} refused: {reason}")]
     Unverified {
         /// The refused commit.
@@ -97,7 +107,7 @@ pub enum SourceError {
     },
 }
 
-fn git(operation: &'static str) -> impl FnOnce(git2::Error) -> SourceError {
+pub(crate) fn git(operation: &'static str) -> impl FnOnce(git2::Error) -> SourceError {
     move |source| SourceError::Git { operation, source }
 }
 
@@ -292,6 +302,15 @@ impl GitSource {
     }
 }
 
+/// The commit checked out in the git working tree rooted at `dir` (`dir`
+/// itself, not a folder above it), when `dir` is one: what `plan` records as
+/// its source commit.
+pub fn head_commit(dir: &Path) -> Option<String> {
+    let repo = Repository::open(dir).ok()?;
+    let oid = repo.head().ok()?.target()?;
+    Some(oid.to_string())
+}
+
 /// Why the SSH host key check refused the server. libgit2 replaces the
 /// check's error with "invalid or unknown remote ssh hostkey", naming neither
 /// the host nor the known_hosts file; this carries the reason past it.
@@ -337,271 +356,6 @@ fn ssh_port(url: &str) -> u16 {
             .map(|(_, p)| p)
     };
     port.and_then(|p| p.parse().ok()).unwrap_or(22)
-}
-
-/// The name OpenSSH looks a server up by in known_hosts: `host` on port 22,
-/// `[host]:port` on any other, in lower case.
-fn known_hosts_name(host: &str, port: u16) -> String {
-    let host = host.to_ascii_lowercase();
-    if port == 22 {
-        host
-    } else {
-        format!("[{host}]:{port}")
-    }
-}
-
-/// What a known_hosts file says of a server's host key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HostKeyStatus {
-    /// A line for the server has this key.
-    Known,
-    /// Lines for the server exist, none with this key: the key changed, or
-    /// this is another machine.
-    Changed,
-    /// No line for the server.
-    Unknown,
-    /// A `@revoked` line for the server has this key (whatever else says).
-    Revoked,
-}
-
-/// Looks `name` (from [`known_hosts_name`]) up in an OpenSSH known_hosts file
-/// with `key`, the host key in SSH wire form. See [`host_key_status`].
-fn known_host(known_hosts: &Path, name: &str, key: &[u8]) -> std::io::Result<HostKeyStatus> {
-    Ok(host_key_status(
-        &std::fs::read_to_string(known_hosts)?,
-        name,
-        key,
-    ))
-}
-
-/// As OpenSSH's `ssh` reads known_hosts: comma-separated host patterns with
-/// `*` and `?` where a matching `!pattern` rules the line out, hashed names
-/// (`|1|salt|hash`, written by `HashKnownHosts yes` and `ssh-keygen -H`), and
-/// `@revoked` lines. `@cert-authority` lines are skipped (libgit2 never shows
-/// a host certificate), as are lines with an unknown marker.
-fn host_key_status(known_hosts: &str, name: &str, key: &[u8]) -> HostKeyStatus {
-    let mut status = HostKeyStatus::Unknown;
-    for line in known_hosts.lines().map(str::trim_start) {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut fields = line.split_whitespace();
-        let (marker, hosts) = match fields.next() {
-            Some(marker) if marker.starts_with('@') => (Some(marker), fields.next()),
-            hosts => (None, hosts),
-        };
-        let (Some(hosts), Some(_key_type), Some(blob)) = (hosts, fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if !matches!(marker, None | Some("@revoked")) || !host_matches(hosts, name) {
-            continue;
-        }
-        // The key type is also the blob's first field: comparing blobs is enough.
-        let same_key = base64_decode(blob).as_deref() == Some(key);
-        match (marker, same_key) {
-            (Some(_), true) => return HostKeyStatus::Revoked,
-            (Some(_), false) => {}
-            (None, true) => status = HostKeyStatus::Known,
-            (None, false) if status == HostKeyStatus::Unknown => status = HostKeyStatus::Changed,
-            (None, false) => {}
-        }
-    }
-    status
-}
-
-/// OpenSSH's `match_hostname`: one hashed name, or patterns (compared in
-/// lower case) of which one must match and no negated one may.
-fn host_matches(hosts: &str, name: &str) -> bool {
-    if let Some(hashed) = hosts.strip_prefix("|1|") {
-        return hashed_name_matches(hashed, name);
-    }
-    let mut matched = false;
-    for pattern in hosts.split(',').map(str::to_ascii_lowercase) {
-        match pattern.strip_prefix('!') {
-            Some(negated) if wildcard_match(negated, name) => return false,
-            Some(_) => {}
-            None => matched |= wildcard_match(&pattern, name),
-        }
-    }
-    matched
-}
-
-/// `base64(salt)|base64(HMAC-SHA1(salt, name))`, the rest of a `|1|` name.
-fn hashed_name_matches(hashed: &str, name: &str) -> bool {
-    use hmac::{Hmac, Mac};
-    let Some((salt, hash)) = hashed.split_once('|') else {
-        return false;
-    };
-    let (Some(salt), Some(hash)) = (base64_decode(salt), base64_decode(hash)) else {
-        return false;
-    };
-    let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(&salt) else {
-        return false;
-    };
-    mac.update(name.as_bytes());
-    mac.verify_slice(&hash).is_ok()
-}
-
-/// `*` matches any run of characters, `?` any one (OpenSSH's `match_pattern`).
-fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    // Where the last `*` was, and the text position it currently stands for.
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((star_pi, star_ti)) = star {
-            // Let the `*` take one more character and try again after it.
-            star = Some((star_pi, star_ti + 1));
-            pi = star_pi + 1;
-            ti = star_ti + 1;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
-
-/// Standard base64 (RFC 4648 alphabet, padding optional); `None` if malformed.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text
-        .strip_suffix("==")
-        .or_else(|| text.strip_suffix('='))
-        .unwrap_or(text);
-    if text.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
-
-/// The files of one commit of a local repository, read straight from git's
-/// object database (no checkout): the base side of a pull-request plan.
-pub struct GitTreeSource {
-    repo: Repository,
-    tree: git2::Oid,
-    prefix: String,
-    /// Entries of each folder read so far, by full folder path: name -> (object, is a file).
-    /// A tree object is parsed once, not once per file in it (10,000 tenants:
-    /// 54 s of re-parsing `tenants/` otherwise).
-    folders: std::cell::RefCell<HashMap<String, Option<Folder>>>,
-}
-
-type Folder = HashMap<String, (git2::Oid, bool)>;
-
-impl GitTreeSource {
-    /// Opens the repository containing `dir` at revision `rev` (a branch, tag,
-    /// `origin/main`, a commit id...). `dir`'s place inside the repository is
-    /// kept, so a tenant repository in a subfolder works.
-    pub fn open(dir: &Path, rev: &str) -> Result<(GitTreeSource, String), SourceError> {
-        let repo = Repository::discover(dir).map_err(git("open repository"))?;
-        let commit = repo
-            .revparse_single(rev)
-            .and_then(|o| o.peel_to_commit())
-            .map_err(git("resolve base revision"))?;
-        let workdir = repo.workdir().map(Path::to_path_buf).unwrap_or_default();
-        let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let work = std::fs::canonicalize(&workdir).unwrap_or(workdir);
-        let prefix = abs
-            .strip_prefix(&work)
-            .map(|p| p.to_string_lossy().replace('\\', "/"))
-            .unwrap_or_default();
-        let (id, tree) = (commit.id().to_string(), commit.tree_id());
-        drop(commit);
-        let folders = Default::default();
-        Ok((
-            GitTreeSource {
-                repo,
-                tree,
-                prefix,
-                folders,
-            },
-            id,
-        ))
-    }
-
-    fn full(&self, path: &str) -> String {
-        match (self.prefix.is_empty(), path.is_empty()) {
-            (true, _) => path.to_string(),
-            (false, true) => self.prefix.clone(),
-            (false, false) => format!("{}/{path}", self.prefix),
-        }
-    }
-
-    /// Runs `f` on the entries of folder `full` (a full path, "" for the root).
-    fn with_folder<T>(&self, full: &str, f: impl FnOnce(&Folder) -> Option<T>) -> Option<T> {
-        let mut folders = self.folders.borrow_mut();
-        let folder = folders.entry(full.to_string()).or_insert_with(|| {
-            let root = self.repo.find_tree(self.tree).ok()?;
-            let tree = if full.is_empty() {
-                root
-            } else {
-                root.get_path(Path::new(full))
-                    .ok()?
-                    .to_object(&self.repo)
-                    .ok()?
-                    .into_tree()
-                    .ok()?
-            };
-            let entries = tree
-                .iter()
-                .filter_map(|e| {
-                    let file = e.kind() == Some(git2::ObjectType::Blob);
-                    Some((e.name()?.to_string(), (e.id(), file)))
-                })
-                .collect();
-            Some(entries)
-        });
-        f(folder.as_ref()?)
-    }
-}
-
-impl crate::model::Source for GitTreeSource {
-    fn read(&self, path: &str) -> Option<Result<String, String>> {
-        let full = self.full(path);
-        let (dir, name) = full.rsplit_once('/').unwrap_or(("", full.as_str()));
-        let id = self.with_folder(dir, |f| {
-            f.get(name).filter(|(_, file)| *file).map(|(id, _)| *id)
-        })?;
-        let blob = self.repo.find_blob(id).ok()?;
-        Some(String::from_utf8(blob.content().to_vec()).map_err(|e| e.to_string()))
-    }
-
-    fn list(&self, dir: &str) -> Option<Vec<String>> {
-        self.with_folder(&self.full(dir), |f| {
-            let mut names: Vec<String> = f
-                .iter()
-                .filter(|(_, (_, file))| *file)
-                .map(|(name, _)| name.clone())
-                .collect();
-            names.sort();
-            Some(names)
-        })
-    }
 }
 
 #[cfg(test)]
@@ -684,37 +438,6 @@ mod tests {
     }
 
     #[test]
-    fn tree_source_reads_a_commit_in_a_subfolder() {
-        use crate::model::Source;
-        let remote = remote_with_commit();
-        let sub = remote.path().join("infra/tenants-repo");
-        std::fs::create_dir_all(sub.join("tenants/nested")).unwrap();
-        std::fs::write(sub.join("kftenant.toml"), "old").unwrap();
-        std::fs::write(sub.join("tenants/a.yaml"), "a").unwrap();
-        std::fs::write(sub.join("tenants/b.yaml"), "b").unwrap();
-        std::fs::write(sub.join("tenants/nested/c.yaml"), "c").unwrap();
-        sh(remote.path(), &["add", "-A"]);
-        commit(remote.path(), &["-m", "two"]);
-        // The working tree moves on; the source reads the commit.
-        std::fs::write(sub.join("kftenant.toml"), "new").unwrap();
-        let (src, _) = GitTreeSource::open(&sub, "HEAD").unwrap();
-        assert_eq!(src.read("kftenant.toml").unwrap().unwrap(), "old");
-        assert_eq!(src.read("tenants/b.yaml").unwrap().unwrap(), "b");
-        assert_eq!(
-            src.list("tenants").unwrap(),
-            vec!["a.yaml".to_string(), "b.yaml".to_string()],
-            "files only, sorted"
-        );
-        assert!(
-            src.read("tenants/nested").is_none(),
-            "a folder is not a file"
-        );
-        assert!(src.read("tenants/zz.yaml").is_none());
-        assert!(src.list("policies").is_none());
-        assert_eq!(src.read("tenants/nested/c.yaml").unwrap().unwrap(), "c");
-    }
-
-    #[test]
     fn missing_branch_is_an_error() {
         let remote = remote_with_commit();
         let cache = tempfile::tempdir().unwrap();
@@ -734,19 +457,6 @@ mod tests {
     }
 
     #[test]
-    fn base64_decodes_known_vectors_and_refuses_garbage() {
-        assert_eq!(base64_decode("Zm9vYmFy").unwrap(), b"foobar");
-        assert_eq!(base64_decode("Zm8=").unwrap(), b"fo");
-        assert_eq!(base64_decode("Zg==").unwrap(), b"f");
-        assert_eq!(base64_decode("Zg").unwrap(), b"f");
-        assert_eq!(base64_decode("").unwrap(), b"");
-        assert_eq!(base64_decode("+/+/").unwrap(), [0xfb, 0xff, 0xbf]);
-        assert_eq!(base64_decode("Zm9v YmFy"), None);
-        assert_eq!(base64_decode("Zm9vY"), None);
-        assert_eq!(base64_decode("Zm-v"), None);
-    }
-
-    #[test]
     fn ssh_port_reads_the_url_as_libgit2_does() {
         for (url, port) in [
             ("ssh://git@127.0.0.1:2222/tenants", 2222),
@@ -763,98 +473,6 @@ mod tests {
             ("[::1]:tenants", 22),
         ] {
             assert_eq!(ssh_port(url), port, "{url}");
-        }
-    }
-
-    #[test]
-    fn known_hosts_name_brackets_only_other_ports() {
-        assert_eq!(known_hosts_name("GitHub.com", 22), "github.com");
-        assert_eq!(known_hosts_name("127.0.0.1", 2222), "[127.0.0.1]:2222");
-        assert_eq!(known_hosts_name("::1", 2222), "[::1]:2222");
-    }
-
-    /// Two ed25519 host keys (from ssh-keygen), base64 of the wire form.
-    const KEY_A: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIFFbQsltbqOUHlJKiXtceGKVHwmWNpeGMk8CD/RsGGZH";
-    const KEY_B: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIMp6pph9/TnOY4z5w/xSKvggSM0KJdA9YeXFI0I1yK9u";
-
-    fn status(known_hosts: &str, name: &str, key: &str) -> HostKeyStatus {
-        host_key_status(known_hosts, name, &base64_decode(key).unwrap())
-    }
-
-    #[test]
-    fn host_key_lookup_keys_by_host_and_port() {
-        use HostKeyStatus::*;
-        let file = format!(
-            "# comment\n\n[127.0.0.1]:2222 ssh-ed25519 {KEY_A} test\n\
-             127.0.0.1 ssh-ed25519 {KEY_B}\n"
-        );
-        assert_eq!(status(&file, "[127.0.0.1]:2222", KEY_A), Known);
-        assert_eq!(status(&file, "[127.0.0.1]:2222", KEY_B), Changed);
-        // The port-22 entry says nothing of other ports, and the other way round.
-        assert_eq!(status(&file, "[127.0.0.1]:2223", KEY_B), Unknown);
-        assert_eq!(status(&file, "127.0.0.1", KEY_B), Known);
-        assert_eq!(status(&file, "127.0.0.1", KEY_A), Changed);
-        assert_eq!(status(&file, "[127.0.0.2]:2222", KEY_A), Unknown);
-        assert_eq!(status("", "127.0.0.1", KEY_A), Unknown);
-    }
-
-    #[test]
-    fn host_key_lookup_takes_lists_wildcards_negation_and_markers() {
-        use HostKeyStatus::*;
-        let file = format!(
-            "git.example.com,Git.Other.COM ssh-ed25519 {KEY_A}\n\
-             *.corp.example,!evil.corp.example ssh-ed25519 {KEY_A}\n\
-             [gi?.example.org]:* ssh-ed25519 {KEY_A}\n\
-             @cert-authority * ssh-ed25519 {KEY_B}\n\
-             @revoked old.example.com ssh-ed25519 {KEY_B}\n\
-             old.example.com ssh-ed25519 {KEY_B}\n\
-             @future * ssh-ed25519 {KEY_B}\n\
-             broken-line-without-key\n"
-        );
-        assert_eq!(status(&file, "git.other.com", KEY_A), Known);
-        assert_eq!(status(&file, "a.b.corp.example", KEY_A), Known);
-        assert_eq!(status(&file, "evil.corp.example", KEY_A), Unknown);
-        assert_eq!(status(&file, "[git.example.org]:2222", KEY_A), Known);
-        assert_eq!(status(&file, "git.example.org", KEY_A), Unknown);
-        // A certificate authority's key is not a host key.
-        assert_eq!(status(&file, "anything.example", KEY_B), Unknown);
-        assert_eq!(status(&file, "old.example.com", KEY_B), Revoked);
-    }
-
-    #[test]
-    fn host_key_lookup_matches_names_hashed_by_ssh_keygen() {
-        use HostKeyStatus::*;
-        // `ssh-keygen -H` of a line for [git.example.com]:2222 (OpenSSH 9.2).
-        let file = format!(
-            "|1|hjng7qCH6zfv/ivNYjddfulAWWQ=|hQ+OTEAInBWN2Ultg2ZrcVvJRq8= ssh-ed25519 {KEY_A}\n"
-        );
-        assert_eq!(status(&file, "[git.example.com]:2222", KEY_A), Known);
-        assert_eq!(status(&file, "[git.example.com]:2222", KEY_B), Changed);
-        assert_eq!(status(&file, "git.example.com", KEY_A), Unknown);
-        assert_eq!(
-            status("|1|garbage ssh-ed25519 AAAA\n", "git.example.com", KEY_A),
-            Unknown
-        );
-    }
-
-    #[test]
-    fn wildcards_match_like_openssh() {
-        for (pattern, text, expected) in [
-            ("*", "", true),
-            ("*", "abc", true),
-            ("a*c", "abbbc", true),
-            ("a*c", "abbbd", false),
-            ("a?c", "abc", true),
-            ("a?c", "ac", false),
-            ("*.example.com", "example.com", false),
-            ("*b*b*", "abcbd", true),
-            ("", "a", false),
-        ] {
-            assert_eq!(
-                wildcard_match(pattern, text),
-                expected,
-                "{pattern} ~ {text}"
-            );
         }
     }
 }

@@ -1,13 +1,14 @@
 //! The observed world: what IAM and the cluster hold now, as plain data.
 //!
-//! Readers of the live world (a later module) and `--observed FILE` snapshots
-//! both produce an [`Observed`]. Documents are kept as IAM returned them
-//! (often percent-encoded): decoding and comparing is the planner's job, so a
-//! snapshot is a faithful record of the live world.
+//! The live readers (`crate::live::observe`) and `--observed FILE` snapshots
+//! both produce an [`Observed`]. Documents are stored as the readers decode
+//! them (percent-decoding only, compact JSON), or raw when they do not parse;
+//! the planner parses and normalises them before comparing. One of the
+//! planner's two inputs; [`super::desired`] is the other.
 
-use crate::desired::Desired;
+use crate::document::Document;
 use serde::{Deserialize, Serialize};
-use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// Snapshot format version written by `kftenant observe` and read by `plan --observed`.
@@ -15,6 +16,22 @@ pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 
 fn format_version() -> u32 {
     SNAPSHOT_FORMAT_VERSION
+}
+
+/// Why a snapshot file cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// Not JSON of a snapshot.
+    #[error("not a kftenant snapshot: {0}")]
+    NotASnapshot(String),
+    /// Written by another version of the format.
+    #[error(
+        "the snapshot has format_version {found}, this kftenant reads {SNAPSHOT_FORMAT_VERSION}: observe again with this version"
+    )]
+    Version {
+        /// The version in the file.
+        found: u32,
+    },
 }
 
 /// The live world, limited to what kftenant may care about.
@@ -84,11 +101,11 @@ pub struct ObservedPolicy {
     /// How many roles, users and groups it is attached to (all of them, managed or not).
     #[serde(default)]
     pub attachment_count: usize,
-    /// The description, set once at creation (see [`crate::desired::policy_marker`]).
+    /// The description, set once at creation (see [`crate::ownership::policy_marker`]).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     /// Tags; `None` when not read: a policy carrying this cluster's
-    /// [`crate::desired::policy_marker`] is known to be kftenant's without them.
+    /// [`crate::ownership::policy_marker`] is known to be kftenant's without them.
     #[serde(default)]
     pub tags: Option<BTreeMap<String, String>>,
 }
@@ -107,7 +124,7 @@ pub struct ObservedProfile {
     pub annotations: BTreeMap<String, String>,
     /// The whole `spec`.
     #[serde(default)]
-    pub spec: crate::desired::Document,
+    pub spec: Document,
     /// True when the Profile has a deletion timestamp (finalizers still running).
     #[serde(default)]
     pub deleting: bool,
@@ -115,8 +132,21 @@ pub struct ObservedProfile {
 
 impl Observed {
     /// Parses a snapshot written by `kftenant observe`.
-    pub fn from_json(text: &str) -> Result<Observed, serde_json::Error> {
-        serde_json::from_str(text)
+    pub fn from_json(text: &str) -> Result<Observed, SnapshotError> {
+        Observed::read(text.as_bytes())
+    }
+
+    /// Parses a snapshot as it is read (the text of a large world is never
+    /// held beside the world built from it), refusing other format versions.
+    pub fn read(reader: impl std::io::Read) -> Result<Observed, SnapshotError> {
+        let o: Observed = serde_json::from_reader(reader)
+            .map_err(|e| SnapshotError::NotASnapshot(e.to_string()))?;
+        if o.format_version != SNAPSHOT_FORMAT_VERSION {
+            return Err(SnapshotError::Version {
+                found: o.format_version,
+            });
+        }
+        Ok(o)
     }
 
     /// The snapshot as pretty JSON, entries sorted by name so files diff well.
@@ -151,114 +181,24 @@ impl Observed {
         w.write_all(b"\n")
     }
 
-    /// A short digest of the snapshot (FNV-1a 64 over [`Observed::to_json`]),
-    /// to tell whether the live world changed since a plan was made. Hashed
-    /// as it is written: the text of a large world is never held.
+    /// A digest of the snapshot (SHA-256 of [`Observed::to_json`], 16 hex
+    /// digits), to tell whether the live world changed since a plan was made.
+    /// Hashed as it is written: the text of a large world is never held.
     pub fn digest(&self) -> String {
-        struct Fnv(u64);
-        impl std::io::Write for Fnv {
+        struct Hasher(Sha256);
+        impl std::io::Write for Hasher {
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                for b in buf {
-                    self.0 ^= u64::from(*b);
-                    self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-                }
+                self.0.update(buf);
                 Ok(buf.len())
             }
             fn flush(&mut self) -> std::io::Result<()> {
                 Ok(())
             }
         }
-        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+        let mut h = Hasher(Sha256::new());
         self.write_json(&mut h).expect("hashing cannot fail");
-        format!("{:016x}", h.0)
-    }
-
-    /// The live world IAM and Kubernetes would report once `desired` is fully
-    /// applied, written the way IAM writes it back: documents percent-encoded,
-    /// one-element lists collapsed to strings, lists in another order.
-    /// Used for converged fixtures, benchmarks and the convergence property.
-    pub fn converged(desired: &Desired) -> Observed {
-        let roles = desired
-            .roles
-            .values()
-            .map(|r| ObservedRole {
-                name: r.name.clone(),
-                path: r.path.clone(),
-                arn: r.arn.clone(),
-                assume_role_policy_document: iam_encode(&r.trust_policy.to_json()),
-                permissions_boundary: r.permissions_boundary.clone(),
-                max_session_duration: r.max_session_duration,
-                tags: r.tags.clone(),
-                attached_policy_arns: r.managed_policy_arns.iter().rev().cloned().collect(),
-                inline_policies: r
-                    .inline_policies
-                    .iter()
-                    .map(|(k, v)| (k.clone(), iam_encode(&v.to_json())))
-                    .collect(),
-            })
-            .collect();
-        let policies = desired
-            .policies
-            .values()
-            .map(|p| ObservedPolicy {
-                name: p.name.clone(),
-                path: p.path.clone(),
-                arn: p.arn.clone(),
-                document: iam_encode(&p.document.to_json()),
-                default_version_id: "v1".into(),
-                version_ids: vec!["v1".into()],
-                attachment_count: desired
-                    .roles
-                    .values()
-                    .filter(|r| {
-                        r.managed_policy_arns.contains(&p.arn)
-                            || r.permissions_boundary.as_ref() == Some(&p.arn)
-                    })
-                    .count(),
-                // As the bulk read sees a policy kftenant created.
-                description: crate::desired::policy_marker(&desired.cluster),
-                tags: None,
-            })
-            .collect();
-        let profiles = desired
-            .profiles
-            .values()
-            .map(|p| {
-                let mut labels = p.labels.clone();
-                // Other controllers add their own metadata; kftenant must ignore it.
-                labels.insert("kubernetes.io/metadata.name".into(), p.name.clone());
-                ObservedProfile {
-                    name: p.name.clone(),
-                    labels,
-                    annotations: p.annotations.clone(),
-                    spec: p.spec.clone(),
-                    deleting: false,
-                }
-            })
-            .collect();
-        Observed {
-            format_version: SNAPSHOT_FORMAT_VERSION,
-            roles,
-            policies,
-            profiles,
-        }
-    }
-}
-
-/// A document as IAM returns it from GetRole / GetRolePolicy: re-serialised
-/// (one-element lists as strings, statements reversed) and percent-encoded.
-pub fn iam_encode(doc: &Json) -> String {
-    let reshaped = reshape(doc);
-    percent_encoding::utf8_percent_encode(&reshaped.to_string(), percent_encoding::NON_ALPHANUMERIC)
-        .to_string()
-}
-
-fn reshape(v: &Json) -> Json {
-    match v {
-        Json::Array(items) if items.len() == 1 => reshape(&items[0]),
-        Json::Array(items) => Json::Array(items.iter().rev().map(reshape).collect()),
-        Json::Object(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), reshape(v))).collect()),
-        other => other.clone(),
+        let digest = h.0.finalize();
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -280,14 +220,10 @@ mod tests {
         }
         let text = o.to_json();
         assert!(text.find("\"a\"") < text.find("\"b\""), "{text}");
-        // FNV-1a 64 over the text, as saved plans recorded it.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in text.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        assert_eq!(o.digest(), format!("{h:016x}"));
+        let h = Sha256::digest(text.as_bytes());
+        let h: String = h[..8].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(o.digest(), h);
         o.profiles[0].deleting = true;
-        assert_ne!(o.digest(), format!("{h:016x}"));
+        assert_ne!(o.digest(), h);
     }
 }

@@ -1,7 +1,7 @@
-//! Commit signature verification: with `kftenant run --verify-signers FILE`
-//! the daemon takes a commit as its desired world only when git's SSH
-//! signature on it (`git config gpg.format ssh`, `git commit -S`) was made by
-//! a key in FILE, as Flux's `GitRepository.spec.verify` does.
+//! Commit signature verification: [`super::GitSource::sync_verified`] takes a
+//! commit only when git's SSH signature on it (`git config gpg.format ssh`,
+//! `git commit -S`) was made by a key in an allowed-signers file, as Flux's
+//! `GitRepository.spec.verify` does. (Not yet a `kftenant run` option.)
 //!
 //! FILE has the format of git's `gpg.ssh.allowedSignersFile` (OpenSSH
 //! `allowed_signers`): `principals [options] key-type base64-key [comment]`
@@ -105,7 +105,7 @@ impl AllowedSigners {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::{GitSource, SourceError};
+    use crate::git::{GitSource, SourceError};
     use std::process::Command;
 
     fn run(dir: &Path, program: &str, args: &[&str]) {

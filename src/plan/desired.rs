@@ -1,86 +1,16 @@
 //! The desired world: what IAM and the cluster must look like, rendered from a
-//! validated [`Repository`]. A pure function: no I/O, no clock.
+//! validated [`Repository`] by [`render`]. A pure function: no I/O, no clock.
+//! One of the planner's two inputs; [`super::observed`] is the other, and the
+//! two know nothing of each other.
 
 use crate::config::{Config, ResourceQuotaSpec};
-use crate::model::{MANAGED_BY_LABEL, PolicyRef, Repository, Tenant};
+use crate::document::Document;
+use crate::kubeflow::{IAM_PLUGIN_KIND, PROFILE_GROUP, PROFILE_KIND, PROFILE_VERSION};
+use crate::model::{PolicyRef, Repository, Tenant};
+use crate::ownership::{ownership_labels, ownership_tags};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// The service account Kubeflow creates in every profile namespace; notebooks
-/// and pipelines run as it.
-pub const DEFAULT_SERVICE_ACCOUNT: &str = "default-editor";
-/// Ownership tag: who manages the resource.
-pub const TAG_MANAGED_BY: &str = "kftenant.io/managed-by";
-/// Value of [`TAG_MANAGED_BY`] and of the Profile `managed-by` label.
-pub const MANAGER: &str = "kftenant";
-/// Ownership tag: which tenant a role belongs to.
-pub const TAG_TENANT: &str = "kftenant.io/tenant";
-/// Ownership tag: which cluster's kftenant owns the resource.
-pub const TAG_CLUSTER: &str = "kftenant.io/cluster";
-/// The Kubeflow plugin that binds a profile namespace to an IAM role.
-pub const IAM_PLUGIN_KIND: &str = "AwsIamForServiceAccount";
-
-/// The `Description` kftenant gives every policy it creates: a second
-/// ownership mark beside the tags. IAM returns a policy's description in the
-/// bulk read (`GetAccountAuthorizationDetails`) but its tags only through one
-/// `ListPolicyTags` call per policy, and nobody can edit a description after
-/// creation, so this mark lets a no-op cycle prove ownership without N reads.
-pub fn policy_marker(cluster: &str) -> String {
-    format!("Managed by kftenant: {TAG_MANAGED_BY}={MANAGER} {TAG_CLUSTER}={cluster}")
-}
-
-/// A JSON document (policy, Profile spec) kept as its compact text.
-///
-/// A `serde_json::Value` object is a `BTreeMap` whose every node is allocated
-/// for 11 entries (about 640 bytes): a trust policy of five small objects
-/// takes 3.6 KB as a value and 0.5 KB as text. Documents are read where they
-/// are compared ([`Document::to_json`]); parsing one costs about what cloning
-/// the value did, and the planner cloned each one to normalise it anyway.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Document(Box<str>);
-
-impl Document {
-    /// The document as a JSON value.
-    pub fn to_json(&self) -> Json {
-        serde_json::from_str(&self.0).expect("a Document holds valid JSON")
-    }
-
-    /// The compact JSON text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Default for Document {
-    fn default() -> Self {
-        Document("null".into())
-    }
-}
-
-impl From<&Json> for Document {
-    fn from(v: &Json) -> Self {
-        Document(v.to_string().into_boxed_str())
-    }
-}
-
-impl From<Json> for Document {
-    fn from(v: Json) -> Self {
-        Document::from(&v)
-    }
-}
-
-impl Serialize for Document {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.to_json().serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Document {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Json::deserialize(d).map(Document::from)
-    }
-}
 
 /// Everything kftenant wants to exist.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,49 +88,12 @@ impl DesiredProfile {
     /// The whole object for a server-side apply.
     pub fn manifest(&self) -> Json {
         json!({
-            "apiVersion": "kubeflow.org/v1",
-            "kind": "Profile",
+            "apiVersion": format!("{PROFILE_GROUP}/{PROFILE_VERSION}"),
+            "kind": PROFILE_KIND,
             "metadata": {"name": self.name, "labels": self.labels, "annotations": self.annotations},
             "spec": self.spec.to_json(),
         })
     }
-}
-
-/// The trust policy of a tenant role: one statement, in exactly the shape the
-/// Kubeflow profile controller looks for, so it never rewrites it.
-pub fn trust_policy(config: &Config, tenant: &str, extra_service_accounts: &[String]) -> Json {
-    let issuer = &config.cluster.oidc_issuer;
-    let mut subs = vec![format!(
-        "system:serviceaccount:{tenant}:{DEFAULT_SERVICE_ACCOUNT}"
-    )];
-    subs.extend(
-        extra_service_accounts
-            .iter()
-            .map(|sa| format!("system:serviceaccount:{tenant}:{sa}")),
-    );
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"Federated": config.oidc_provider_arn()},
-            "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {"StringEquals": {
-                format!("{issuer}:aud"): "sts.amazonaws.com",
-                format!("{issuer}:sub"): subs,
-            }}
-        }]
-    })
-}
-
-/// Ownership tags for a tenant's role (`tenant` set) or a repo policy.
-pub fn ownership_tags(cluster: &str, tenant: Option<&str>) -> BTreeMap<String, String> {
-    let mut tags = BTreeMap::new();
-    tags.insert(TAG_MANAGED_BY.to_string(), MANAGER.to_string());
-    tags.insert(TAG_CLUSTER.to_string(), cluster.to_string());
-    if let Some(t) = tenant {
-        tags.insert(TAG_TENANT.to_string(), t.to_string());
-    }
-    tags
 }
 
 fn resolve(config: &Config, r: &PolicyRef) -> String {
@@ -260,16 +153,10 @@ fn render_role(c: &Config, t: &Tenant) -> DesiredRole {
     });
     DesiredRole {
         tenant: t.name.clone(),
-        arn: format!(
-            "arn:{}:iam::{}:role{}{}",
-            c.partition(),
-            c.cluster.account_id,
-            c.iam.role_path,
-            name
-        ),
+        arn: c.role_arn(&t.name),
         name,
         path: c.iam.role_path.clone(),
-        trust_policy: Document::from(trust_policy(c, &t.name, &t.service_accounts)),
+        trust_policy: Document::from(c.trust_policy(&t.name, &t.service_accounts)),
         permissions_boundary: boundary.map(|b| resolve(c, &b)),
         max_session_duration: t.max_session_duration.unwrap_or(c.iam.max_session_duration),
         tags,
@@ -284,8 +171,7 @@ fn render_role(c: &Config, t: &Tenant) -> DesiredRole {
 
 fn render_profile(c: &Config, t: &Tenant, role_arn: &str) -> DesiredProfile {
     let mut labels = t.labels.clone();
-    labels.insert(MANAGED_BY_LABEL.to_string(), MANAGER.to_string());
-    labels.insert(TAG_CLUSTER.to_string(), c.cluster.name.clone());
+    labels.extend(ownership_labels(&c.cluster.name));
     let mut spec = json!({
         "owner": {"kind": "User", "name": t.owner},
         "plugins": [{
@@ -310,12 +196,16 @@ fn render_profile(c: &Config, t: &Tenant, role_arn: &str) -> DesiredProfile {
 
 /// Tenants whose rendered role or Profile differ between a base repository
 /// and the desired world of the head (added, removed or changed), sorted:
-/// what a pull request changes.
+/// what a pull request changes. A base that does not validate (`None`) lets
+/// the pull request be planned still: every tenant of the head counts as changed.
 ///
 /// The base is rendered one tenant at a time and compared at once, so the
 /// base's whole desired world is never held beside the head's (with 10,000
 /// tenants, each is about 120 MiB).
-pub fn changed_tenants(base: &Repository, head: &Desired) -> Vec<(String, &'static str)> {
+pub fn changed_tenants(base: Option<&Repository>, head: &Desired) -> Vec<(String, &'static str)> {
+    let Some(base) = base else {
+        return head.roles.keys().map(|t| (t.clone(), "changed")).collect();
+    };
     let c = &base.config;
     let base_tenants: BTreeMap<&str, &Tenant> =
         base.tenants.iter().map(|t| (t.name.as_str(), t)).collect();

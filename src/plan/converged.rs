@@ -1,0 +1,100 @@
+//! [`Observed::converged`]: the live world as IAM and Kubernetes would report
+//! it once a desired world is fully applied. Test fixtures, benchmarks and the
+//! convergence property ("a converged world plans to nothing") are built from it.
+
+use super::desired::Desired;
+use super::observed::{
+    Observed, ObservedPolicy, ObservedProfile, ObservedRole, SNAPSHOT_FORMAT_VERSION,
+};
+use crate::ownership::policy_marker;
+use serde_json::Value as Json;
+
+impl Observed {
+    /// The live world IAM and Kubernetes would report once `desired` is fully
+    /// applied, written the way IAM writes it back: documents percent-encoded,
+    /// one-element lists collapsed to strings, lists in another order.
+    /// Used for converged fixtures, benchmarks and the convergence property.
+    pub fn converged(desired: &Desired) -> Observed {
+        let roles = desired
+            .roles
+            .values()
+            .map(|r| ObservedRole {
+                name: r.name.clone(),
+                path: r.path.clone(),
+                arn: r.arn.clone(),
+                assume_role_policy_document: iam_encode(&r.trust_policy.to_json()),
+                permissions_boundary: r.permissions_boundary.clone(),
+                max_session_duration: r.max_session_duration,
+                tags: r.tags.clone(),
+                attached_policy_arns: r.managed_policy_arns.iter().rev().cloned().collect(),
+                inline_policies: r
+                    .inline_policies
+                    .iter()
+                    .map(|(k, v)| (k.clone(), iam_encode(&v.to_json())))
+                    .collect(),
+            })
+            .collect();
+        let policies = desired
+            .policies
+            .values()
+            .map(|p| ObservedPolicy {
+                name: p.name.clone(),
+                path: p.path.clone(),
+                arn: p.arn.clone(),
+                document: iam_encode(&p.document.to_json()),
+                default_version_id: "v1".into(),
+                version_ids: vec!["v1".into()],
+                attachment_count: desired
+                    .roles
+                    .values()
+                    .filter(|r| {
+                        r.managed_policy_arns.contains(&p.arn)
+                            || r.permissions_boundary.as_ref() == Some(&p.arn)
+                    })
+                    .count(),
+                // As the bulk read sees a policy kftenant created.
+                description: policy_marker(&desired.cluster),
+                tags: None,
+            })
+            .collect();
+        let profiles = desired
+            .profiles
+            .values()
+            .map(|p| {
+                let mut labels = p.labels.clone();
+                // Other controllers add their own metadata; kftenant must ignore it.
+                labels.insert("kubernetes.io/metadata.name".into(), p.name.clone());
+                ObservedProfile {
+                    name: p.name.clone(),
+                    labels,
+                    annotations: p.annotations.clone(),
+                    spec: p.spec.clone(),
+                    deleting: false,
+                }
+            })
+            .collect();
+        Observed {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            roles,
+            policies,
+            profiles,
+        }
+    }
+}
+
+/// A document as IAM returns it from GetRole / GetRolePolicy: re-serialised
+/// (one-element lists as strings, statements reversed) and percent-encoded.
+pub fn iam_encode(doc: &Json) -> String {
+    let reshaped = reshape(doc);
+    percent_encoding::utf8_percent_encode(&reshaped.to_string(), percent_encoding::NON_ALPHANUMERIC)
+        .to_string()
+}
+
+fn reshape(v: &Json) -> Json {
+    match v {
+        Json::Array(items) if items.len() == 1 => reshape(&items[0]),
+        Json::Array(items) => Json::Array(items.iter().rev().map(reshape).collect()),
+        Json::Object(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), reshape(v))).collect()),
+        other => other.clone(),
+    }
+}

@@ -1,0 +1,300 @@
+//! [`Operation`]: what the executor does for one change, typed, with every
+//! value it needs. The planner decides; the executor (`crate::live::apply`)
+//! only matches on the operation and makes the call.
+
+use super::Resource;
+use crate::document::Document;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value as Json, json};
+use std::collections::BTreeMap;
+
+/// Tags as IAM stores them.
+pub type Tags = BTreeMap<String, String>;
+
+/// Tags to set (added or changed) and tag keys to remove.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagChange {
+    /// Tags to add or overwrite.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: Tags,
+    /// Tag keys to remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unset: Vec<String>,
+}
+
+impl TagChange {
+    /// What turns `live` into `want`.
+    pub fn between(live: &Tags, want: &Tags) -> TagChange {
+        TagChange {
+            set: want
+                .iter()
+                .filter(|(k, v)| live.get(*k) != Some(*v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            unset: live
+                .keys()
+                .filter(|k| !want.contains_key(*k))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// True when nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.unset.is_empty()
+    }
+}
+
+/// One executor step: a single IAM or Kubernetes write (or, for policy
+/// versions and deletions, the short fixed sequence IAM requires).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Operation {
+    /// `CreatePolicy` with its ownership marker and tags.
+    CreatePolicy {
+        /// Policy name.
+        name: String,
+        /// IAM path.
+        path: String,
+        /// The ARN it will have.
+        arn: String,
+        /// Document.
+        document: Document,
+        /// Ownership tags.
+        tags: Tags,
+        /// [`crate::ownership::policy_marker`].
+        description: String,
+    },
+    /// A new default version (deleting the oldest at IAM's limit of 5) and/or tag changes.
+    UpdatePolicy {
+        /// Policy ARN.
+        arn: String,
+        /// The new default version's document, when the document changes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        document: Option<Document>,
+        /// Tag changes.
+        #[serde(default, skip_serializing_if = "TagChange::is_empty")]
+        tags: TagChange,
+    },
+    /// Deletes every non-default version, then the policy.
+    DeletePolicy {
+        /// Policy ARN.
+        arn: String,
+    },
+    /// `CreateRole` with trust policy, boundary, session duration and tags.
+    CreateRole {
+        /// Role name.
+        name: String,
+        /// IAM path.
+        path: String,
+        /// The ARN it will have.
+        arn: String,
+        /// Trust policy.
+        trust_policy: Document,
+        /// Boundary policy ARN.
+        permissions_boundary: Option<String>,
+        /// Seconds.
+        max_session_duration: u32,
+        /// All tags, ownership tags included.
+        tags: Tags,
+    },
+    /// `DeleteRole`, after the tenant's Profile is gone (its controller's
+    /// finalizer still needs the role).
+    DeleteRole {
+        /// Role name.
+        name: String,
+        /// The Profile to wait for before deleting.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_profile: Option<String>,
+    },
+    /// `UpdateAssumeRolePolicy`.
+    UpdateTrustPolicy {
+        /// Role name.
+        role: String,
+        /// The trust policy.
+        document: Document,
+    },
+    /// `PutRolePermissionsBoundary`.
+    PutBoundary {
+        /// Role name.
+        role: String,
+        /// Boundary policy ARN.
+        arn: String,
+    },
+    /// `DeleteRolePermissionsBoundary`.
+    DeleteBoundary {
+        /// Role name.
+        role: String,
+    },
+    /// `UpdateRole` with the maximum session duration.
+    SetMaxSessionDuration {
+        /// Role name.
+        role: String,
+        /// Seconds.
+        seconds: u32,
+    },
+    /// `UntagRole` and `TagRole`.
+    UpdateRoleTags {
+        /// Role name.
+        role: String,
+        /// Tag changes.
+        tags: TagChange,
+    },
+    /// `AttachRolePolicy`.
+    AttachPolicy {
+        /// Role name.
+        role: String,
+        /// Managed policy ARN.
+        arn: String,
+    },
+    /// `DetachRolePolicy`.
+    DetachPolicy {
+        /// Role name.
+        role: String,
+        /// Managed policy ARN.
+        arn: String,
+    },
+    /// `PutRolePolicy`.
+    PutInlinePolicy {
+        /// Role name.
+        role: String,
+        /// Inline policy name.
+        name: String,
+        /// Document.
+        document: Document,
+    },
+    /// `DeleteRolePolicy`.
+    DeleteInlinePolicy {
+        /// Role name.
+        role: String,
+        /// Inline policy name.
+        name: String,
+    },
+    /// Server-side apply of a Profile (field manager `kftenant`, forced on
+    /// kftenant's fields only).
+    ApplyProfile {
+        /// Profile name.
+        name: String,
+        /// Labels kftenant sets.
+        labels: Tags,
+        /// Annotations kftenant sets.
+        annotations: Tags,
+        /// `spec` as kftenant sets it.
+        spec: Document,
+    },
+    /// Deletes a Profile and waits (bounded) until its finalizers have run.
+    DeleteProfile {
+        /// Profile name.
+        name: String,
+    },
+}
+
+impl Operation {
+    /// The resource this operation acts on.
+    pub fn resource(&self) -> Resource {
+        use Operation::*;
+        match self {
+            CreatePolicy { name, .. } => Resource::Policy { name: name.clone() },
+            UpdatePolicy { arn, .. } | DeletePolicy { arn } => Resource::Policy {
+                name: arn.rsplit('/').next().unwrap_or(arn).to_string(),
+            },
+            CreateRole { name, .. } | DeleteRole { name, .. } => {
+                Resource::Role { name: name.clone() }
+            }
+            UpdateTrustPolicy { role, .. } => Resource::RoleTrustPolicy { role: role.clone() },
+            PutBoundary { role, .. } | DeleteBoundary { role } => {
+                Resource::RoleBoundary { role: role.clone() }
+            }
+            SetMaxSessionDuration { role, .. } => {
+                Resource::RoleMaxSessionDuration { role: role.clone() }
+            }
+            UpdateRoleTags { role, .. } => Resource::RoleTags { role: role.clone() },
+            AttachPolicy { role, arn } | DetachPolicy { role, arn } => Resource::RoleAttachment {
+                role: role.clone(),
+                policy_arn: arn.clone(),
+            },
+            PutInlinePolicy { role, name, .. } | DeleteInlinePolicy { role, name } => {
+                Resource::RoleInlinePolicy {
+                    role: role.clone(),
+                    policy_name: name.clone(),
+                }
+            }
+            ApplyProfile { name, .. } | DeleteProfile { name } => {
+                Resource::Profile { name: name.clone() }
+            }
+        }
+    }
+
+    /// What a create brings into being, as shown in plans (`None` for the
+    /// operations that create nothing).
+    pub fn created(&self) -> Option<Json> {
+        use Operation::*;
+        Some(match self {
+            CreatePolicy {
+                arn,
+                path,
+                document,
+                tags,
+                description,
+                ..
+            } => {
+                json!({"arn": arn, "path": path, "document": document, "tags": tags, "description": description})
+            }
+            CreateRole {
+                path,
+                arn,
+                trust_policy,
+                permissions_boundary,
+                max_session_duration,
+                tags,
+                ..
+            } => json!({
+                "path": path, "arn": arn, "trust_policy": trust_policy,
+                "permissions_boundary": permissions_boundary,
+                "max_session_duration": max_session_duration, "tags": tags,
+            }),
+            PutBoundary { arn, .. } | AttachPolicy { arn, .. } => Json::String(arn.clone()),
+            PutInlinePolicy { document, .. } => document.to_json(),
+            ApplyProfile {
+                labels,
+                annotations,
+                spec,
+                ..
+            } => json!({"labels": labels, "annotations": annotations, "spec": spec}),
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_change_sets_what_differs_and_unsets_what_is_gone() {
+        let live = Tags::from([("a".into(), "1".into()), ("b".into(), "2".into())]);
+        let want = Tags::from([("a".into(), "1".into()), ("c".into(), "3".into())]);
+        let c = TagChange::between(&live, &want);
+        assert_eq!(c.set, Tags::from([("c".into(), "3".into())]));
+        assert_eq!(c.unset, vec!["b".to_string()]);
+        assert!(TagChange::between(&want, &want).is_empty());
+    }
+
+    #[test]
+    fn operations_serialise_tagged_and_round_trip() {
+        let op = Operation::AttachPolicy {
+            role: "r".into(),
+            arn: "arn:aws:iam::aws:policy/X".into(),
+        };
+        let text = serde_json::to_string(&op).unwrap();
+        assert_eq!(
+            text,
+            r#"{"op":"attach_policy","role":"r","arn":"arn:aws:iam::aws:policy/X"}"#
+        );
+        assert_eq!(serde_json::from_str::<Operation>(&text).unwrap(), op);
+        assert_eq!(
+            op.resource().to_string(),
+            "iam_role.r.attachment[arn:aws:iam::aws:policy/X]"
+        );
+    }
+}

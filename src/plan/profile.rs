@@ -1,0 +1,134 @@
+//! A tenant's Profile: compared only on the labels, annotations and spec
+//! fields kftenant sets, so what other controllers add (the Kubeflow
+//! controller's finalizer, others' labels) never shows as a difference.
+
+use super::desired::DesiredProfile;
+use super::observed::ObservedProfile;
+use super::{Action, Change, FieldDiff, Operation, Part, Resource};
+use crate::ownership::{MANAGED_BY_LABEL, MANAGER, TAG_CLUSTER};
+use serde_json::{Value as Json, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The spec fields kftenant sets (and therefore compares).
+const SPEC_FIELDS: [&str; 3] = ["owner", "plugins", "resourceQuotaSpec"];
+
+/// Records the conflict of a live Profile that kftenant does not own.
+pub(super) fn conflict(out: &mut Part, cluster: &str, live: &ObservedProfile) {
+    let tenant = live.name.as_str();
+    out.conflict(
+        &Resource::Profile {
+            name: tenant.to_string(),
+        },
+        Some(tenant),
+        format!(
+            "Profile `{tenant}` exists without the labels {MANAGED_BY_LABEL}={MANAGER} and {TAG_CLUSTER}={cluster}; kftenant will not touch it. Label it to adopt it, or rename the tenant"
+        ),
+    );
+}
+
+/// The change that makes the live Profile (if any) match git, or `None`.
+pub(super) fn change(want: &DesiredProfile, live: Option<&ObservedProfile>) -> Option<Change> {
+    let operation = || Operation::ApplyProfile {
+        name: want.name.clone(),
+        labels: want.labels.clone(),
+        annotations: want.annotations.clone(),
+        spec: want.spec.clone(),
+    };
+    let tenant = Some(want.name.as_str());
+    let Some(live) = live else {
+        return Some(Change::new(
+            operation(),
+            tenant,
+            Action::Create,
+            format!("tenant `{}` is in git and has no Profile", want.name),
+        ));
+    };
+    if converged(live, want) {
+        return None;
+    }
+    let before = subset(live, want);
+    let after = json!({"labels": want.labels, "annotations": want.annotations, "spec": want.spec});
+    if before == after {
+        return None;
+    }
+    let mut diffs = Vec::new();
+    for section in ["labels", "annotations", "spec"] {
+        let (b, a) = (&before[section], &after[section]);
+        let keys: BTreeSet<&String> = b
+            .as_object()
+            .into_iter()
+            .chain(a.as_object())
+            .flat_map(|m| m.keys())
+            .collect();
+        diffs.extend(
+            keys.into_iter()
+                .filter(|k| b.get(*k) != a.get(*k))
+                .map(|k| FieldDiff {
+                    field: format!("{section}.{k}"),
+                    before: b.get(k).cloned().unwrap_or(Json::Null),
+                    after: a.get(k).cloned().unwrap_or(Json::Null),
+                }),
+        );
+    }
+    Some(
+        Change::new(
+            operation(),
+            tenant,
+            Action::Update,
+            "Profile in the cluster differs from git",
+        )
+        .before(before)
+        .drift(diffs),
+    )
+}
+
+/// The part of a live Profile that kftenant compares: its own label and
+/// annotation keys, and the spec fields it sets.
+fn subset(live: &ObservedProfile, want: &DesiredProfile) -> Json {
+    let own = |live: &BTreeMap<String, String>, want: &BTreeMap<String, String>| {
+        live.iter()
+            .filter(|(k, _)| want.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let live_spec = live.spec.to_json();
+    let spec: serde_json::Map<String, Json> = SPEC_FIELDS
+        .iter()
+        .filter_map(|k| live_spec.get(k).map(|v| (k.to_string(), v.clone())))
+        .collect();
+    json!({
+        "labels": own(&live.labels, &want.labels),
+        "annotations": own(&live.annotations, &want.annotations),
+        "spec": spec,
+    })
+}
+
+/// The fast check of [`subset`] equality, without building JSON (most
+/// Profiles are converged on most runs).
+fn converged(live: &ObservedProfile, want: &DesiredProfile) -> bool {
+    let same_spec = live.spec == want.spec || {
+        let (live_spec, want_spec) = (live.spec.to_json(), want.spec.to_json());
+        SPEC_FIELDS
+            .iter()
+            .all(|k| live_spec.get(k) == want_spec.get(k))
+    };
+    let has_all = |live: &BTreeMap<String, String>, want: &BTreeMap<String, String>| {
+        want.iter().all(|(k, v)| live.get(k) == Some(v))
+    };
+    same_spec
+        && has_all(&live.labels, &want.labels)
+        && has_all(&live.annotations, &want.annotations)
+}
+
+/// The deletion of a Profile no longer in git (its namespace goes with it).
+pub(super) fn delete(live: &ObservedProfile, tenant: &str, reason: &str) -> Change {
+    Change::new(
+        Operation::DeleteProfile {
+            name: live.name.clone(),
+        },
+        Some(tenant),
+        Action::Delete,
+        reason,
+    )
+    .before(json!({"labels": live.labels, "annotations": live.annotations, "spec": live.spec}))
+}
