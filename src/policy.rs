@@ -7,6 +7,7 @@
 //! provider), so every comparison goes through [`normalize`].
 
 use crate::diag::{Diagnostics, Pos};
+pub use crate::names::glob_match;
 use crate::yaml::{Node, Value};
 use serde_json::{Map, Value as Json};
 
@@ -440,33 +441,6 @@ fn check_condition(v: &Node, file: &str, diags: &mut Diagnostics) {
 /// that `denied` names. `*` covers `iam:*`; `iam:Create*` does not cover `iam:*`.
 pub fn action_covers(granted: &str, denied: &str) -> bool {
     glob_match(&granted.to_ascii_lowercase(), &denied.to_ascii_lowercase())
-}
-
-/// Matches `text` against an IAM-style glob (`*` any run, `?` one character).
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
 }
 
 /// The denied actions an `Allow` statement of `doc` grants, with the statement index.

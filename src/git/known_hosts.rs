@@ -3,6 +3,7 @@
 //! patterns, hashed names, markers, keys); matching a name against patterns
 //! is OpenSSH's logic, kept here.
 
+use crate::names::glob_match;
 use hmac::{Hmac, Mac};
 use ssh_key::known_hosts::{HostPatterns, KnownHosts, Marker};
 use std::path::Path;
@@ -90,39 +91,14 @@ fn host_matches(hosts: &HostPatterns, name: &str) -> bool {
             let mut matched = false;
             for pattern in patterns.iter().map(|p| p.to_ascii_lowercase()) {
                 match pattern.strip_prefix('!') {
-                    Some(negated) if wildcard_match(negated, name) => return false,
+                    Some(negated) if glob_match(negated, name) => return false,
                     Some(_) => {}
-                    None => matched |= wildcard_match(&pattern, name),
+                    None => matched |= glob_match(&pattern, name),
                 }
             }
             matched
         }
     }
-}
-
-/// `*` matches any run of characters, `?` any one (OpenSSH's `match_pattern`).
-fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    // Where the last `*` was, and the text position it currently stands for.
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((star_pi, star_ti)) = star {
-            // Let the `*` take one more character and try again after it.
-            star = Some((star_pi, star_ti + 1));
-            pi = star_pi + 1;
-            ti = star_ti + 1;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -221,11 +197,7 @@ mod tests {
             ("*b*b*", "abcbd", true),
             ("", "a", false),
         ] {
-            assert_eq!(
-                wildcard_match(pattern, text),
-                expected,
-                "{pattern} ~ {text}"
-            );
+            assert_eq!(glob_match(pattern, text), expected, "{pattern} ~ {text}");
         }
     }
 }
