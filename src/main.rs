@@ -453,16 +453,22 @@ fn plan_cmd(a: PlanArgs) -> Result<u8> {
     Ok(if p.is_empty() { 0 } else { 2 })
 }
 
-fn observe_cmd(a: ObserveArgs) -> Result<u8> {
-    let Some(repository) = load(&a.repo)? else {
-        return Ok(1);
+/// Loads and renders the repository and observes the live world it cares
+/// about; `None` (problems printed) when the repository does not validate.
+fn load_and_observe(repo: &Path, live: &LiveOpts) -> Result<Option<(Desired, Observed)>> {
+    let Some(repository) = load(repo)? else {
+        return Ok(None);
     };
     let want = desired::render(&repository);
-    let observed = runtime()?.block_on(observe_live(
-        &repository.config.cluster.region,
-        &want,
-        &a.live,
-    ))?;
+    let observed =
+        runtime()?.block_on(observe_live(&repository.config.cluster.region, &want, live))?;
+    Ok(Some((want, observed)))
+}
+
+fn observe_cmd(a: ObserveArgs) -> Result<u8> {
+    let Some((_, observed)) = load_and_observe(&a.repo, &a.live)? else {
+        return Ok(1);
+    };
     match &a.out {
         Some(f) => std::fs::write(f, observed.to_json())
             .with_context(|| format!("writing {}", f.display()))?,
@@ -474,15 +480,9 @@ fn observe_cmd(a: ObserveArgs) -> Result<u8> {
 }
 
 fn drift(a: DriftArgs) -> Result<u8> {
-    let Some(repository) = load(&a.repo)? else {
+    let Some((want, observed)) = load_and_observe(&a.repo, &a.live)? else {
         return Ok(1);
     };
-    let want = desired::render(&repository);
-    let observed = runtime()?.block_on(observe_live(
-        &repository.config.cluster.region,
-        &want,
-        &a.live,
-    ))?;
     // Drift changes nothing, so the mass-delete guard does not apply: report everything.
     let opts = PlanOptions {
         allow_mass_delete: true,

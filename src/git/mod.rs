@@ -359,18 +359,18 @@ fn ssh_port(url: &str) -> u16 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::process::Command;
 
     /// `git commit -q ARGS` as a fixed test author.
-    fn commit(dir: &Path, args: &[&str]) {
+    pub(crate) fn commit(dir: &Path, args: &[&str]) {
         let mut all = vec!["-c", "user.email=t@e", "-c", "user.name=t", "commit", "-q"];
         all.extend(args);
         sh(dir, &all);
     }
 
-    fn sh(dir: &Path, args: &[&str]) {
+    pub(crate) fn sh(dir: &Path, args: &[&str]) {
         let st = Command::new("git")
             .args(args)
             .current_dir(dir)
@@ -379,7 +379,7 @@ mod tests {
         assert!(st.success(), "git {args:?}");
     }
 
-    fn remote_with_commit() -> tempfile::TempDir {
+    pub(crate) fn remote_with_commit() -> tempfile::TempDir {
         let remote = tempfile::tempdir().unwrap();
         sh(remote.path(), &["init", "-q", "-b", "main"]);
         commit(remote.path(), &["--allow-empty", "-m", "one"]);

@@ -114,30 +114,7 @@ impl crate::model::Source for GitTreeSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Command;
-
-    /// `git commit -q ARGS` as a fixed test author.
-    fn commit(dir: &Path, args: &[&str]) {
-        let mut all = vec!["-c", "user.email=t@e", "-c", "user.name=t", "commit", "-q"];
-        all.extend(args);
-        sh(dir, &all);
-    }
-
-    fn sh(dir: &Path, args: &[&str]) {
-        let st = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .status()
-            .expect("git runs");
-        assert!(st.success(), "git {args:?}");
-    }
-
-    fn remote_with_commit() -> tempfile::TempDir {
-        let remote = tempfile::tempdir().unwrap();
-        sh(remote.path(), &["init", "-q", "-b", "main"]);
-        commit(remote.path(), &["--allow-empty", "-m", "one"]);
-        remote
-    }
+    use crate::git::tests::{commit, remote_with_commit, sh};
 
     #[test]
     fn tree_source_reads_a_commit_in_a_subfolder() {

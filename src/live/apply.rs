@@ -245,7 +245,7 @@ async fn execute_operation(
             if let Some(doc) = document {
                 new_policy_version(clients, opts, arn, doc).await?;
             }
-            tag_policy(clients, arn, tags).await
+            retag(clients, Tagged::Policy(arn), tags).await
         }
         DeletePolicy { arn } => delete_policy(clients, arn).await,
         CreateRole {
@@ -348,7 +348,7 @@ async fn execute_operation(
             )
             .await
             .map(|_| ()),
-        UpdateRoleTags { role, tags } => tag_role(clients, role, tags).await,
+        UpdateRoleTags { role, tags } => retag(clients, Tagged::Role(role), tags).await,
         AttachPolicy { role, arn } => {
             let req = || {
                 clients
@@ -517,62 +517,53 @@ async fn new_policy_version(
     .await
 }
 
-async fn tag_policy(clients: &Clients, arn: &str, tags: &TagChange) -> Result<(), Error> {
-    if !tags.unset.is_empty() {
-        clients
-            .iam_call(
-                "UntagPolicy",
-                clients
-                    .iam
-                    .untag_policy()
-                    .policy_arn(arn)
-                    .set_tag_keys(Some(tags.unset.clone()))
-                    .send(),
-            )
-            .await?;
-    }
-    if !tags.set.is_empty() {
-        clients
-            .iam_call(
-                "TagPolicy",
-                clients
-                    .iam
-                    .tag_policy()
-                    .policy_arn(arn)
-                    .set_tags(Some(iam_tags(&tags.set)))
-                    .send(),
-            )
-            .await?;
-    }
-    Ok(())
+/// What tags are put on: a role (by name) or a policy (by ARN).
+#[derive(Clone, Copy)]
+enum Tagged<'a> {
+    Role(&'a str),
+    Policy(&'a str),
 }
 
-async fn tag_role(clients: &Clients, role: &str, tags: &TagChange) -> Result<(), Error> {
+/// `Untag*` then `Tag*` on a role or a policy, each only when there is something to do.
+async fn retag(clients: &Clients, on: Tagged<'_>, tags: &TagChange) -> Result<(), Error> {
+    let iam = &clients.iam;
     if !tags.unset.is_empty() {
-        clients
-            .iam_call(
-                "UntagRole",
-                clients
-                    .iam
-                    .untag_role()
-                    .role_name(role)
-                    .set_tag_keys(Some(tags.unset.clone()))
-                    .send(),
-            )
-            .await?;
+        let keys = Some(tags.unset.clone());
+        match on {
+            Tagged::Role(role) => clients
+                .iam_call(
+                    "UntagRole",
+                    iam.untag_role().role_name(role).set_tag_keys(keys).send(),
+                )
+                .await
+                .map(|_| ()),
+            Tagged::Policy(arn) => clients
+                .iam_call(
+                    "UntagPolicy",
+                    iam.untag_policy().policy_arn(arn).set_tag_keys(keys).send(),
+                )
+                .await
+                .map(|_| ()),
+        }?;
     }
     if !tags.set.is_empty() {
-        clients
-            .iam_call(
-                "TagRole",
-                clients
-                    .iam
-                    .tag_role()
-                    .role_name(role)
-                    .set_tags(Some(iam_tags(&tags.set)))
-                    .send(),
-            )
-            .await?;
+        let set = Some(iam_tags(&tags.set));
+        match on {
+            Tagged::Role(role) => clients
+                .iam_call(
+                    "TagRole",
+                    iam.tag_role().role_name(role).set_tags(set).send(),
+                )
+                .await
+                .map(|_| ()),
+            Tagged::Policy(arn) => clients
+                .iam_call(
+                    "TagPolicy",
+                    iam.tag_policy().policy_arn(arn).set_tags(set).send(),
+                )
+                .await
+                .map(|_| ()),
+        }?;
     }
     Ok(())
 }
