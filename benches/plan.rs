@@ -20,17 +20,17 @@ fn bench(c: &mut Criterion) {
     let live = Observed::converged(&want);
     let opts = PlanOptions::default();
     assert!(
-        plan(&want, &live, &opts).unwrap().is_empty(),
+        plan(&want, &live, &opts).is_empty(),
         "converged world plans nothing"
     );
 
     let mut g = c.benchmark_group("10k_tenants");
     g.sample_size(10);
     g.bench_function("plan_converged", |b| {
-        b.iter(|| plan(black_box(&want), black_box(&live), &opts).unwrap())
+        b.iter(|| plan(black_box(&want), black_box(&live), &opts))
     });
     g.bench_function("plan_empty_world", |b| {
-        b.iter(|| plan(black_box(&want), black_box(&Observed::default()), &opts).unwrap())
+        b.iter(|| plan(black_box(&want), black_box(&Observed::default()), &opts))
     });
     g.bench_function("load_and_validate", |b| {
         b.iter(|| model::load(black_box(&src)).unwrap())

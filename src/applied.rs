@@ -1,7 +1,7 @@
 //! The result of executing a plan, as plain data (rendered by `report`,
 //! produced by `live::apply`).
 
-use crate::plan::Action;
+use crate::plan::{Action, Conflict, Held};
 use serde::{Deserialize, Serialize};
 
 /// Version of the apply report JSON format.
@@ -49,6 +49,12 @@ pub struct ApplySummary {
     pub failed: usize,
     /// Steps skipped.
     pub skipped: usize,
+    /// Conflicts left untouched (from the plan).
+    #[serde(default)]
+    pub conflicts: usize,
+    /// Deletions held back (from the plan).
+    #[serde(default)]
+    pub held: usize,
 }
 
 /// The result of an apply, rendered like a plan.
@@ -60,13 +66,25 @@ pub struct ApplyReport {
     pub source_commit: Option<String>,
     /// Results in plan order.
     pub results: Vec<StepResult>,
+    /// What the plan could not do: live resources kftenant does not own.
+    #[serde(default)]
+    pub conflicts: Vec<Conflict>,
+    /// What the plan held back: deletions git has not confirmed.
+    #[serde(default)]
+    pub held: Vec<Held>,
     /// Counts.
     pub summary: ApplySummary,
 }
 
 impl ApplyReport {
     /// True when every step was done.
-    pub fn converged(&self) -> bool {
+    pub fn all_done(&self) -> bool {
         self.summary.failed == 0 && self.summary.skipped == 0
+    }
+
+    /// True when IAM and the cluster now match git: every step done, and
+    /// nothing in conflict or held back.
+    pub fn converged(&self) -> bool {
+        self.all_done() && self.conflicts.is_empty() && self.held.is_empty()
     }
 }

@@ -32,6 +32,10 @@ pub struct Config {
     /// Deleting tenants that were removed from git.
     #[serde(default)]
     pub prune: PruneConfig,
+    /// The text the config was read from, to locate keys in messages.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub text: String,
 }
 
 /// `[cluster]`
@@ -157,10 +161,18 @@ impl Default for Guardrails {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PruneConfig {
-    /// Delete managed tenants that are no longer in git. When false they are only reported.
+    /// Delete managed tenants that are no longer in git and are listed in
+    /// `decommissioned`. When false nothing is deleted, only reported.
     pub enabled: bool,
-    /// Refuse a plan that deletes more tenants than this (override with `--allow-mass-delete`).
+    /// Hold back every deletion when more tenants than this would be deleted
+    /// at once (raise it in the same pull request, or `--allow-mass-delete`).
     pub max_deletions: usize,
+    /// Tenants that may be deleted: their role, their Profile, and with it
+    /// their namespace and everything in it. A tenant removed from `tenants/`
+    /// but not listed here is held back (reported, never deleted), so a moved
+    /// or lost file never deletes a namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decommissioned: Vec<String>,
 }
 
 impl Default for PruneConfig {
@@ -168,6 +180,7 @@ impl Default for PruneConfig {
         PruneConfig {
             enabled: true,
             max_deletions: 5,
+            decommissioned: Vec::new(),
         }
     }
 }
@@ -238,8 +251,16 @@ impl Config {
 /// Parses and validates `kftenant.toml`. Every problem is recorded in `diags`;
 /// the config is returned whenever it could be decoded.
 pub fn load(text: &str, diags: &mut Diagnostics) -> Option<Config> {
+    // Syntax, unknown keys, missing keys and wrong types first, every one of
+    // them with its position (serde would stop at the first).
+    if !shape::check(text, diags) {
+        return None;
+    }
     let config: Config = match toml::from_str(text) {
-        Ok(c) => c,
+        Ok(c) => Config {
+            text: text.to_string(),
+            ..c
+        },
         Err(e) => {
             let pos = e
                 .span()
@@ -467,6 +488,252 @@ fn check(c: &Config, text: &str, diags: &mut Diagnostics) {
     }
 }
 
+/// The shape of `kftenant.toml` checked against its JSON Schema (generated
+/// from [`Config`]), with the TOML parser's spans: every syntax error, unknown
+/// key (with "did you mean"), missing key and value of the wrong type is
+/// reported in one run, each at its place.
+mod shape {
+    use super::{CONFIG_FILE, Config, offset_to_pos};
+    use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
+    use serde_json::Value as Json;
+    use toml::de::{DeTable, DeValue};
+
+    type Spanned<T> = toml::Spanned<T>;
+
+    /// True when the shape is right (then serde can read it).
+    pub(super) fn check(text: &str, diags: &mut Diagnostics) -> bool {
+        let before = diags.len();
+        let (root, errors) = DeTable::parse_recoverable(text);
+        for e in &errors {
+            let pos = e.span().map_or(crate::diag::Pos::new(1, 1), |s| {
+                offset_to_pos(text, s.start)
+            });
+            diags.push(Diagnostic::at(
+                CONFIG_FILE,
+                pos,
+                format!("TOML syntax error: {}", e.message().trim()),
+            ));
+        }
+        if !errors.is_empty() {
+            return false;
+        }
+        let schema =
+            serde_json::to_value(schemars::schema_for!(Config)).expect("schema serialises");
+        let cx = Cx {
+            text,
+            root: &schema,
+        };
+        cx.table(root.get_ref(), root.span(), &schema, "", diags);
+        diags.len() == before
+    }
+
+    struct Cx<'a> {
+        text: &'a str,
+        root: &'a Json,
+    }
+
+    impl Cx<'_> {
+        fn resolve<'s>(&'s self, schema: &'s Json) -> &'s Json {
+            match schema.get("$ref").and_then(Json::as_str) {
+                Some(r) => r
+                    .strip_prefix("#/$defs/")
+                    .and_then(|name| self.root["$defs"].get(name))
+                    .unwrap_or(schema),
+                None => schema,
+            }
+        }
+
+        fn err(
+            &self,
+            span: std::ops::Range<usize>,
+            msg: String,
+            hint: Option<String>,
+            diags: &mut Diagnostics,
+        ) {
+            let mut d = Diagnostic::at(CONFIG_FILE, offset_to_pos(self.text, span.start), msg);
+            if let Some(h) = hint {
+                d = d.with_hint(h);
+            }
+            diags.push(d);
+        }
+
+        /// The JSON types a schema allows (`anyOf` alternatives included).
+        fn types(&self, schema: &Json) -> Vec<String> {
+            let schema = self.resolve(schema);
+            if let Some(alts) = schema
+                .get("anyOf")
+                .or_else(|| schema.get("oneOf"))
+                .and_then(Json::as_array)
+            {
+                return alts.iter().flat_map(|a| self.types(a)).collect();
+            }
+            match schema.get("type") {
+                Some(Json::String(t)) => vec![t.clone()],
+                Some(Json::Array(ts)) => ts
+                    .iter()
+                    .filter_map(|t| t.as_str().map(String::from))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        }
+
+        fn table(
+            &self,
+            table: &DeTable<'_>,
+            span: std::ops::Range<usize>,
+            schema: &Json,
+            path: &str,
+            diags: &mut Diagnostics,
+        ) {
+            let schema = self.resolve(schema);
+            let props = schema.get("properties").and_then(Json::as_object);
+            let known: Vec<&str> = props
+                .map(|p| p.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            for (k, v) in table.iter() {
+                let key = k.get_ref().as_ref();
+                let full = if path.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{path}.{key}")
+                };
+                let sub = props
+                    .and_then(|p| p.get(key))
+                    .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()));
+                match sub {
+                    Some(sub) => self.value(v, sub, &full, diags),
+                    None => {
+                        let hint = match did_you_mean(key, &known) {
+                            Some(m) => format!("did you mean `{m}`?"),
+                            None => format!("known keys here: {}", known.join(", ")),
+                        };
+                        let place = if path.is_empty() {
+                            "at the top level".to_string()
+                        } else {
+                            format!("in [{path}]")
+                        };
+                        self.err(
+                            k.span(),
+                            format!("unknown key `{key}` {place}"),
+                            Some(hint),
+                            diags,
+                        );
+                    }
+                }
+            }
+            for req in schema
+                .get("required")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let Some(req) = req.as_str() else { continue };
+                if !table.iter().any(|(k, _)| k.get_ref().as_ref() == req) {
+                    let (msg, at) = if path.is_empty() {
+                        (format!("missing [{req}]"), 0..0)
+                    } else {
+                        (format!("missing `{req}` in [{path}]"), span.clone())
+                    };
+                    self.err(at, msg, None, diags);
+                }
+            }
+        }
+
+        fn value(
+            &self,
+            v: &Spanned<DeValue<'_>>,
+            schema: &Json,
+            path: &str,
+            diags: &mut Diagnostics,
+        ) {
+            let types = self.types(schema);
+            let found = match v.get_ref() {
+                DeValue::String(_) => "string",
+                DeValue::Integer(_) => "integer",
+                DeValue::Float(_) => "number",
+                DeValue::Boolean(_) => "boolean",
+                DeValue::Datetime(_) => "datetime",
+                DeValue::Array(_) => "array",
+                DeValue::Table(_) => "object",
+            };
+            let fits = types.is_empty()
+                || types
+                    .iter()
+                    .any(|t| t == found || (t == "number" && found == "integer"));
+            if !fits {
+                let wanted = types
+                    .iter()
+                    .filter(|t| *t != "null")
+                    .map(|t| match t.as_str() {
+                        "object" => "a table",
+                        "array" => "a list",
+                        "string" => "a string",
+                        "integer" => "a whole number",
+                        "number" => "a number",
+                        "boolean" => "true or false",
+                        other => other,
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                let raw = &self.text[v.span()];
+                let hint = match (types.iter().any(|t| t == "string"), found) {
+                    (true, "integer" | "number" | "boolean") => Some(format!(
+                        "quote it: {} = \"{raw}\"{}",
+                        path.rsplit('.').next().unwrap_or(path),
+                        if path.ends_with("account_id") {
+                            " (as a string, an account id keeps its leading zeros)"
+                        } else {
+                            ""
+                        }
+                    )),
+                    (false, "string") if types.iter().any(|t| t == "integer" || t == "boolean") => {
+                        Some(format!("remove the quotes: {}", raw.trim_matches('"')))
+                    }
+                    _ => None,
+                };
+                let found_words = match found {
+                    "object" => "a table",
+                    "array" => "a list",
+                    "string" => "a string",
+                    "integer" | "number" => "a number",
+                    "boolean" => "a boolean",
+                    _ => "a date",
+                };
+                self.err(
+                    v.span(),
+                    format!("`{path}` must be {wanted}, found {found_words}"),
+                    hint,
+                    diags,
+                );
+                return;
+            }
+            let schema = self.resolve(schema);
+            match v.get_ref() {
+                DeValue::Table(t) => {
+                    // An object alternative of an anyOf: check against it.
+                    let obj = schema
+                        .get("anyOf")
+                        .and_then(Json::as_array)
+                        .and_then(|alts| {
+                            alts.iter()
+                                .find(|a| self.types(a).iter().any(|t| t == "object"))
+                        })
+                        .unwrap_or(schema);
+                    self.table(&t, v.span(), obj, path, diags);
+                }
+                DeValue::Array(items) => {
+                    if let Some(item) = schema.get("items") {
+                        for (i, it) in items.iter().enumerate() {
+                            self.value(it, item, &format!("{path}[{i}]"), diags);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,10 +772,14 @@ oidc_issuer = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLE"
     #[test]
     fn syntax_and_unknown_fields_have_positions() {
         let e = errors("[cluster]\nname = \"x\"\nnmae = 1\n");
-        assert_eq!(e.len(), 1);
-        assert!(
-            e[0].starts_with("kftenant.toml:3:1: unknown field `nmae`"),
-            "{e:?}"
+        assert_eq!(
+            e,
+            vec![
+                "kftenant.toml:1:1: missing `account_id` in [cluster]",
+                "kftenant.toml:1:1: missing `oidc_issuer` in [cluster]",
+                "kftenant.toml:1:1: missing `region` in [cluster]",
+                "kftenant.toml:3:1: unknown key `nmae` in [cluster]\n  hint: did you mean `name`?",
+            ]
         );
         let e = errors("[cluster\n");
         assert!(e[0].starts_with("kftenant.toml:1:"), "{e:?}");
@@ -534,6 +805,35 @@ oidc_issuer = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLE"
             "{e:#?}"
         );
         assert!(e[4].contains("unknown placeholder") || e[3].contains("unknown placeholder"));
+    }
+
+    #[test]
+    fn every_shape_error_is_reported_in_one_run_with_hints() {
+        let text = "[cluster]\nname = \"prod\"\naccount_id = 123456789012\noidc_issuer = \"oidc.example/id/X\"\n\n[iam]\nrole_paht = \"/x/\"\nmax_session_duration = \"3600\"\n\n[prune]\nmax_deletions = \"5\"\n";
+        let e = errors(text);
+        assert_eq!(
+            e,
+            vec![
+                "kftenant.toml:1:1: missing `region` in [cluster]",
+                "kftenant.toml:3:14: `cluster.account_id` must be a string, found a number\n  hint: quote it: account_id = \"123456789012\" (as a string, an account id keeps its leading zeros)",
+                "kftenant.toml:7:1: unknown key `role_paht` in [iam]\n  hint: did you mean `role_path`?",
+                "kftenant.toml:8:24: `iam.max_session_duration` must be a whole number, found a string\n  hint: remove the quotes: 3600",
+                "kftenant.toml:11:17: `prune.max_deletions` must be a whole number, found a string\n  hint: remove the quotes: 5",
+            ]
+        );
+        // Dotted keys and inline tables are checked the same way.
+        let e = errors(
+            "cluster = { name = \"p\", account_id = \"123456789012\", region = \"us-west-2\", oidc_issuer = \"o.example/id/X\" }\niam.role_path = 7\n",
+        );
+        assert_eq!(
+            e,
+            vec![
+                "kftenant.toml:2:17: `iam.role_path` must be a string, found a number\n  hint: quote it: role_path = \"7\""
+            ]
+        );
+        let e = errors("[cluster\nname = 1\n");
+        assert!(e[0].starts_with("kftenant.toml:1:"), "{e:?}");
+        assert!(e[0].contains("TOML syntax error"), "{e:?}");
     }
 
     #[test]

@@ -32,13 +32,15 @@
 //! - [`report`] — renderers.
 //! - [`applied`] — the apply report (data).
 //! - [`schema`] — JSON Schemas of the formats.
+//! - [`scaffold`] — the files `kftenant init` writes.
 //! - [`live`] — IAM and Kubernetes: reading the live world, executing plans.
 //! - [`git`] — the tenant repository in git: the daemon's checkout, commit
 //!   trees for `plan --base`, signature verification.
 //! - [`daemon`] — `kftenant run`.
 //!
 //! The pure modules (`diag`, `names`, `ownership`, `document`, `kubeflow`,
-//! `yaml`, `policy`, `config`, `model`, `plan`, `report`, `applied`, `schema`)
+//! `yaml`, `policy`, `config`, `model`, `plan`, `report`, `applied`, `schema`,
+//! `scaffold`)
 //! use no network, clock, async runtime, git or client library: what they
 //! need comes in as data. `tests/architecture.rs` checks it, and that no two
 //! top-level modules import each other.
@@ -59,5 +61,6 @@ pub mod ownership;
 pub mod plan;
 pub mod policy;
 pub mod report;
+pub mod scaffold;
 pub mod schema;
 pub mod yaml;

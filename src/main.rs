@@ -16,7 +16,7 @@ use kftenant::live::{Clients, apply as live_apply};
 use kftenant::model::{self, Repository};
 use kftenant::plan::desired::{self, Desired};
 use kftenant::plan::observed::Observed;
-use kftenant::plan::{self, Plan, PlanOptions};
+use kftenant::plan::{self, Plan, PlanKind, PlanOptions, PullRequest};
 use kftenant::report::{self, Format};
 use kftenant::schema;
 use std::io::Write;
@@ -74,6 +74,9 @@ enum Command {
     Run(RunArgs),
     /// Write the JSON Schemas of tenant files and kftenant.toml.
     Schema(SchemaArgs),
+    /// Start a tenant repository: kftenant.toml, a first tenant and the CI
+    /// workflow that validates and plans pull requests. Writes no file that exists.
+    Init(InitArgs),
 }
 
 /// `kftenant validate`.
@@ -241,6 +244,32 @@ struct SchemaArgs {
     out_dir: PathBuf,
 }
 
+/// `kftenant init`.
+#[derive(clap::Args, Debug)]
+struct InitArgs {
+    /// Folder of the new repository (created if missing).
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// EKS cluster name.
+    #[arg(long)]
+    cluster: String,
+    /// 12-digit AWS account id that holds the roles.
+    #[arg(long)]
+    account_id: String,
+    /// AWS region of the cluster.
+    #[arg(long)]
+    region: String,
+    /// The cluster's OIDC issuer (`aws eks describe-cluster --query cluster.identity.oidc.issuer`).
+    #[arg(long)]
+    oidc_issuer: String,
+    /// Name of the first tenant (its Profile and namespace).
+    #[arg(long, default_value = "team-a")]
+    tenant: String,
+    /// Owner of the first tenant (the user name your identity provider gives, usually an email).
+    #[arg(long, default_value = "owner@example.com")]
+    owner: String,
+}
+
 /// Options of every command that reads the live world.
 #[derive(clap::Args, Debug, Clone)]
 struct LiveOpts {
@@ -323,6 +352,7 @@ fn main() -> ExitCode {
         Command::Drift(a) => drift(a),
         Command::Run(a) => run_daemon(a),
         Command::Schema(a) => write_schemas(a),
+        Command::Init(a) => init(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -356,17 +386,20 @@ fn load(repo: &Path) -> Result<Option<Repository>> {
 fn validate(a: ValidateArgs) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     match (model::load_dir(&a.repo), a.format) {
-        (Ok(r), ValidateFormat::Text) => writeln!(
-            out,
-            "{}: valid ({} tenants, {} shared policies)",
-            a.repo.display(),
-            r.tenants.len(),
-            r.policies.len()
-        )?,
+        (Ok(r), ValidateFormat::Text) => {
+            writeln!(
+                out,
+                "{}: valid ({} tenants, {} shared policies)",
+                a.repo.display(),
+                r.tenants.len(),
+                r.policies.len()
+            )?;
+            report::write_files_read(&r, &mut out)?;
+        }
         (Ok(r), ValidateFormat::Json) => writeln!(
             out,
             "{}",
-            serde_json::json!({"valid": true, "tenants": r.tenants.len(), "policies": r.policies.len(), "problems": []})
+            serde_json::json!({"valid": true, "tenants": r.tenants.len(), "policies": r.policies.len(), "files": r.files, "problems": []})
         )?,
         (Err(diags), ValidateFormat::Text) => {
             report::write_diagnostics(&diags, &mut std::io::stderr())?;
@@ -405,30 +438,33 @@ fn plan_cmd(a: PlanArgs) -> Result<u8> {
         allow_mass_delete: a.allow_mass_delete,
         source_commit: a.source_commit.or_else(|| git::head_commit(&a.repo)),
     };
-    let mut p = match plan::plan(&want, &observed, &opts) {
-        Ok(p) => p,
-        Err(refused) => {
-            eprintln!("error: {refused}");
-            return Ok(1);
-        }
-    };
+    let mut p = plan::plan(&want, &observed, &opts);
     if a.observe_live {
         // Lets `apply --plan-file` refuse this plan once the live world moves on.
         p.observed_digest = Some(observed.digest());
     }
-    // Planned: the observed world is not needed again, and `--base` below
-    // loads a second repository.
-    drop(observed);
-    let mut parts: Vec<Vec<u8>> = Vec::new();
     if let Some(rev) = &a.base {
         let (src, base_commit) = GitTreeSource::open(&a.repo, rev)?;
-        let changed = desired::changed_tenants(model::load(&src).ok().as_ref(), &want);
-        if format != Format::Json {
-            parts.push(
-                report::pull_request_summary(rev, &base_commit, &changed, format).into_bytes(),
-            );
-        }
+        let base_repo = model::load(&src).ok();
+        let tenants = desired::changed_tenants(base_repo.as_ref(), &want)
+            .into_iter()
+            .map(|(t, kind)| (t, kind.to_string()))
+            .collect();
+        let pull_request = PullRequest {
+            base: rev.clone(),
+            base_commit,
+            tenants,
+        };
+        // Drift is what the live world changed against the base; the
+        // pull request's own changes are not drift.
+        let base_plan = base_repo
+            .map(|r| plan::plan(&desired::render(&r), &observed, &opts))
+            .unwrap_or_else(|| plan::plan(&want, &Observed::default(), &opts));
+        p.against_base(&base_plan, pull_request);
     }
+    // Planned: the observed world is not needed again.
+    drop(observed);
+    let mut parts: Vec<Vec<u8>> = Vec::new();
     match format {
         Format::Markdown => parts.extend(
             report::markdown_parts(&p, report::MARKDOWN_PART_LIMIT)
@@ -450,11 +486,9 @@ fn plan_cmd(a: PlanArgs) -> Result<u8> {
             }
         }
     }
-    Ok(if p.is_empty() { 0 } else { 2 })
+    Ok(p.verdict().exit_code())
 }
 
-/// Loads and renders the repository and observes the live world it cares
-/// about; `None` (problems printed) when the repository does not validate.
 fn load_and_observe(repo: &Path, live: &LiveOpts) -> Result<Option<(Desired, Observed)>> {
     let Some(repository) = load(repo)? else {
         return Ok(None);
@@ -483,18 +517,16 @@ fn drift(a: DriftArgs) -> Result<u8> {
     let Some((want, observed)) = load_and_observe(&a.repo, &a.live)? else {
         return Ok(1);
     };
-    // Drift changes nothing, so the mass-delete guard does not apply: report everything.
     let opts = PlanOptions {
-        allow_mass_delete: true,
+        allow_mass_delete: false,
         source_commit: git::head_commit(&a.repo),
     };
-    let p = plan::plan(&want, &observed, &opts).context("planning")?;
+    let p = Plan {
+        kind: PlanKind::Drift,
+        ..plan::plan(&want, &observed, &opts)
+    };
     report::write_plan(&p, a.format.into(), &mut std::io::stdout().lock())?;
-    Ok(if p.is_empty() && p.conflicts.is_empty() {
-        0
-    } else {
-        2
-    })
+    Ok(p.verdict().exit_code())
 }
 
 fn apply(a: ApplyArgs) -> Result<u8> {
@@ -524,22 +556,16 @@ fn apply(a: ApplyArgs) -> Result<u8> {
                 allow_mass_delete: a.allow_mass_delete,
                 source_commit: git::head_commit(&a.repo),
             };
-            match plan::plan(&want, &observed, &opts) {
-                Ok(mut p) => {
-                    p.observed_digest = Some(observed.digest());
-                    p
-                }
-                Err(refused) => {
-                    eprintln!("error: {refused}");
-                    return Ok(1);
-                }
+            Plan {
+                observed_digest: Some(observed.digest()),
+                ..plan::plan(&want, &observed, &opts)
             }
         }
     };
     let mut out = std::io::stdout().lock();
     report::write_plan(&p, format, &mut out)?;
     if p.is_empty() {
-        return Ok(0);
+        return Ok(p.verdict().exit_code());
     }
     if !a.auto_approve && !confirm()? {
         writeln!(out, "Apply cancelled.")?;
@@ -558,11 +584,20 @@ fn apply(a: ApplyArgs) -> Result<u8> {
     Ok(if report.converged() { 0 } else { 1 })
 }
 
+/// A secret from a file, trimmed; an empty one is refused (an empty webhook
+/// secret would let anyone sign a webhook, an empty token is a mistake).
 fn read_secret(f: &Path) -> Result<String> {
-    Ok(std::fs::read_to_string(f)
+    let secret = std::fs::read_to_string(f)
         .with_context(|| format!("reading {}", f.display()))?
         .trim()
-        .to_string())
+        .to_string();
+    if secret.is_empty() {
+        anyhow::bail!(
+            "{} is empty: refusing to start without the secret it should hold",
+            f.display()
+        );
+    }
+    Ok(secret)
 }
 
 fn run_daemon(a: RunArgs) -> Result<u8> {
@@ -574,7 +609,10 @@ fn run_daemon(a: RunArgs) -> Result<u8> {
         &a.known_hosts_file,
     ) {
         (Some(f), _, _, _) => GitAuth::Token(read_secret(f)?),
-        (None, Some(t), _, _) => GitAuth::Token(t),
+        (None, Some(t), _, _) if t.trim().is_empty() => {
+            anyhow::bail!("KFTENANT_GIT_TOKEN is set but empty: refusing to start")
+        }
+        (None, Some(t), _, _) => GitAuth::Token(t.trim().to_string()),
         (None, None, Some(key), Some(known_hosts)) => GitAuth::Ssh {
             key: key.clone(),
             known_hosts: known_hosts.clone(),
@@ -630,6 +668,52 @@ fn run_daemon(a: RunArgs) -> Result<u8> {
     Ok(0)
 }
 
+fn init(a: InitArgs) -> Result<u8> {
+    let files = kftenant::scaffold::files(&kftenant::scaffold::InitOptions {
+        cluster: a.cluster,
+        account_id: a.account_id,
+        region: a.region,
+        oidc_issuer: a.oidc_issuer,
+        tenant: a.tenant,
+        owner: a.owner,
+    });
+    let existing: Vec<String> = files
+        .iter()
+        .map(|(path, _)| a.dir.join(path))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !existing.is_empty() {
+        anyhow::bail!("refusing to overwrite {}", existing.join(", "));
+    }
+    let mut out = std::io::stdout().lock();
+    for (path, text) in &files {
+        let path = a.dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        writeln!(out, "wrote {}", path.display())?;
+    }
+    // Written from the command line's values: say at once if one is wrong.
+    match model::load_dir(&a.dir) {
+        Ok(_) => {
+            writeln!(
+                out,
+                "next: `kftenant validate {}`, then `kftenant plan {}`",
+                a.dir.display(),
+                a.dir.display()
+            )?;
+            Ok(0)
+        }
+        Err(diags) => {
+            report::write_diagnostics(&diags, &mut std::io::stderr())?;
+            Ok(1)
+        }
+    }
+}
+
 fn write_schemas(a: SchemaArgs) -> Result<u8> {
     std::fs::create_dir_all(&a.out_dir)
         .with_context(|| format!("creating {}", a.out_dir.display()))?;
@@ -651,8 +735,10 @@ enum LogFormat {
 fn init_logs(format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // Colours only on a terminal: a log file or a collector gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

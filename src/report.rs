@@ -4,7 +4,8 @@
 
 use crate::applied::{ApplyReport, Outcome};
 use crate::diag::Diagnostic;
-use crate::plan::{Action, Change, Plan};
+use crate::model::Repository;
+use crate::plan::{Action, Change, Plan, PlanKind, PullRequest, Verdict};
 use serde_json::Value as Json;
 use similar::TextDiff;
 use std::io::{self, Write};
@@ -89,17 +90,79 @@ fn summary_line(p: &Plan) -> String {
         "tenants"
     };
     let mut line = format!(
-        "Plan: {} to create, {} to update, {} to delete ({} {tenants}).",
-        s.create, s.update, s.delete, s.tenants_changed
+        "{}: {} to create, {} to update, {} to delete ({} {tenants}).",
+        match p.kind {
+            PlanKind::Plan => "Plan",
+            PlanKind::Drift => "Drift",
+        },
+        s.create,
+        s.update,
+        s.delete,
+        s.tenants_changed
     );
+    if !p.deleted_tenants.is_empty() {
+        line.push_str(&format!(
+            " {} tenant{} deleted with {} namespace{}.",
+            p.deleted_tenants.len(),
+            plural(p.deleted_tenants.len()),
+            if p.deleted_tenants.len() == 1 {
+                "its"
+            } else {
+                "their"
+            },
+            plural(p.deleted_tenants.len())
+        ));
+    }
     if s.drift > 0 {
         line.push_str(&format!(" {} drifted.", s.drift));
     }
     if s.conflicts > 0 {
-        let plural = if s.conflicts == 1 { "" } else { "s" };
-        line.push_str(&format!(" {} conflict{plural}.", s.conflicts));
+        line.push_str(&format!(
+            " {} conflict{}.",
+            s.conflicts,
+            plural(s.conflicts)
+        ));
+    }
+    if s.held > 0 {
+        line.push_str(&format!(
+            " {} deletion{} held back.",
+            s.held,
+            plural(s.held)
+        ));
     }
     line
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// What to say when there is no change to make: only "match" when nothing
+/// stands in the way.
+fn no_changes(p: &Plan) -> String {
+    if p.verdict() == Verdict::Converged {
+        "No changes. IAM and the cluster match git.".into()
+    } else {
+        let mut why = Vec::new();
+        if p.summary.conflicts > 0 {
+            why.push(format!(
+                "{} conflict{}",
+                p.summary.conflicts,
+                plural(p.summary.conflicts)
+            ));
+        }
+        if p.summary.held > 0 {
+            why.push(format!(
+                "{} deletion{} held back",
+                p.summary.held,
+                plural(p.summary.held)
+            ));
+        }
+        format!(
+            "No changes can be made, yet IAM and the cluster do not match git: {}.",
+            why.join(" and ")
+        )
+    }
 }
 
 /// The first 12 characters of a commit id (characters, not bytes: the id
@@ -109,35 +172,30 @@ fn short_commit(c: &str) -> String {
 }
 
 fn header(p: &Plan) -> String {
+    let what = match p.kind {
+        PlanKind::Plan => "kftenant plan",
+        PlanKind::Drift => "kftenant drift report",
+    };
     match &p.source_commit {
         Some(c) => format!(
-            "kftenant plan for cluster `{}` at commit {}",
+            "{what} for cluster `{}` at commit {}",
             p.cluster,
             short_commit(c)
         ),
-        None => format!("kftenant plan for cluster `{}`", p.cluster),
+        None => format!("{what} for cluster `{}`", p.cluster),
     }
 }
 
-/// The tenants a pull request changes, against its base revision `rev` at
-/// `base_commit` (text or Markdown; JSON plans carry none).
-pub fn pull_request_summary(
-    rev: &str,
-    base_commit: &str,
-    changed: &[(String, &str)],
-    format: Format,
-) -> String {
+/// The tenants a pull request changes (text or Markdown heading level).
+fn pull_request_text(pr: &PullRequest, markdown: bool) -> String {
     let mut out = format!(
-        "{}Tenants changed by this pull request (against {rev}, {}): {}\n",
-        if format == Format::Markdown {
-            "#### "
-        } else {
-            ""
-        },
-        short_commit(base_commit),
-        changed.len()
+        "{}Tenants changed by this pull request (against {}, {}): {}\n",
+        if markdown { "#### " } else { "" },
+        pr.base,
+        short_commit(&pr.base_commit),
+        pr.tenants.len()
     );
-    for (t, kind) in changed {
+    for (t, kind) in &pr.tenants {
         out.push_str(&format!("- {t} ({kind})\n"));
     }
     out.push('\n');
@@ -193,6 +251,32 @@ fn indent(text: &str, by: &str) -> String {
 /// Renders the plan as text.
 pub fn write_text(p: &Plan, w: &mut impl Write) -> io::Result<()> {
     writeln!(w, "{}\n", header(p))?;
+    if let Some(pr) = &p.pull_request {
+        write!(w, "{}", pull_request_text(pr, false))?;
+    }
+    if !p.deleted_tenants.is_empty() {
+        writeln!(
+            w,
+            "Deletes tenants, with their namespaces and everything in them (notebooks, volumes, pipelines):"
+        )?;
+        for t in &p.deleted_tenants {
+            writeln!(w, "  - {t}")?;
+        }
+        writeln!(w)?;
+    }
+    if !p.held.is_empty() {
+        writeln!(w, "Deletions held back (nothing of these is deleted):")?;
+        for h in &p.held {
+            writeln!(
+                w,
+                "  ! {} ({})\n      {}",
+                h.tenant,
+                h.resources.join(", "),
+                h.reason
+            )?;
+        }
+        writeln!(w)?;
+    }
     if !p.conflicts.is_empty() {
         writeln!(
             w,
@@ -217,7 +301,7 @@ pub fn write_text(p: &Plan, w: &mut impl Write) -> io::Result<()> {
         writeln!(w)?;
     }
     if p.changes.is_empty() {
-        writeln!(w, "No changes. IAM and the cluster match git.")?;
+        writeln!(w, "{}", no_changes(p))?;
     } else {
         for (tenant, list) in groups(p) {
             writeln!(w, "# {}", group_title(tenant))?;
@@ -252,9 +336,40 @@ pub fn markdown_parts(p: &Plan, limit: usize) -> Vec<String> {
     let mut blocks = Vec::new();
     let mut head = format!("### {}\n\n**{}**\n\n", header(p), summary_line(p));
     if p.changes.is_empty() {
-        head.push_str("No changes. IAM and the cluster match git.\n\n");
+        head.push_str(&no_changes(p));
+        head.push_str("\n\n");
+    }
+    if let Some(pr) = &p.pull_request {
+        head.push_str(&pull_request_text(pr, true));
     }
     blocks.push(head);
+    if !p.deleted_tenants.is_empty() {
+        let mut b = String::from(
+            "#### :rotating_light: Deletes tenants, with their namespaces and everything in them (notebooks, volumes, pipelines)\n\n",
+        );
+        for t in &p.deleted_tenants {
+            b.push_str(&format!("- `{t}`\n"));
+        }
+        blocks.push(b + "\n");
+    }
+    if !p.held.is_empty() {
+        let mut b = String::from(
+            "#### :no_entry: Deletions held back (nothing of these is deleted)\n\n| tenant | would delete | reason |\n|---|---|---|\n",
+        );
+        for h in &p.held {
+            b.push_str(&format!(
+                "| `{}` | {} | {} |\n",
+                h.tenant,
+                h.resources
+                    .iter()
+                    .map(|r| format!("`{r}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                h.reason.replace('|', "\\|")
+            ));
+        }
+        blocks.push(b + "\n");
+    }
     if !p.conflicts.is_empty() {
         let mut b = String::from(
             "#### :warning: Conflicts (not touched)\n\n| resource | reason |\n|---|---|\n",
@@ -372,21 +487,45 @@ pub fn write_apply_text(r: &ApplyReport, w: &mut impl Write) -> io::Result<()> {
             )?,
         }
     }
+    for c in &r.conflicts {
+        writeln!(w, "  CONFLICT {}\n           {}", c.address, c.reason)?;
+    }
+    for h in &r.held {
+        writeln!(w, "  HELD     {}\n           {}", h.tenant, h.reason)?;
+    }
+    writeln!(w, "{}", apply_summary(r))
+}
+
+/// `Apply: 3 done, 0 failed, 0 skipped.`, with what could not be done.
+fn apply_summary(r: &ApplyReport) -> String {
     let m = &r.summary;
-    writeln!(
-        w,
+    let mut line = format!(
         "Apply: {} done, {} failed, {} skipped.",
         m.done, m.failed, m.skipped
-    )
+    );
+    if m.conflicts > 0 {
+        line.push_str(&format!(
+            " {} conflict{} not touched.",
+            m.conflicts,
+            plural(m.conflicts)
+        ));
+    }
+    if m.held > 0 {
+        line.push_str(&format!(
+            " {} deletion{} held back.",
+            m.held,
+            plural(m.held)
+        ));
+    }
+    line
 }
 
 /// Renders an apply report as Markdown.
 pub fn write_apply_markdown(r: &ApplyReport, w: &mut impl Write) -> io::Result<()> {
-    let m = &r.summary;
     writeln!(
         w,
-        "### kftenant apply\n\n**{} done, {} failed, {} skipped.**\n\n| | change | result |\n|---|---|---|",
-        m.done, m.failed, m.skipped
+        "### kftenant apply\n\n**{}**\n\n| | change | result |\n|---|---|---|",
+        apply_summary(r)
     )?;
     for s in &r.results {
         let result = match &s.outcome {
@@ -405,6 +544,22 @@ pub fn write_apply_markdown(r: &ApplyReport, w: &mut impl Write) -> io::Result<(
             s.address
         )?;
     }
+    for c in &r.conflicts {
+        writeln!(
+            w,
+            "| `!` | `{}` | **conflict**: {} |",
+            c.address,
+            c.reason.replace('|', "\\|")
+        )?;
+    }
+    for h in &r.held {
+        writeln!(
+            w,
+            "| `!` | tenant `{}` | **held back**: {} |",
+            h.tenant,
+            h.reason.replace('|', "\\|")
+        )?;
+    }
     Ok(())
 }
 
@@ -412,6 +567,27 @@ pub fn write_apply_markdown(r: &ApplyReport, w: &mut impl Write) -> io::Result<(
 pub fn write_apply_json(r: &ApplyReport, w: &mut impl Write) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *w, r)?;
     writeln!(w)
+}
+
+/// Lists the files a valid repository was read from, with the tenants each
+/// tenant file defines: what `validate` read, so a file it did not read is
+/// noticed.
+pub fn write_files_read(repo: &Repository, w: &mut impl Write) -> io::Result<()> {
+    writeln!(w, "read {} files:", repo.files.len())?;
+    for f in &repo.files {
+        let tenants: Vec<&str> = repo
+            .tenants
+            .iter()
+            .filter(|t| t.file == *f)
+            .map(|t| t.name.as_str())
+            .collect();
+        if tenants.is_empty() {
+            writeln!(w, "  {f}")?;
+        } else {
+            writeln!(w, "  {f}: {}", tenants.join(", "))?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes validation problems, one `file:line:column: message` each, and a count.

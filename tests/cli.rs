@@ -4,7 +4,7 @@ mod support;
 
 use kftenant::plan::{desired, observed::Observed};
 use kftenant::{model, schema};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use support::repo::copy_dir;
 
@@ -28,10 +28,14 @@ fn text(b: &[u8]) -> String {
 fn validate_sample_repo_passes() {
     let out = kftenant(&["validate", "sample-repo"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(
-        text(&out.stdout),
-        "sample-repo: valid (6 tenants, 3 shared policies)\n"
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("sample-repo: valid (6 tenants, 3 shared policies)\nread 10 files:\n"),
+        "{stdout}"
     );
+    // What was read is listed, with the tenants each file defines.
+    assert!(stdout.contains("\n  tenants/research.yaml: nlp-research, vision-research\n"));
+    assert!(stdout.contains("\n  inline/fraud-detection-artifacts.json\n"));
 }
 
 #[test]
@@ -48,7 +52,7 @@ fn broken_repo_reports_every_planted_error_with_its_location() {
         "tenants/fraud-detection.yaml:7:3: unknown field `ownr` in spec\n  hint: did you mean `owner`?",
         "tenants/platform-sandbox.yaml:9:6: YAML syntax error",
         "tenants/recommendations.yaml:17:23: Effect must be \"Allow\" or \"Deny\", found allow",
-        "tenants/research.yaml:27:9: duplicate tenant `nlp-research`\n  hint: first defined at tenants/research.yaml:6:9",
+        "tenants/research.yaml:27:9: duplicate tenant `nlp-research`: tenants/research.yaml defines it again; it is already defined at tenants/research.yaml:6:9",
     ];
     for p in planted {
         assert!(err.contains(p), "missing `{p}` in:\n{err}");
@@ -148,7 +152,7 @@ fn sample_tenant_files_point_editors_at_the_schema() {
 }
 
 #[test]
-fn emptied_tenants_folder_refuses_to_delete_everything() {
+fn emptied_tenants_folder_deletes_nothing_even_with_allow_mass_delete() {
     let tmp = tempfile::tempdir().unwrap();
     copy_dir(&root().join("sample-repo"), tmp.path());
     for e in std::fs::read_dir(tmp.path().join("tenants")).unwrap() {
@@ -156,26 +160,33 @@ fn emptied_tenants_folder_refuses_to_delete_everything() {
     }
     let repo = tmp.path().to_str().unwrap();
     let snapshot = root().join("tests/fixtures/sample-converged.json");
-    let out = kftenant(&["plan", repo, "--observed", snapshot.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).starts_with("error: refusing to delete every tenant (forecasting, fraud-detection, nlp-research, platform-sandbox, recommendations, vision-research)"), "{}", text(&out.stderr));
-    assert!(out.stdout.is_empty());
-    let out = kftenant(&[
-        "plan",
-        repo,
-        "--observed",
-        snapshot.to_str().unwrap(),
-        "--allow-mass-delete",
-        "--format",
-        "json",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(plan["format_version"], kftenant::plan::PLAN_FORMAT_VERSION);
-    assert_eq!(
-        plan["summary"]["delete"],
-        plan["changes"].as_array().unwrap().len()
-    );
+    for extra in [&[][..], &["--allow-mass-delete"][..]] {
+        let mut args = vec![
+            "plan",
+            repo,
+            "--observed",
+            snapshot.to_str().unwrap(),
+            "--format",
+            "json",
+        ];
+        args.extend(extra);
+        let out = kftenant(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "held deletions are not done: exit 1"
+        );
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(plan["format_version"], kftenant::plan::PLAN_FORMAT_VERSION);
+        assert_eq!(plan["summary"]["delete"], 0);
+        assert_eq!(plan["summary"]["held"], 6);
+        assert!(
+            plan["held"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("[prune] decommissioned")
+        );
+    }
 }
 
 #[test]
@@ -245,7 +256,7 @@ fn plan_against_a_base_revision_lists_the_tenants_a_pull_request_changes() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let md = text(&out.stdout);
     assert!(
-        md.starts_with("#### Tenants changed by this pull request (against main, "),
+        md.contains("\n#### Tenants changed by this pull request (against main, "),
         "{md}"
     );
     assert!(
@@ -261,4 +272,232 @@ fn plan_against_a_base_revision_lists_the_tenants_a_pull_request_changes() {
         "no-such-ref",
     ]);
     assert_eq!(bad.status.code(), Some(1));
+}
+
+/// A copy of sample-repo in a temp dir, and the converged snapshot of it.
+fn sample_copy() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("sample-repo"), tmp.path());
+    (tmp, root().join("tests/fixtures/sample-converged.json"))
+}
+
+fn plan_json(repo: &Path, snapshot: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut args = vec![
+        "plan",
+        repo.to_str().unwrap(),
+        "--observed",
+        snapshot.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    args.extend(extra);
+    let out = kftenant(&args);
+    let plan = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)));
+    (out.status.code(), plan)
+}
+
+#[test]
+fn a_tenant_moved_into_a_department_folder_is_still_read_and_nothing_is_deleted() {
+    let (tmp, snapshot) = sample_copy();
+    let t = tmp.path().join("tenants");
+    std::fs::create_dir_all(t.join("risk/models")).unwrap();
+    std::fs::rename(
+        t.join("fraud-detection.yaml"),
+        t.join("risk/fraud-detection.yaml"),
+    )
+    .unwrap();
+    std::fs::rename(
+        t.join("forecasting.yaml"),
+        t.join("risk/models/forecasting.YML"),
+    )
+    .unwrap();
+    let out = kftenant(&["validate", tmp.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("\n  tenants/risk/fraud-detection.yaml: fraud-detection\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\n  tenants/risk/models/forecasting.YML: forecasting\n"),
+        "{stdout}"
+    );
+    let (code, plan) = plan_json(tmp.path(), &snapshot, &[]);
+    assert_eq!(code, Some(0), "{plan:#}");
+    assert_eq!(plan["changes"], serde_json::json!([]));
+
+    // A file kftenant would not read is an error, not a silent deletion.
+    std::fs::rename(
+        t.join("risk/fraud-detection.yaml"),
+        t.join("risk/fraud-detection.yaml.bak"),
+    )
+    .unwrap();
+    std::fs::write(tmp.path().join("platform-sandbox.yaml"), "kind: Tenant\n").unwrap();
+    let out = kftenant(&["validate", tmp.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("platform-sandbox.yaml: not read: tenant files live under tenants/"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("tenants/risk/fraud-detection.yaml.bak: not read: a file under tenants/ must be a tenant file"), "{stderr}");
+}
+
+#[test]
+fn removing_a_tenant_deletes_nothing_until_git_decommissions_it() {
+    let (tmp, snapshot) = sample_copy();
+    std::fs::remove_file(tmp.path().join("tenants/fraud-detection.yaml")).unwrap();
+    let (code, plan) = plan_json(tmp.path(), &snapshot, &[]);
+    assert_eq!(code, Some(1), "a held deletion is not done: {plan:#}");
+    assert_eq!(plan["summary"]["delete"], 0);
+    assert_eq!(plan["held"][0]["tenant"], "fraud-detection");
+    let out = kftenant(&[
+        "plan",
+        tmp.path().to_str().unwrap(),
+        "--observed",
+        snapshot.to_str().unwrap(),
+    ]);
+    assert!(
+        text(&out.stdout)
+            .contains("Deletions held back (nothing of these is deleted):\n  ! fraud-detection")
+    );
+
+    // Decommissioned in git, in the same pull request: the plan deletes it,
+    // and says that its namespace goes with it, in every format.
+    let toml = tmp.path().join("kftenant.toml");
+    let config = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        config.replace(
+            "max_deletions = 3\n",
+            "max_deletions = 3\ndecommissioned = [\"fraud-detection\"]\n",
+        ),
+    )
+    .unwrap();
+    let (code, plan) = plan_json(tmp.path(), &snapshot, &[]);
+    assert_eq!(code, Some(2), "{plan:#}");
+    assert_eq!(
+        plan["deleted_tenants"],
+        serde_json::json!(["fraud-detection"])
+    );
+    assert_eq!(plan["held"], serde_json::json!([]));
+    let repo = tmp.path().to_str().unwrap();
+    let out = kftenant(&["plan", repo, "--observed", snapshot.to_str().unwrap()]);
+    let t = text(&out.stdout);
+    assert!(t.contains("Deletes tenants, with their namespaces and everything in them (notebooks, volumes, pipelines):\n  - fraud-detection\n"), "{t}");
+    assert!(
+        t.contains("deletes namespace `fraud-detection` and everything in it"),
+        "{t}"
+    );
+    let out = kftenant(&[
+        "plan",
+        repo,
+        "--observed",
+        snapshot.to_str().unwrap(),
+        "--format",
+        "markdown",
+    ]);
+    assert!(text(&out.stdout).contains(":rotating_light: Deletes tenants, with their namespaces"));
+
+    // Decommissioning a tenant that is still defined is a mistake.
+    std::fs::copy(
+        root().join("sample-repo/tenants/fraud-detection.yaml"),
+        tmp.path().join("tenants/fraud-detection.yaml"),
+    )
+    .unwrap();
+    let out = kftenant(&["validate", repo]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("kftenant.toml:39:1: [prune] decommissioned lists `fraud-detection`, which tenants/fraud-detection.yaml:5:9 still defines"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_pull_requests_own_changes_are_not_called_drift() {
+    let (tmp, snapshot) = sample_copy();
+    let run = |args: &[&str]| {
+        let st = Command::new("git")
+            .args(["-c", "user.email=ci@example.com", "-c", "user.name=ci"])
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "git {args:?}");
+    };
+    run(&["init", "-q", "-b", "main"]);
+    run(&["add", "-A"]);
+    run(&["commit", "-q", "-m", "base"]);
+    // The pull request changes forecasting's tags; by hand, someone changed
+    // recommendations' session duration in IAM.
+    let f = tmp.path().join("tenants/forecasting.yaml");
+    let yaml = std::fs::read_to_string(&f).unwrap();
+    std::fs::write(
+        &f,
+        yaml.replace("cost-center: \"4300\"", "cost-center: \"4301\""),
+    )
+    .unwrap();
+    let mut world: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&snapshot).unwrap()).unwrap();
+    for r in world["roles"].as_array_mut().unwrap() {
+        if r["name"] == "recommendations-kubeflow-prod-role" {
+            r["max_session_duration"] = 10800.into();
+        }
+    }
+    let drifted = tmp.path().join("drifted.json");
+    std::fs::write(&drifted, world.to_string()).unwrap();
+    let (code, plan) = plan_json(tmp.path(), &drifted, &["--base", "main"]);
+    assert_eq!(code, Some(2), "{plan:#}");
+    let drift: Vec<&str> = plan["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        drift,
+        vec!["iam_role.recommendations-kubeflow-prod-role.max_session_duration"]
+    );
+    let change = |addr: &str| {
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["address"] == addr)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        change("iam_role.forecasting-kubeflow-prod-role.tags")["drift"],
+        false,
+        "the pull request's own change"
+    );
+    assert_eq!(
+        change("iam_role.recommendations-kubeflow-prod-role.max_session_duration")["drift"],
+        true
+    );
+    assert_eq!(
+        plan["pull_request"]["tenants"],
+        serde_json::json!([["forecasting", "changed"]])
+    );
+    let out = kftenant(&[
+        "plan",
+        tmp.path().to_str().unwrap(),
+        "--observed",
+        drifted.to_str().unwrap(),
+        "--base",
+        "main",
+        "--format",
+        "markdown",
+    ]);
+    let md = text(&out.stdout);
+    let drift_section = md
+        .split("#### Drift (changed outside git)")
+        .nth(1)
+        .unwrap()
+        .split("<details>")
+        .next()
+        .unwrap();
+    assert!(
+        drift_section.contains("recommendations") && !drift_section.contains("forecasting"),
+        "{md}"
+    );
 }

@@ -396,9 +396,8 @@ async fn removed_tenants_are_deleted_profile_first_and_unused_policies_last() {
         .await
         .unwrap();
 
-    std::fs::remove_file(&sandbox).unwrap();
     std::fs::remove_file(repo.file("policies/sandbox-only.json")).unwrap();
-    std::fs::remove_file(repo.file("tenants/forecasting.yaml")).unwrap();
+    repo.decommission(&["platform-sandbox", "forecasting"]);
     let out = kftenant(
         &world,
         &["apply", repo.path(), "--auto-approve", "--format", "json"],
@@ -505,10 +504,12 @@ async fn unmanaged_role_and_profile_are_conflicts_and_untouched() {
     foreign.metadata.labels = Some(world.labels());
     let created = kube.create(&PostParams::default(), &foreign).await.unwrap();
 
+    // Applies what it can; the conflicts were not done: exit 1.
     let out = apply(&world, &repo);
-    expect_code(&out, 0);
+    expect_code(&out, 1);
     let stdout = text(&out.stdout);
     assert!(stdout.contains(&format!("! iam_role.{role}")), "{stdout}");
+    assert!(stdout.contains("2 conflicts not touched."), "{stdout}");
     assert!(stdout.contains(&format!("! profile.{nlp}")), "{stdout}");
 
     let after_role = format!(
@@ -544,12 +545,29 @@ async fn unmanaged_role_and_profile_are_conflicts_and_untouched() {
         now.metadata.resource_version, created.metadata.resource_version,
         "Profile untouched"
     );
-    // The conflicted tenants are skipped; the rest converged; drift keeps reporting the conflicts.
+    // The conflicted tenants are skipped; the rest converged; plan and drift
+    // keep reporting the conflicts, and exit 1: what git wants cannot be done.
     let out = kftenant(&world, &["drift", repo.path()]);
-    expect_code(&out, 2);
-    assert!(text(&out.stdout).contains("Conflicts"));
+    expect_code(&out, 1);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("kftenant drift report for cluster"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Conflicts") && stdout.contains("2 conflicts."),
+        "{stdout}"
+    );
     let out = kftenant(&world, &["plan", repo.path(), "--live"]);
-    expect_code(&out, 0);
+    expect_code(&out, 1);
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("match git."), "{stdout}");
+    assert!(
+        stdout.contains(
+            "No changes can be made, yet IAM and the cluster do not match git: 2 conflicts."
+        ),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,7 +6,7 @@ use kftenant::model::{self, Repository};
 use kftenant::plan::converged::iam_encode;
 use kftenant::plan::desired::{self, Desired};
 use kftenant::plan::observed::Observed;
-use kftenant::plan::{self, Action, Plan, PlanOptions, PlanRefused};
+use kftenant::plan::{self, Action, Plan, PlanOptions, Verdict};
 use kftenant::report;
 use std::path::Path;
 
@@ -29,7 +29,7 @@ fn opts() -> PlanOptions {
 }
 
 fn plan_of(desired: &Desired, observed: &Observed) -> Plan {
-    plan::plan(desired, observed, &opts()).expect("plan is not refused")
+    plan::plan(desired, observed, &opts())
 }
 
 fn snapshot_all(name: &str, p: &Plan) {
@@ -147,8 +147,10 @@ fn removed_tenant_is_deleted_profile_first_role_last() {
     let mut r = repo();
     let full = desired::render(&r);
     r.tenants.retain(|t| t.name != "fraud-detection");
+    r.config.prune.decommissioned = vec!["fraud-detection".into()];
     let d = desired::render(&r);
     let p = plan_of(&d, &Observed::converged(&full));
+    assert_eq!(p.deleted_tenants, vec!["fraud-detection"]);
     let addrs: Vec<&str> = p.changes.iter().map(|c| c.address.as_str()).collect();
     assert_eq!(addrs.first(), Some(&"profile.fraud-detection"));
     assert_eq!(
@@ -178,22 +180,35 @@ fn unmanaged_role_with_a_desired_name_is_a_conflict() {
 }
 
 #[test]
-fn mass_delete_is_refused() {
+fn a_removed_tenant_is_held_back_until_decommissioned() {
     let mut r = repo();
     let full = desired::render(&r);
+    r.tenants.retain(|t| t.name != "fraud-detection");
+    let p = plan_of(&desired::render(&r), &Observed::converged(&full));
+    assert!(p.is_empty(), "nothing is deleted: {:#?}", p.changes);
+    assert_eq!(p.held.len(), 1);
+    assert_eq!(p.verdict(), Verdict::Blocked);
+    snapshot_all("tenant_removed_held", &p);
+}
+
+#[test]
+fn mass_delete_is_held_back() {
+    let mut r = repo();
+    let full = desired::render(&r);
+    let all: Vec<String> = r.tenants.iter().map(|t| t.name.clone()).collect();
     r.tenants.clear();
-    let err = plan::plan(&desired::render(&r), &Observed::converged(&full), &opts()).unwrap_err();
-    assert!(matches!(err, PlanRefused::AllTenants { .. }));
-    insta::assert_snapshot!("mass_delete_all", err.to_string());
+    r.config.prune.decommissioned = all.clone();
+    let p = plan::plan(&desired::render(&r), &Observed::converged(&full), &opts());
+    assert!(p.changes.iter().all(|c| c.action != Action::Delete));
+    assert_eq!(p.held.len(), all.len());
+    insta::assert_snapshot!("mass_delete_all", p.held[0].reason.clone());
 
     let mut r = repo();
     r.tenants.truncate(2);
-    let err = plan::plan(&desired::render(&r), &Observed::converged(&full), &opts()).unwrap_err();
-    assert!(matches!(
-        err,
-        PlanRefused::TooManyDeletions { limit: 3, .. }
-    ));
-    insta::assert_snapshot!("mass_delete_over_limit", err.to_string());
+    r.config.prune.decommissioned = all;
+    let p = plan::plan(&desired::render(&r), &Observed::converged(&full), &opts());
+    assert_eq!(p.held.len(), 4);
+    insta::assert_snapshot!("mass_delete_over_limit", p.held[0].reason.clone());
 
     let allowed = plan::plan(
         &desired::render(&r),
@@ -202,8 +217,8 @@ fn mass_delete_is_refused() {
             allow_mass_delete: true,
             ..opts()
         },
-    )
-    .unwrap();
+    );
+    assert!(allowed.held.is_empty());
     assert_eq!(
         allowed
             .changes

@@ -22,6 +22,21 @@ fn label(key: &'static str, value: impl Into<String>) -> Labels {
     vec![(key, value.into())]
 }
 
+/// The gauges that describe the desired and live worlds after a cycle.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct World {
+    /// Tenants in the desired world.
+    pub tenants: usize,
+    /// Managed resources that differ from git.
+    pub drifted: usize,
+    /// Live resources kftenant wants but does not own.
+    pub conflicts: usize,
+    /// Deletions held back.
+    pub held: usize,
+    /// Problems in the current commit.
+    pub validation_errors: usize,
+}
+
 /// Every metric the daemon exposes.
 #[derive(Debug)]
 pub struct Metrics {
@@ -33,6 +48,7 @@ pub struct Metrics {
     managed_tenants: Gauge,
     drifted: Gauge,
     conflicts: Gauge,
+    held: Gauge,
     validation_errors: Gauge,
     errors: Family<Labels, Counter>,
     webhooks: Family<Labels, Counter>,
@@ -53,6 +69,7 @@ impl Metrics {
             managed_tenants: Gauge::default(),
             drifted: Gauge::default(),
             conflicts: Gauge::default(),
+            held: Gauge::default(),
             validation_errors: Gauge::default(),
             errors: Family::default(),
             webhooks: Family::default(),
@@ -90,6 +107,11 @@ impl Metrics {
             "conflicts",
             "Live resources kftenant wants but does not own",
             m.conflicts.clone(),
+        );
+        registry.register(
+            "held_deletions",
+            "Tenants gone from git whose deletion is held back (not confirmed in [prune] decommissioned, or over max_deletions)",
+            m.held.clone(),
         );
         registry.register(
             "validation_errors",
@@ -136,18 +158,13 @@ impl Metrics {
     }
 
     /// Sets the gauges that describe the desired and live worlds.
-    pub fn world(
-        &self,
-        tenants: usize,
-        drifted: usize,
-        conflicts: usize,
-        validation_errors: usize,
-    ) {
+    pub fn world(&self, w: &World) {
         let set = |g: &Gauge, v: usize| g.set(i64::try_from(v).unwrap_or(i64::MAX));
-        set(&self.managed_tenants, tenants);
-        set(&self.drifted, drifted);
-        set(&self.conflicts, conflicts);
-        set(&self.validation_errors, validation_errors);
+        set(&self.managed_tenants, w.tenants);
+        set(&self.drifted, w.drifted);
+        set(&self.conflicts, w.conflicts);
+        set(&self.held, w.held);
+        set(&self.validation_errors, w.validation_errors);
     }
 
     /// Records the unix time of a successful cycle.
@@ -234,7 +251,12 @@ mod tests {
         m.error("NoSuchEntity");
         m.applied("abc");
         m.applied("def");
-        m.world(3, 1, 0, 0);
+        m.world(&World {
+            tenants: 3,
+            drifted: 1,
+            held: 2,
+            ..Default::default()
+        });
         let text = m.encode();
         for line in [
             "kftenant_cycles_total{result=\"success\"} 4",
@@ -247,6 +269,7 @@ mod tests {
             "kftenant_last_applied_commit_info{commit=\"def\"} 1",
             "kftenant_managed_tenants 3",
             "kftenant_drifted_resources 1",
+            "kftenant_held_deletions 2",
             "kftenant_api_calls_total{api=\"iam\",operation=\"ListRoles\"} 2",
             "kftenant_api_call_seconds_total{api=\"iam\",operation=\"ListRoles\"} 0.5",
         ] {

@@ -96,7 +96,7 @@ pub struct DaemonOptions {
 /// One problem of a cycle, with a stable code for metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CycleError {
-    /// Stable label (`FetchFailed`, `NoSuchEntity`, `PlanRefused`, ...).
+    /// Stable label (`FetchFailed`, `NoSuchEntity`, `Conflict`, ...).
     pub code: String,
     /// What happened, in words.
     pub message: String,
@@ -250,12 +250,13 @@ impl Shared {
         }
         st.last_errors = outcome.errors.iter().map(|e| e.message.clone()).collect();
         let summary = st.last_plan.as_ref().map(|p| &p.summary);
-        self.metrics.world(
-            st.tenants,
-            summary.map_or(0, |s| s.drift),
-            summary.map_or(0, |s| s.conflicts),
-            st.validation_errors.len(),
-        );
+        self.metrics.world(&metrics::World {
+            tenants: st.tenants,
+            drifted: summary.map_or(0, |s| s.drift),
+            conflicts: summary.map_or(0, |s| s.conflicts),
+            held: summary.map_or(0, |s| s.held),
+            validation_errors: st.validation_errors.len(),
+        });
     }
 
     fn readiness(&self) -> (bool, String) {
@@ -290,6 +291,8 @@ impl Shared {
             "validation_errors": st.validation_errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "last_errors": st.last_errors,
             "last_plan_summary": summary,
+            "held_deletions": st.last_plan.as_ref().map(|p| &p.held),
+            "conflicts": st.last_plan.as_ref().map(|p| &p.conflicts),
             "last_success_unix": st.last_success_unix,
             "tenants": st.tenants,
             "cycle": st.cycle,
@@ -517,17 +520,13 @@ async fn cycle_once(
         allow_mass_delete: false,
         source_commit: Some(commit.clone()),
     };
-    let p = match plan(want, &observed, &opts) {
-        Ok(p) => p,
-        Err(refused) => {
-            tracing::error!(error = %refused, "plan refused");
-            out.errors
-                .push(CycleError::new("PlanRefused", refused.to_string()));
-            out.duration = started.elapsed();
-            return out;
-        }
-    };
+    let p = plan(want, &observed, &opts);
     drop(observed);
+    // A held deletion stops nothing else; it is said every cycle until git
+    // confirms it or brings the tenant back.
+    for h in &p.held {
+        tracing::warn!(tenant = %h.tenant, resources = ?h.resources, reason = %h.reason, "deletion held back");
+    }
     let writer = !shared.options.plan_only && shared.leader.load(Ordering::Relaxed);
     tracing::info!(
         changes = p.changes.len(),
@@ -536,6 +535,7 @@ async fn cycle_once(
         writer,
         "planned"
     );
+    let mut all_done = true;
     if writer && !p.is_empty() {
         let r = execute(clients, &p, &shared.options.apply).await;
         tracing::info!(
@@ -552,10 +552,10 @@ async fn cycle_once(
                 ));
             }
         }
-        if r.converged() {
-            out.applied = Some(commit.clone());
-        }
-    } else if writer {
+        all_done = r.all_done();
+    }
+    // Applied: everything git wants is there (nothing failed, in conflict or held back).
+    if writer && all_done && p.conflicts.is_empty() && p.held.is_empty() {
         out.applied = Some(commit.clone());
     }
     out.plan = Some(p);

@@ -60,8 +60,15 @@ impl Default for ApplyOptions {
     }
 }
 
-/// Runs `steps` in order; after a failure the rest are skipped.
-async fn run_group(clients: &Clients, opts: &ApplyOptions, steps: Vec<Change>) -> Vec<StepResult> {
+/// Runs `steps` in order; after a failure the rest are skipped. Every write
+/// leaves an audit line (target `kftenant::audit`) and, for a Profile, a
+/// Kubernetes Event on it.
+async fn run_group(
+    clients: &Clients,
+    opts: &ApplyOptions,
+    commit: Option<&str>,
+    steps: Vec<Change>,
+) -> Vec<StepResult> {
     let mut out = Vec::with_capacity(steps.len());
     let mut failed: Option<String> = None;
     for c in steps {
@@ -69,16 +76,26 @@ async fn run_group(clients: &Clients, opts: &ApplyOptions, steps: Vec<Change>) -
             Some(f) => Outcome::Skipped {
                 after_failure_of: f.clone(),
             },
-            None => match execute_operation(clients, opts, &c.operation).await {
-                Ok(()) => Outcome::Done,
-                Err(e) => {
-                    failed = Some(c.address.clone());
-                    Outcome::Failed {
-                        code: e.code().to_string(),
-                        message: e.to_string(),
+            None => {
+                let started = std::time::Instant::now();
+                let result = execute_operation(clients, opts, &c.operation).await;
+                audit(&c, commit, &result, started.elapsed());
+                if let Operation::ApplyProfile { name, .. } | Operation::DeleteProfile { name } =
+                    &c.operation
+                {
+                    profile_event(clients, name, &c, commit, &result).await;
+                }
+                match result {
+                    Ok(()) => Outcome::Done,
+                    Err(e) => {
+                        failed = Some(c.address.clone());
+                        Outcome::Failed {
+                            code: e.code().to_string(),
+                            message: e.to_string(),
+                        }
                     }
                 }
-            },
+            }
         };
         out.push(StepResult {
             address: c.address,
@@ -93,6 +110,7 @@ async fn run_group(clients: &Clients, opts: &ApplyOptions, steps: Vec<Change>) -
 /// Executes `plan`. See the module docs for order and guarantees.
 pub async fn execute(clients: &Clients, plan: &Plan, opts: &ApplyOptions) -> ApplyReport {
     let changes = &plan.changes;
+    let commit = plan.source_commit.as_deref();
     let lead = changes.iter().take_while(|c| c.tenant.is_none()).count();
     let tail_start = changes.len()
         - changes
@@ -104,7 +122,7 @@ pub async fn execute(clients: &Clients, plan: &Plan, opts: &ApplyOptions) -> App
     let mut results = Vec::new();
     // Shared policies one by one: a failure of one does not stop the others.
     for c in &changes[..lead] {
-        results.extend(run_group(clients, opts, vec![c.clone()]).await);
+        results.extend(run_group(clients, opts, commit, vec![c.clone()]).await);
     }
     let mut groups: BTreeMap<usize, (String, Vec<Change>)> = BTreeMap::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
@@ -121,9 +139,10 @@ pub async fn execute(clients: &Clients, plan: &Plan, opts: &ApplyOptions) -> App
     let mut tasks = Vec::new();
     for (_, (_, steps)) in groups {
         let (clients, opts, sem) = (clients.clone(), opts.clone(), sem.clone());
+        let commit = commit.map(String::from);
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.expect("semaphore open");
-            run_group(&clients, &opts, steps).await
+            run_group(&clients, &opts, commit.as_deref(), steps).await
         }));
     }
     for t in tasks {
@@ -141,7 +160,7 @@ pub async fn execute(clients: &Clients, plan: &Plan, opts: &ApplyOptions) -> App
         }
     }
     for c in &changes[tail_start..] {
-        results.extend(run_group(clients, opts, vec![c.clone()]).await);
+        results.extend(run_group(clients, opts, commit, vec![c.clone()]).await);
     }
     let summary = ApplySummary {
         done: results
@@ -156,12 +175,104 @@ pub async fn execute(clients: &Clients, plan: &Plan, opts: &ApplyOptions) -> App
             .iter()
             .filter(|r| matches!(r.outcome, Outcome::Skipped { .. }))
             .count(),
+        conflicts: plan.conflicts.len(),
+        held: plan.held.len(),
     };
     ApplyReport {
         format_version: REPORT_FORMAT_VERSION,
         source_commit: plan.source_commit.clone(),
         results,
+        conflicts: plan.conflicts.clone(),
+        held: plan.held.clone(),
         summary,
+    }
+}
+
+/// One structured line per write, for the audit trail: what, on what, for
+/// which tenant and commit, the result and how long it took. Failures at WARN
+/// with the AWS or Kubernetes error code.
+fn audit(c: &Change, commit: Option<&str>, result: &Result<(), Error>, took: Duration) {
+    let op = c.operation.name();
+    let tenant = c.tenant.as_deref().unwrap_or("-");
+    let commit = commit.unwrap_or("-");
+    let duration_ms = took.as_millis() as u64;
+    match result {
+        Ok(()) => tracing::info!(
+            target: "kftenant::audit",
+            op, resource = %c.address, tenant, commit, action = ?c.action, result = "done", duration_ms,
+            "{}", c.reason
+        ),
+        Err(e) => tracing::warn!(
+            target: "kftenant::audit",
+            op, resource = %c.address, tenant, commit, action = ?c.action, result = "failed",
+            code = e.code(), duration_ms, error = %e,
+            "{}", c.reason
+        ),
+    }
+}
+
+/// A Kubernetes Event on the Profile for a change to it, as controllers
+/// record theirs (`kubectl describe profile NAME` shows it). Events of
+/// cluster-scoped objects live in `default`. Best effort: a failure to record
+/// is logged, never the step's failure.
+async fn profile_event(
+    clients: &Clients,
+    name: &str,
+    c: &Change,
+    commit: Option<&str>,
+    result: &Result<(), Error>,
+) {
+    use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+    let (kind, reason) = match (&c.operation, result) {
+        (_, Err(_)) => ("Warning", "ApplyFailed"),
+        (Operation::DeleteProfile { .. }, Ok(())) => ("Normal", "Deleted"),
+        _ => ("Normal", "Applied"),
+    };
+    let mut message = format!("kftenant {}: {}", c.action_word(), c.reason);
+    if let Some(commit) = commit {
+        message.push_str(&format!(" (commit {commit})"));
+    }
+    if let Err(e) = result {
+        message.push_str(&format!(": {e}"));
+    }
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let event = Event {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{name}.")),
+            namespace: Some("default".into()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some(format!("{PROFILE_GROUP}/{PROFILE_VERSION}")),
+            kind: Some(PROFILE_KIND.into()),
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        reason: Some(reason.into()),
+        message: Some(message),
+        type_: Some(kind.into()),
+        source: Some(EventSource {
+            component: Some(MANAGER.into()),
+            ..Default::default()
+        }),
+        reporting_component: Some(MANAGER.into()),
+        reporting_instance: Some(MANAGER.into()),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        count: Some(1),
+        ..Default::default()
+    };
+    let api: Api<Event> = Api::namespaced(clients.kube.clone(), "default");
+    if let Err(e) = clients
+        .kube_call(
+            "create",
+            format!("record an Event on Profile {name}"),
+            api.create(&Default::default(), &event),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, profile = name, "could not record an Event on the Profile");
     }
 }
 

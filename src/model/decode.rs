@@ -3,7 +3,7 @@
 //! goes on, so one run reports every mistake of a file.
 
 use super::{API_VERSION, INLINE_POLICIES_MAX_CHARS};
-use super::{Loaded, PolicyRef, Source, Tenant, check_denied_actions, load_policy_text};
+use super::{Loaded, PolicyRef, Reader, Tenant, check_denied_actions, load_policy_text};
 use crate::config::{self, Config, ResourceQuotaSpec};
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
 use crate::kubeflow::DEFAULT_SERVICE_ACCOUNT;
@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub(super) struct Cx<'a> {
     pub(super) file: &'a str,
     pub(super) diags: &'a mut Diagnostics,
-    pub(super) src: &'a dyn Source,
+    pub(super) src: &'a Reader<'a>,
     pub(super) config: Option<&'a Config>,
     pub(super) policy_names: &'a BTreeSet<String>,
 }
@@ -506,7 +506,7 @@ impl Cx<'_> {
                 None
             }
             Some(Err(e)) => {
-                self.err(f.pos, format!("cannot read `{path}`: {e}"));
+                self.err(f.pos, format!("inline policy file `{path}` {e}"));
                 None
             }
             Some(Ok(text)) => {

@@ -16,10 +16,12 @@
 //! through a [`Source`], so tests can also feed it from memory.
 
 mod decode;
-mod source;
+pub mod layout;
+pub mod source;
 
 pub use decode::fields;
-pub use source::{DirSource, MemSource, Source};
+pub use layout::Layout;
+pub use source::{DirSource, MemSource, ReadError, Source};
 
 use crate::config::{self, Config, ResourceQuotaSpec};
 use crate::diag::{Diagnostic, Diagnostics, Pos};
@@ -193,22 +195,26 @@ pub struct Repository {
     pub tenants: Vec<Tenant>,
     /// Repo policies sorted by name.
     pub policies: Vec<RepoPolicy>,
+    /// Every file that was read, sorted (what `validate` lists).
+    pub files: BTreeSet<String>,
 }
 
+/// Loads and validates the repository at `root`.
 pub fn load_dir(root: &Path) -> Result<Repository, Vec<Diagnostic>> {
-    load(&DirSource(root.to_path_buf()))
+    load(&DirSource::new(root))
 }
 
 /// Loads and validates a repository. Returns every problem when there is any.
 pub fn load(src: &dyn Source) -> Result<Repository, Vec<Diagnostic>> {
     let mut diags = Diagnostics::default();
-    let config = match src.read(config::CONFIG_FILE) {
+    let reader = Reader {
+        src,
+        read: Default::default(),
+    };
+    let config = match reader.read(config::CONFIG_FILE) {
         Some(Ok(text)) => config::load(&text, &mut diags),
         Some(Err(e)) => {
-            diags.push(Diagnostic::file(
-                config::CONFIG_FILE,
-                format!("cannot read: {e}"),
-            ));
+            diags.push(Diagnostic::file(config::CONFIG_FILE, e.to_string()));
             None
         }
         None => {
@@ -217,35 +223,34 @@ pub fn load(src: &dyn Source) -> Result<Repository, Vec<Diagnostic>> {
                     config::CONFIG_FILE,
                     "missing: the repository root needs a kftenant.toml",
                 )
-                .with_hint("see sample-repo/kftenant.toml for a starting point"),
+                .with_hint("`kftenant init` writes one (and a first tenant and the CI workflow)"),
             );
             None
         }
     };
-    let policies = load_policies(src, config.as_ref(), &mut diags);
+    let layout = Layout::of(&src.tree(), &mut diags);
+    let policies = load_policies(&reader, &layout, config.as_ref(), &mut diags);
     // Every file in policies/ names a policy, even one with errors of its own,
     // so a broken policy is reported once and not again at each tenant using it.
-    let policy_names: BTreeSet<String> = src
-        .list("policies")
-        .unwrap_or_default()
+    let policy_names: BTreeSet<String> = layout
+        .policy_files
         .iter()
-        .filter_map(|f| f.strip_suffix(".json").map(String::from))
+        .map(|(_, name)| name.clone())
         .collect();
     let mut tenants = Vec::new();
-    match src.list("tenants") {
-        None => diags.push(
-            Diagnostic::file("tenants", "missing: tenant definitions live in tenants/*.yaml")
-                .with_hint("an empty tenants/ folder is allowed, but a missing one is treated as a mistake so nothing gets pruned by accident"),
-        ),
-        Some(files) => {
-            for f in files.iter().filter(|f| f.ends_with(".yaml") || f.ends_with(".yml")) {
-                let path = format!("tenants/{f}");
-                match src.read(&path) {
-                    Some(Ok(text)) => load_tenant_file(src, &path, &text, config.as_ref(), &policy_names, &mut tenants, &mut diags),
-                    Some(Err(e)) => diags.push(Diagnostic::file(&path, format!("cannot read: {e}"))),
-                    None => {}
-                }
-            }
+    for path in &layout.tenant_files {
+        match reader.read(path) {
+            Some(Ok(text)) => load_tenant_file(
+                &reader,
+                path,
+                &text,
+                config.as_ref(),
+                &policy_names,
+                &mut tenants,
+                &mut diags,
+            ),
+            Some(Err(e)) => diags.push(Diagnostic::file(path, e.to_string())),
+            None => {}
         }
     }
     if let Some(config) = &config {
@@ -260,46 +265,65 @@ pub fn load(src: &dyn Source) -> Result<Repository, Vec<Diagnostic>> {
         config: config.expect("no diagnostics means the config loaded"),
         tenants,
         policies,
+        files: reader.read.into_inner(),
     })
 }
 
+/// Reads through a [`Source`], remembering what was read.
+pub(super) struct Reader<'s> {
+    src: &'s dyn Source,
+    read: std::cell::RefCell<BTreeSet<String>>,
+}
+
+impl Reader<'_> {
+    /// The text of `path`; see [`Source::read`].
+    pub(super) fn read(&self, path: &str) -> Option<Result<String, ReadError>> {
+        let r = self.src.read(path);
+        if matches!(r, Some(Ok(_))) {
+            self.read.borrow_mut().insert(path.to_string());
+        }
+        r
+    }
+}
+
 fn load_policies(
-    src: &dyn Source,
+    reader: &Reader<'_>,
+    layout: &Layout,
     config: Option<&Config>,
     diags: &mut Diagnostics,
 ) -> Vec<RepoPolicy> {
     let mut out = Vec::new();
-    for f in src.list("policies").unwrap_or_default() {
-        let Some(name) = f.strip_suffix(".json") else {
-            continue;
-        };
-        let path = format!("policies/{f}");
+    for (path, name) in &layout.policy_files {
         if let Some(msg) = check_policy_name(name) {
             diags.push(Diagnostic::file(
-                &path,
+                path,
                 format!("policy name `{name}` (from the file name): {msg}"),
             ));
         }
-        let Some(Ok(text)) = src.read(&path) else {
-            diags.push(Diagnostic::file(&path, "cannot read"));
-            continue;
+        let text = match reader.read(path) {
+            Some(Ok(text)) => text,
+            Some(Err(e)) => {
+                diags.push(Diagnostic::file(path, e.to_string()));
+                continue;
+            }
+            None => continue,
         };
-        let Some((node, doc)) = load_policy_text(&path, &text, diags) else {
+        let Some((node, doc)) = load_policy_text(path, &text, diags) else {
             continue;
         };
         let size = policy::iam_size(&doc);
         if size > MANAGED_POLICY_MAX_CHARS {
             diags.push(
-                Diagnostic::at(&path, node.pos, format!("managed policy is {size} characters, over the IAM limit of {MANAGED_POLICY_MAX_CHARS} (whitespace not counted)"))
+                Diagnostic::at(path, node.pos, format!("managed policy is {size} characters, over the IAM limit of {MANAGED_POLICY_MAX_CHARS} (whitespace not counted)"))
                     .with_hint("split it into two policies"),
             );
         }
         if let Some(c) = config {
-            check_denied_actions(&node, &doc, &c.guardrails.denied_actions, &path, diags);
+            check_denied_actions(&node, &doc, &c.guardrails.denied_actions, path, diags);
         }
         out.push(RepoPolicy {
-            name: name.to_string(),
-            file: path,
+            name: name.clone(),
+            file: path.clone(),
             document: doc,
         });
     }
@@ -367,7 +391,7 @@ pub(super) struct Loaded {
 
 #[allow(clippy::too_many_arguments)]
 fn load_tenant_file(
-    src: &dyn Source,
+    src: &Reader<'_>,
     path: &str,
     text: &str,
     config: Option<&Config>,
@@ -417,12 +441,12 @@ fn cross_check(config: &Config, tenants: &[Loaded], diags: &mut Diagnostics) {
                 Diagnostic::at(
                     &t.file,
                     l.name_pos,
-                    format!("duplicate tenant `{}`", t.name),
+                    format!(
+                        "duplicate tenant `{}`: {} defines it again; it is already defined at {}:{}:{}",
+                        t.name, t.file, first.tenant.file, first.name_pos.line, first.name_pos.column
+                    ),
                 )
-                .with_hint(format!(
-                    "first defined at {}:{}:{}",
-                    first.tenant.file, first.name_pos.line, first.name_pos.column
-                )),
+                .with_hint("tenant names are unique across every file under tenants/: rename one, or delete this one"),
             );
             continue;
         }
@@ -460,8 +484,42 @@ fn cross_check(config: &Config, tenants: &[Loaded], diags: &mut Diagnostics) {
             );
         }
     }
+    check_decommissioned(config, &by_name, diags);
 }
 
+/// `[prune] decommissioned`: tenant names, each once, none still in git.
+fn check_decommissioned(
+    config: &Config,
+    tenants: &BTreeMap<&str, &Loaded>,
+    diags: &mut Diagnostics,
+) {
+    let pos = config::locate(&config.text, "prune", "decommissioned");
+    let mut seen = BTreeSet::new();
+    for name in &config.prune.decommissioned {
+        let err = |msg: String, hint: String| {
+            Diagnostic::at(config::CONFIG_FILE, pos, msg).with_hint(hint)
+        };
+        if let Some(msg) = crate::names::check_dns_label(name) {
+            diags.push(err(
+                format!("[prune] decommissioned: `{name}` is not a tenant name: {msg}"),
+                "list the names of tenants whose namespace may be deleted".into(),
+            ));
+        } else if !seen.insert(name) {
+            diags.push(err(
+                format!("[prune] decommissioned lists `{name}` twice"),
+                "remove one".into(),
+            ));
+        } else if let Some(l) = tenants.get(name.as_str()) {
+            diags.push(err(
+                format!(
+                    "[prune] decommissioned lists `{name}`, which {}:{}:{} still defines",
+                    l.tenant.file, l.name_pos.line, l.name_pos.column
+                ),
+                format!("delete the tenant's file to decommission it, or remove `{name}` from the list to keep it"),
+            ));
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,7 +571,7 @@ mod tests {
         assert_eq!(
             problems(&src),
             vec![
-                "tenants: missing: tenant definitions live in tenants/*.yaml\n  hint: an empty tenants/ folder is allowed, but a missing one is treated as a mistake so nothing gets pruned by accident"
+                "tenants: missing: tenant definitions live in tenants/ (*.yaml, in any subfolder)\n  hint: an empty tenants/ folder is allowed (keep it in git with tenants/.gitkeep), but a missing one is treated as a mistake so nothing gets pruned by accident"
             ]
         );
     }
@@ -593,7 +651,7 @@ mod tests {
         assert_eq!(
             p,
             vec![
-                "tenants/b.yaml:5:9: duplicate tenant `team-a`\n  hint: first defined at tenants/a.yaml:4:9"
+                "tenants/b.yaml:5:9: duplicate tenant `team-a`: tenants/b.yaml defines it again; it is already defined at tenants/a.yaml:4:9\n  hint: tenant names are unique across every file under tenants/: rename one, or delete this one"
             ]
         );
     }

@@ -1,51 +1,224 @@
-//! Where a repository's files come from: a folder on disk ([`DirSource`]) or
-//! memory ([`MemSource`]); `crate::git` reads a commit's tree.
+//! Where a repository's files come from: a folder on disk ([`DirSource`]),
+//! memory ([`MemSource`]), or a commit's tree (`crate::git::GitTreeSource`).
+//!
+//! # Guarantees
+//! - Nothing outside the repository root is ever read: a symbolic link that
+//!   stays inside is followed, any other is a [`ReadError::OutsideRoot`],
+//!   whose message never contains what the link points at.
+//! - Bounded: a file over [`MAX_FILE_BYTES`] is not read
+//!   ([`ReadError::TooLarge`]); a tree over [`MAX_FILES`] files or
+//!   [`MAX_DEPTH`] folders deep is reported, not walked further.
+//! - Hidden files and folders (a name starting with `.`: `.git`, `.github`,
+//!   `.gitkeep`) are not part of the [`Tree`]; they can still be read by path.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
-// ---------------------------------------------------------------------------
-// Reading files.
+/// Files larger than this are not read (tenant files and policies are a few KiB).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+/// A tree with more files than this is not walked further.
+pub const MAX_FILES: usize = 100_000;
+/// Folders nested deeper than this are not walked.
+pub const MAX_DEPTH: usize = 32;
+
+/// Why a file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// A symbolic link whose target is outside the repository root.
+    #[error("is a symbolic link that leads outside the repository; kftenant does not follow it")]
+    OutsideRoot,
+    /// Larger than [`MAX_FILE_BYTES`].
+    #[error("is {bytes} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        /// Its size.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Not UTF-8 text.
+    #[error("is not UTF-8 text")]
+    NotText,
+    /// Any other I/O error.
+    #[error("cannot be read: {0}")]
+    Io(String),
+}
+
+/// The files and folders of a repository, as paths relative to its root
+/// with `/` separators, hidden ones left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tree {
+    /// Every file.
+    pub files: BTreeSet<String>,
+    /// Every folder (an empty one too).
+    pub dirs: BTreeSet<String>,
+    /// Why the walk stopped early, if it did.
+    pub truncated: Option<String>,
+}
+
+impl Tree {
+    /// Records a file, unless the tree is full.
+    pub(crate) fn add_file(&mut self, path: String) -> bool {
+        if self.files.len() >= MAX_FILES {
+            self.truncated = Some(format!(
+                "the repository has more than {MAX_FILES} files; the rest were not read"
+            ));
+            return false;
+        }
+        self.files.insert(path);
+        true
+    }
+}
 
 /// Where the repository's files come from.
 pub trait Source {
-    /// The text of a file (path relative to the root, `/`-separated), or `None` if it does not exist.
-    fn read(&self, path: &str) -> Option<Result<String, String>>;
-    /// The file names directly inside a folder, sorted; `None` if the folder does not exist.
-    fn list(&self, dir: &str) -> Option<Vec<String>>;
+    /// The text of a file (path relative to the root, `/`-separated), or
+    /// `None` if there is no such file.
+    fn read(&self, path: &str) -> Option<Result<String, ReadError>>;
+    /// Every file and folder, hidden ones left out.
+    fn tree(&self) -> Tree;
+}
+
+/// True for a hidden path component (`.git`, `.gitkeep`).
+fn hidden(name: &str) -> bool {
+    name.starts_with('.')
+}
+
+/// Joins a relative path and a name.
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
 }
 
 /// A repository checked out on disk.
-pub struct DirSource(pub PathBuf);
+pub struct DirSource {
+    root: PathBuf,
+    /// The root with every link resolved, for the "inside" check.
+    canonical: Option<PathBuf>,
+}
 
-impl Source for DirSource {
-    fn read(&self, path: &str) -> Option<Result<String, String>> {
-        let p = self.0.join(path);
-        if !p.is_file() {
-            return None;
-        }
-        Some(std::fs::read_to_string(&p).map_err(|e| e.to_string()))
+impl DirSource {
+    /// The repository at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> DirSource {
+        let root = root.into();
+        let canonical = std::fs::canonicalize(&root).ok();
+        DirSource { root, canonical }
     }
 
-    fn list(&self, dir: &str) -> Option<Vec<String>> {
-        let rd = std::fs::read_dir(self.0.join(dir)).ok()?;
-        let mut names: Vec<String> = rd
+    /// `path` with every link resolved, when it exists and stays inside the root.
+    fn resolve_inside(&self, path: &Path) -> Result<Option<PathBuf>, ReadError> {
+        let Ok(real) = std::fs::canonicalize(path) else {
+            return Ok(None);
+        };
+        match &self.canonical {
+            Some(root) if real.starts_with(root) => Ok(Some(real)),
+            _ => Err(ReadError::OutsideRoot),
+        }
+    }
+
+    fn walk(
+        &self,
+        dir: &Path,
+        rel: &str,
+        depth: usize,
+        seen: &mut BTreeSet<PathBuf>,
+        tree: &mut Tree,
+    ) {
+        if depth > MAX_DEPTH {
+            tree.truncated = Some(format!(
+                "`{rel}` is nested more than {MAX_DEPTH} folders deep; it was not read"
+            ));
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut names: Vec<(String, PathBuf)> = entries
             .filter_map(Result::ok)
-            .filter(|e| e.path().is_file())
-            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+            .filter(|(name, _)| !hidden(name))
             .collect();
         names.sort();
-        Some(names)
+        for (name, path) in names {
+            let rel = join(rel, &name);
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let target = if meta.file_type().is_symlink() {
+                match self.resolve_inside(&path) {
+                    // Listed, so reading it reports where it leads: outside.
+                    Err(_) => {
+                        if !tree.add_file(rel) {
+                            return;
+                        }
+                        continue;
+                    }
+                    Ok(None) => continue, // dangling
+                    Ok(Some(real)) => real,
+                }
+            } else {
+                path.clone()
+            };
+            if target.is_dir() {
+                // A link back to a folder the walk is inside would loop; other
+                // links list the files again under their path (a tenant read
+                // twice is reported as a duplicate).
+                let real = std::fs::canonicalize(&target).unwrap_or(target.clone());
+                if seen.insert(real.clone()) {
+                    tree.dirs.insert(rel.clone());
+                    self.walk(&target, &rel, depth + 1, seen, tree);
+                    seen.remove(&real);
+                }
+            } else if !tree.add_file(rel) {
+                return;
+            }
+        }
     }
 }
 
-/// Loads and validates the repository at `root`.
+impl Source for DirSource {
+    fn read(&self, path: &str) -> Option<Result<String, ReadError>> {
+        let full = self.root.join(path);
+        let real = match self.resolve_inside(&full) {
+            Ok(Some(real)) => real,
+            Ok(None) => return None,
+            Err(e) => return Some(Err(e)),
+        };
+        let meta = std::fs::metadata(&real).ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Some(Err(ReadError::TooLarge {
+                bytes: meta.len(),
+                limit: MAX_FILE_BYTES,
+            }));
+        }
+        Some(match std::fs::read(&real) {
+            Ok(bytes) => String::from_utf8(bytes).map_err(|_| ReadError::NotText),
+            Err(e) => Err(ReadError::Io(e.kind().to_string())),
+        })
+    }
+
+    fn tree(&self) -> Tree {
+        let mut tree = Tree::default();
+        let mut seen = BTreeSet::new();
+        if let Some(root) = &self.canonical {
+            seen.insert(root.clone());
+        }
+        self.walk(&self.root, "", 0, &mut seen, &mut tree);
+        tree
+    }
+}
+
 /// A repository held in memory (tests, and callers that read files another way).
 #[derive(Debug, Default, Clone)]
 pub struct MemSource(pub BTreeMap<String, String>);
 
 impl MemSource {
-    /// Adds or replaces a file.
+    /// Adds or replaces a file. A hidden file (`tenants/.keep`) makes its folder exist.
     #[must_use]
     pub fn with(mut self, path: &str, text: &str) -> Self {
         self.0.insert(path.to_string(), text.to_string());
@@ -54,20 +227,98 @@ impl MemSource {
 }
 
 impl Source for MemSource {
-    fn read(&self, path: &str) -> Option<Result<String, String>> {
+    fn read(&self, path: &str) -> Option<Result<String, ReadError>> {
         self.0.get(path).cloned().map(Ok)
     }
 
-    fn list(&self, dir: &str) -> Option<Vec<String>> {
-        let prefix = format!("{dir}/");
-        let names: Vec<String> = self
-            .0
-            .keys()
-            .filter_map(|k| k.strip_prefix(&prefix))
-            .filter(|rest| !rest.contains('/'))
-            .map(String::from)
-            .collect();
-        // A folder exists when something is in it, or when a `.keep` marker is.
-        (!names.is_empty()).then_some(names.into_iter().filter(|n| n != ".keep").collect())
+    fn tree(&self) -> Tree {
+        let mut tree = Tree::default();
+        for path in self.0.keys() {
+            let parts: Vec<&str> = path.split('/').collect();
+            let (name, dirs) = parts.split_last().expect("split yields one part");
+            let mut dir = String::new();
+            let mut visible = true;
+            for d in dirs {
+                visible &= !hidden(d);
+                dir = join(&dir, d);
+                if visible {
+                    tree.dirs.insert(dir.clone());
+                }
+            }
+            if visible && !hidden(name) {
+                tree.add_file(path.clone());
+            }
+        }
+        tree
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_source_walks_folders_follows_inner_links_and_refuses_outer_ones() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "TOP SECRET").unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        let r = repo.path();
+        std::fs::create_dir_all(r.join("tenants/risk")).unwrap();
+        std::fs::create_dir_all(r.join(".github/workflows")).unwrap();
+        std::fs::write(r.join("tenants/risk/a.yaml"), "a").unwrap();
+        std::fs::write(r.join("tenants/.gitkeep"), "").unwrap();
+        std::fs::write(r.join(".github/workflows/ci.yml"), "x").unwrap();
+        std::os::unix::fs::symlink(r.join("tenants/risk/a.yaml"), r.join("tenants/b.yaml"))
+            .unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), r.join("tenants/c.yaml"))
+            .unwrap();
+        std::os::unix::fs::symlink(outside.path(), r.join("tenants/out")).unwrap();
+        // A link back to the root must not loop.
+        std::os::unix::fs::symlink(r, r.join("tenants/loop")).unwrap();
+        let src = DirSource::new(r);
+        let tree = src.tree();
+        assert_eq!(
+            tree.files.iter().map(String::as_str).collect::<Vec<_>>(),
+            vec![
+                "tenants/b.yaml",
+                "tenants/c.yaml",
+                "tenants/out",
+                "tenants/risk/a.yaml"
+            ]
+        );
+        assert!(tree.dirs.contains("tenants/risk"));
+        assert_eq!(src.read("tenants/b.yaml").unwrap().unwrap(), "a");
+        for outer in ["tenants/c.yaml", "tenants/out/secret"] {
+            let e = src.read(outer).unwrap().unwrap_err();
+            assert_eq!(e, ReadError::OutsideRoot);
+            assert!(!e.to_string().contains("SECRET"));
+        }
+        assert!(src.read("tenants/nope.yaml").is_none());
+        assert!(src.read("tenants").is_none(), "a folder is not a file");
+    }
+
+    #[test]
+    fn large_and_binary_files_are_not_read() {
+        let repo = tempfile::tempdir().unwrap();
+        let big = vec![b'a'; (MAX_FILE_BYTES + 1) as usize];
+        std::fs::write(repo.path().join("big.json"), big).unwrap();
+        std::fs::write(repo.path().join("bin.json"), [0xff, 0xfe]).unwrap();
+        let src = DirSource::new(repo.path());
+        assert!(matches!(
+            src.read("big.json"),
+            Some(Err(ReadError::TooLarge { .. }))
+        ));
+        assert_eq!(src.read("bin.json"), Some(Err(ReadError::NotText)));
+    }
+
+    #[test]
+    fn mem_source_tree_has_folders_and_hides_dotfiles() {
+        let src = MemSource::default()
+            .with("tenants/.keep", "")
+            .with("policies/a.json", "{}")
+            .with(".github/ci.yml", "");
+        let tree = src.tree();
+        assert!(tree.dirs.contains("tenants"));
+        assert_eq!(tree.files, BTreeSet::from(["policies/a.json".to_string()]));
     }
 }

@@ -25,10 +25,13 @@ pub struct Desired {
     pub policies: BTreeMap<String, DesiredPolicy>,
     /// Profiles by tenant name.
     pub profiles: BTreeMap<String, DesiredProfile>,
-    /// Delete tenants that are gone from git.
+    /// Delete tenants that are gone from git (and decommissioned).
     pub prune: bool,
-    /// Refuse plans deleting more tenants than this.
+    /// Hold back every deletion when more tenants than this would go at once.
     pub max_deletions: usize,
+    /// Tenants that git says may be deleted (`[prune] decommissioned`).
+    #[serde(default)]
+    pub decommissioned: BTreeSet<String>,
 }
 
 /// A tenant's IAM role.
@@ -135,6 +138,7 @@ pub fn render(repo: &Repository) -> Desired {
         profiles,
         prune: c.prune.enabled,
         max_deletions: c.prune.max_deletions,
+        decommissioned: c.prune.decommissioned.iter().cloned().collect(),
     }
 }
 

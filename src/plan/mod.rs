@@ -8,8 +8,10 @@
 //! 1. Index the observed world by name (IAM names case-insensitively, as IAM
 //!    compares them).
 //! 2. Decide first ([`prune::Removals`]): which managed tenants are gone from
-//!    git, and whether deleting them is allowed. A refused deletion refuses the
-//!    plan before any tenant is planned.
+//!    git, and which of them may be deleted: only those `[prune]
+//!    decommissioned` lists, and none while more than `[prune] max_deletions`
+//!    would go at once. The others are held back ([`Held`]): reported, never
+//!    deleted, and nothing else waits for them.
 //! 3. Plan field by field: repo policies, then every tenant in git (on every
 //!    core; each field's function returns `None` when converged), then the
 //!    removals, then repo policies nothing uses any more.
@@ -27,9 +29,8 @@
 //!   Profile. Deletions run the other way: the Profile first (the Kubeflow
 //!   controller needs the role while its finalizer runs), then detach, delete
 //!   inline policies and the role; repo policies last, and only when unused.
-//!
-//! # Errors
-//! [`PlanRefused`] when the prune guard refuses the deletions.
+//! - A tenant's namespace is deleted (with its Profile) only when git
+//!   confirms it in `[prune] decommissioned`.
 
 pub mod converged;
 pub mod desired;
@@ -61,7 +62,8 @@ pub const PLAN_FORMAT_VERSION: u32 = 2;
 /// Options that change what a plan may contain.
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
-    /// Allow deleting more tenants than `[prune] max_deletions`, or all of them.
+    /// Allow deleting more (decommissioned) tenants than `[prune]
+    /// max_deletions` at once, or every tenant.
     pub allow_mass_delete: bool,
     /// The git commit the desired world came from, recorded in the plan.
     pub source_commit: Option<String>,
@@ -226,6 +228,15 @@ impl Change {
         self
     }
 
+    /// `created`, `updated` or `deleted`, for messages.
+    pub fn action_word(&self) -> &'static str {
+        match self.action {
+            Action::Create => "created",
+            Action::Update => "updated",
+            Action::Delete => "deleted",
+        }
+    }
+
     /// What a create brings into being, as the plan shows it.
     pub fn created(&self) -> Option<Json> {
         (self.action == Action::Create)
@@ -280,8 +291,22 @@ pub struct Summary {
     pub drift: usize,
     /// Conflicts.
     pub conflicts: usize,
+    /// Deletions held back.
+    #[serde(default)]
+    pub held: usize,
     /// Tenants with at least one change.
     pub tenants_changed: usize,
+}
+
+/// What a plan is for: what the renderers call it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanKind {
+    /// `kftenant plan` / `apply`: the changes to make.
+    #[default]
+    Plan,
+    /// `kftenant drift`: the differences found, changing nothing.
+    Drift,
 }
 
 /// The plan: data first; every renderer works from it.
@@ -289,6 +314,9 @@ pub struct Summary {
 pub struct Plan {
     /// JSON format version.
     pub format_version: u32,
+    /// A plan or a drift report.
+    #[serde(default)]
+    pub kind: PlanKind,
     /// Git commit of the desired world, when known.
     pub source_commit: Option<String>,
     /// Cluster name.
@@ -301,8 +329,18 @@ pub struct Plan {
     pub conflicts: Vec<Conflict>,
     /// Unwanted managed resources that are kept (prune disabled, still in use).
     pub kept: Vec<Kept>,
+    /// Tenants gone from git whose deletion is held back, and why.
+    #[serde(default)]
+    pub held: Vec<Held>,
+    /// Tenants this plan deletes: their namespace and everything in it go
+    /// with their Profile.
+    #[serde(default)]
+    pub deleted_tenants: Vec<String>,
     /// Counts.
     pub summary: Summary,
+    /// With `plan --base`: what the pull request changes, against its base.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<PullRequest>,
     /// Digest of the observed world the plan was computed against
     /// ([`crate::observed::Observed::digest`]); `apply --plan-file` refuses
     /// the plan when the live world no longer has this digest.
@@ -310,10 +348,75 @@ pub struct Plan {
     pub observed_digest: Option<String>,
 }
 
+/// What a pull request changes, against its base revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequest {
+    /// The base revision as given (`origin/main`).
+    pub base: String,
+    /// The base's commit.
+    pub base_commit: String,
+    /// Tenants the pull request adds, removes or changes, with which.
+    pub tenants: Vec<(String, String)>,
+}
+
+/// What a plan means for the commands' exit codes (the same for `plan`,
+/// `drift` and `apply`'s plan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing to do: IAM and the cluster match git.
+    Converged,
+    /// Changes to make, all of them possible.
+    Changes,
+    /// Something git wants cannot be done: conflicts, held deletions.
+    Blocked,
+}
+
+impl Verdict {
+    /// 0 converged, 2 changes, 1 blocked (as `terraform plan
+    /// -detailed-exitcode` treats anything it cannot do as an error).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Converged => 0,
+            Verdict::Changes => 2,
+            Verdict::Blocked => 1,
+        }
+    }
+}
+
 impl Plan {
     /// True when applying would do nothing.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
+    }
+
+    /// Converged, changes, or blocked (conflicts or held deletions).
+    pub fn verdict(&self) -> Verdict {
+        if !self.conflicts.is_empty() || !self.held.is_empty() {
+            Verdict::Blocked
+        } else if !self.changes.is_empty() {
+            Verdict::Changes
+        } else {
+            Verdict::Converged
+        }
+    }
+
+    /// Pull-request mode: `base` is the plan of the base commit against the
+    /// same observed world. Drift is then what the live world changed against
+    /// the base (`base`'s drift); a change of this plan is drift only when the
+    /// base would make the very same change, otherwise it is the pull
+    /// request's own.
+    pub fn against_base(&mut self, base: &Plan, pull_request: PullRequest) {
+        let base_changes: BTreeMap<&str, &Operation> = base
+            .changes
+            .iter()
+            .map(|c| (c.address.as_str(), &c.operation))
+            .collect();
+        for c in &mut self.changes {
+            c.drift = c.drift && base_changes.get(c.address.as_str()) == Some(&&c.operation);
+        }
+        self.drift.clone_from(&base.drift);
+        self.summary.drift = self.drift.len();
+        self.pull_request = Some(pull_request);
     }
 
     /// Reads a plan saved as JSON (`plan --format json`), refusing one of
@@ -367,31 +470,16 @@ pub enum SavedPlanError {
     NoDigest,
 }
 
-/// Why a plan was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlanRefused {
-    /// More tenants would be deleted than allowed.
-    #[error(
-        "refusing to delete {} tenants ({}), more than [prune] max_deletions = {limit}; \
-         if this is intended, re-run with --allow-mass-delete",
-        tenants.len(), tenants.join(", ")
-    )]
-    TooManyDeletions {
-        /// The tenants that would be deleted.
-        tenants: Vec<String>,
-        /// The configured limit.
-        limit: usize,
-    },
-    /// Every tenant would be deleted.
-    #[error(
-        "refusing to delete every tenant ({}): git has no tenants, which usually means an empty or broken tenants/ folder; \
-         if this is intended, re-run with --allow-mass-delete",
-        tenants.join(", ")
-    )]
-    AllTenants {
-        /// The tenants that would be deleted.
-        tenants: Vec<String>,
-    },
+/// A tenant gone from git whose deletion is held back: nothing of it is
+/// deleted, and everything else is planned as usual.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// The tenant.
+    pub tenant: String,
+    /// What would be deleted.
+    pub resources: Vec<String>,
+    /// Why it is held back and what confirms it.
+    pub reason: String,
 }
 
 /// The observed world indexed by name.
@@ -467,21 +555,21 @@ impl Part {
 
 /// Computes the ordered changes that make `observed` equal to `desired`.
 /// See the module docs for the flow, guarantees and errors.
-pub fn plan(
-    desired: &Desired,
-    observed: &Observed,
-    opts: &PlanOptions,
-) -> Result<Plan, PlanRefused> {
+pub fn plan(desired: &Desired, observed: &Observed, opts: &PlanOptions) -> Plan {
     let live = Live::index(observed);
     let removals = prune::Removals::find(desired, observed);
-    removals.check(desired, opts)?;
+    let decision = removals.decide(desired, opts);
 
     let mut out = Part::default();
     let blocked = policies::plan_wanted(&mut out, desired, &live);
     out.extend(plan_tenants(desired, &live, &blocked));
-    let detached = removals.plan(&mut out, desired);
+    let detached = removals.plan(&mut out, desired, &decision);
     policies::plan_unwanted(&mut out, desired, observed, &detached);
-    Ok(finish(desired, opts, out))
+    let mut plan = finish(desired, opts, out);
+    plan.summary.held = decision.held.len();
+    plan.held = decision.held;
+    plan.deleted_tenants = decision.delete.into_iter().collect();
+    plan
 }
 
 /// Plans every tenant in git. Tenants are independent: they are planned on
@@ -587,6 +675,7 @@ fn finish(desired: &Desired, opts: &PlanOptions, out: Part) -> Plan {
         delete: count(Action::Delete),
         drift: drift.len(),
         conflicts: out.conflicts.len(),
+        held: 0,
         tenants_changed: out
             .changes
             .iter()
@@ -596,13 +685,17 @@ fn finish(desired: &Desired, opts: &PlanOptions, out: Part) -> Plan {
     };
     Plan {
         format_version: PLAN_FORMAT_VERSION,
+        kind: PlanKind::Plan,
         source_commit: opts.source_commit.clone(),
         cluster: desired.cluster.clone(),
         changes: out.changes,
         drift,
         conflicts: out.conflicts,
         kept: out.kept,
+        held: Vec::new(),
+        deleted_tenants: Vec::new(),
         summary,
+        pull_request: None,
         observed_digest: None,
     }
 }
@@ -655,6 +748,7 @@ mod tests {
             profiles: BTreeMap::new(),
             prune: true,
             max_deletions: 5,
+            decommissioned: BTreeSet::new(),
         };
         d.policies.insert(
             "s3".into(),
@@ -700,7 +794,7 @@ mod tests {
     }
 
     fn run(d: &Desired, o: &Observed) -> Plan {
-        plan(d, o, &PlanOptions::default()).unwrap()
+        plan(d, o, &PlanOptions::default())
     }
 
     fn addrs(p: &Plan) -> Vec<(Action, String)> {
@@ -730,6 +824,7 @@ mod tests {
         for r in d.roles.values_mut() {
             r.managed_policy_arns.clear();
         }
+        d.decommissioned.insert("a".into());
         let mut o = Observed::converged(&full);
         o.roles.extend(Observed::converged(&d).roles);
         o.profiles.extend(Observed::converged(&d).profiles);
@@ -787,7 +882,9 @@ mod tests {
         );
         // IAM orphans of another cluster are never deleted either (Profiles live
         // in this cluster, so the labelled one is ours).
-        let p = run(&world(&["z"]), &o);
+        let mut d = world(&["z"]);
+        d.decommissioned.insert("a".into());
+        let p = run(&d, &o);
         let deletes: Vec<&str> = p
             .changes
             .iter()
@@ -928,20 +1025,92 @@ mod tests {
     }
 
     #[test]
-    fn guard_counts_tenants_not_resources() {
+    fn a_tenant_gone_from_git_is_held_back_until_git_decommissions_it() {
+        let full = world(&["a", "b"]);
+        let mut o = Observed::converged(&full);
+        // Drift on the tenant that stays: still corrected while `a` is held.
+        o.roles[1].max_session_duration = 7200;
+        let mut d = world(&["b"]);
+        let p = run(&d, &o);
+        assert_eq!(
+            addrs(&p),
+            vec![(
+                Action::Update,
+                "iam_role.b-role.max_session_duration".into()
+            )]
+        );
+        assert_eq!(p.held.len(), 1);
+        assert_eq!(p.held[0].tenant, "a");
+        assert_eq!(p.held[0].resources, vec!["profile.a", "iam_role.a-role"]);
+        assert!(
+            p.held[0].reason.contains("[prune] decommissioned"),
+            "{}",
+            p.held[0].reason
+        );
+        assert_eq!(p.verdict(), Verdict::Blocked);
+        assert!(p.deleted_tenants.is_empty());
+
+        d.decommissioned.insert("a".into());
+        let p = run(&d, &o);
+        assert!(p.held.is_empty());
+        assert_eq!(p.deleted_tenants, vec!["a"]);
+        let deletes: Vec<String> = p
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Delete)
+            .map(|c| c.address.clone())
+            .collect();
+        assert_eq!(deletes[0], "profile.a", "the Profile goes first");
+        assert_eq!(deletes.last().unwrap(), "iam_role.a-role");
+        assert!(
+            p.changes[0..]
+                .iter()
+                .any(|c| c.reason.contains("deletes namespace `a`"))
+        );
+        assert_eq!(p.verdict(), Verdict::Changes);
+    }
+
+    #[test]
+    fn guard_counts_tenants_not_resources_and_holds_without_stopping_the_rest() {
         let full = world(&["a", "b", "c", "d"]);
         let mut d = world(&["d"]);
+        d.decommissioned = ["a", "b", "c"].map(String::from).into();
         d.max_deletions = 2;
-        let err = plan(&d, &Observed::converged(&full), &PlanOptions::default()).unwrap_err();
+        let mut o = Observed::converged(&full);
+        o.roles[3].max_session_duration = 7200;
+        let p = plan(&d, &o, &PlanOptions::default());
         assert_eq!(
-            err,
-            PlanRefused::TooManyDeletions {
-                tenants: vec!["a".into(), "b".into(), "c".into()],
-                limit: 2
-            }
+            p.held.iter().map(|h| h.tenant.as_str()).collect::<Vec<_>>(),
+            vec!["a", "b", "c"]
         );
+        assert!(
+            p.held[0].reason.contains("max_deletions = 2"),
+            "{:?}",
+            p.held
+        );
+        assert_eq!(
+            addrs(&p),
+            vec![(
+                Action::Update,
+                "iam_role.d-role.max_session_duration".into()
+            )],
+            "the drift of `d` is corrected all the same"
+        );
+        let allowed = PlanOptions {
+            allow_mass_delete: true,
+            ..Default::default()
+        };
+        assert_eq!(plan(&d, &o, &allowed).deleted_tenants.len(), 3);
         d.max_deletions = 3;
-        assert!(plan(&d, &Observed::converged(&full), &PlanOptions::default()).is_ok());
+        let p = plan(&d, &o, &PlanOptions::default());
+        assert!(p.held.is_empty() && p.deleted_tenants.len() == 3);
+        // No tenant left in git: held, however many are allowed.
+        let mut empty = world(&[]);
+        empty.decommissioned = ["a", "b", "c", "d"].map(String::from).into();
+        empty.max_deletions = 100;
+        let p = plan(&empty, &o, &PlanOptions::default());
+        assert_eq!(p.held.len(), 4);
+        assert!(p.changes.iter().all(|c| c.action != Action::Delete));
     }
 
     #[test]
@@ -953,7 +1122,9 @@ mod tests {
             .find(|p| p.name == "a")
             .unwrap()
             .deleting = true;
-        let p = run(&world(&["b"]), &o);
+        let mut d = world(&["b"]);
+        d.decommissioned.insert("a".into());
+        let p = run(&d, &o);
         assert!(!addrs(&p).contains(&(Action::Delete, "profile.a".into())));
         assert_eq!(p.kept[0].address, "profile.a");
         // The role is still deleted after: the executor waits for the Profile to be gone.

@@ -190,6 +190,29 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The operation's name, as its `op` tag (`attach_policy`).
+    pub fn name(&self) -> &'static str {
+        use Operation::*;
+        match self {
+            CreatePolicy { .. } => "create_policy",
+            UpdatePolicy { .. } => "update_policy",
+            DeletePolicy { .. } => "delete_policy",
+            CreateRole { .. } => "create_role",
+            DeleteRole { .. } => "delete_role",
+            UpdateTrustPolicy { .. } => "update_trust_policy",
+            PutBoundary { .. } => "put_boundary",
+            DeleteBoundary { .. } => "delete_boundary",
+            SetMaxSessionDuration { .. } => "set_max_session_duration",
+            UpdateRoleTags { .. } => "update_role_tags",
+            AttachPolicy { .. } => "attach_policy",
+            DetachPolicy { .. } => "detach_policy",
+            PutInlinePolicy { .. } => "put_inline_policy",
+            DeleteInlinePolicy { .. } => "delete_inline_policy",
+            ApplyProfile { .. } => "apply_profile",
+            DeleteProfile { .. } => "delete_profile",
+        }
+    }
+
     /// The resource this operation acts on.
     pub fn resource(&self) -> Resource {
         use Operation::*;
@@ -292,6 +315,11 @@ mod tests {
             r#"{"op":"attach_policy","role":"r","arn":"arn:aws:iam::aws:policy/X"}"#
         );
         assert_eq!(serde_json::from_str::<Operation>(&text).unwrap(), op);
+        assert_eq!(
+            serde_json::to_value(&op).unwrap()["op"],
+            op.name(),
+            "name() is the op tag"
+        );
         assert_eq!(
             op.resource().to_string(),
             "iam_role.r.attachment[arn:aws:iam::aws:policy/X]"

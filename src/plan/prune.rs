@@ -1,10 +1,16 @@
-//! Tenants gone from git: found and judged before anything is planned (the
-//! prune guard), planned last (Profile first, then the role and what hangs
-//! on it).
+//! Tenants gone from git: found and judged before anything is planned,
+//! planned last (Profile first, then the role and what hangs on it).
+//!
+//! A tenant's Profile owns its namespace, so deleting a tenant deletes the
+//! namespace and everything in it. Git must say so: only a tenant listed in
+//! `[prune] decommissioned` is deleted, and none while more than `[prune]
+//! max_deletions` would go at once (or every tenant would). Every other
+//! removal is held back ([`Held`]): reported each time, never deleted, and
+//! never in the way of the rest of the plan.
 
 use super::desired::Desired;
 use super::observed::{Observed, ObservedProfile, ObservedRole};
-use super::{Part, PlanOptions, PlanRefused, Resource, profile, role};
+use super::{Held, Part, PlanOptions, Resource, profile, role};
 use crate::ownership::{TAG_TENANT, owns_labels, owns_tags};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,6 +20,15 @@ pub(super) struct Removals<'o> {
     roles: BTreeMap<String, Vec<&'o ObservedRole>>,
     /// Managed Profiles of tenants no longer in git.
     profiles: BTreeMap<String, &'o ObservedProfile>,
+}
+
+/// What the guard decided for the tenants gone from git.
+#[derive(Debug, Default)]
+pub(super) struct Decision {
+    /// Tenants to delete (confirmed in git, within the guard).
+    pub delete: BTreeSet<String>,
+    /// Tenants held back, with why.
+    pub held: Vec<Held>,
 }
 
 impl<'o> Removals<'o> {
@@ -46,43 +61,96 @@ impl<'o> Removals<'o> {
         self.roles.keys().chain(self.profiles.keys()).collect()
     }
 
-    /// The tenants that are gone from git altogether (not merely renamed roles).
-    fn removed_tenants(&self, desired: &Desired) -> Vec<String> {
-        self.tenants()
-            .into_iter()
-            .filter(|t| !desired.roles.contains_key(*t))
-            .cloned()
-            .collect()
+    /// The addresses of what removing `tenant` would delete.
+    fn resources(&self, tenant: &str) -> Vec<String> {
+        let profile = self.profiles.get(tenant).map(|p| {
+            Resource::Profile {
+                name: p.name.clone(),
+            }
+            .to_string()
+        });
+        let roles = self.roles.get(tenant).into_iter().flatten().map(|r| {
+            Resource::Role {
+                name: r.name.clone(),
+            }
+            .to_string()
+        });
+        profile.into_iter().chain(roles).collect()
     }
 
-    /// The prune guard: refuses deleting every tenant, or more than
-    /// `[prune] max_deletions`, unless the options allow it.
-    pub(super) fn check(&self, desired: &Desired, opts: &PlanOptions) -> Result<(), PlanRefused> {
-        if !desired.prune || opts.allow_mass_delete {
-            return Ok(());
+    /// The guard: which tenants gone from git are deleted and which are held
+    /// back. (Roles of tenants still in git whose name changed are not
+    /// tenant deletions: they go without confirmation.)
+    pub(super) fn decide(&self, desired: &Desired, opts: &PlanOptions) -> Decision {
+        let mut decision = Decision::default();
+        if !desired.prune {
+            return decision;
         }
-        let tenants = self.removed_tenants(desired);
-        if tenants.is_empty() {
-            Ok(())
+        let removed: Vec<&String> = self
+            .tenants()
+            .into_iter()
+            .filter(|t| !desired.roles.contains_key(*t))
+            .collect();
+        let (confirmed, unconfirmed): (Vec<&String>, Vec<&String>) = removed
+            .into_iter()
+            .partition(|t| desired.decommissioned.contains(*t));
+        for t in unconfirmed {
+            decision.held.push(Held {
+                tenant: t.clone(),
+                resources: self.resources(t),
+                reason: format!(
+                    "tenant `{t}` is no longer in git, but kftenant deletes a tenant (and its namespace with everything in it) only when git confirms it: add \"{t}\" to [prune] decommissioned in kftenant.toml to delete it, or restore its file to keep it"
+                ),
+            });
+        }
+        let refusal = if opts.allow_mass_delete || confirmed.is_empty() {
+            None
         } else if desired.roles.is_empty() {
-            Err(PlanRefused::AllTenants { tenants })
-        } else if tenants.len() > desired.max_deletions {
-            Err(PlanRefused::TooManyDeletions {
-                tenants,
-                limit: desired.max_deletions,
-            })
+            Some(format!(
+                "every tenant would be deleted ({} of them) and git has none left, which usually means an empty or broken tenants/ folder; run with --allow-mass-delete if this is intended",
+                confirmed.len()
+            ))
+        } else if confirmed.len() > desired.max_deletions {
+            Some(format!(
+                "{} tenants would be deleted at once, more than [prune] max_deletions = {}; raise max_deletions in kftenant.toml (in the same pull request) or run with --allow-mass-delete",
+                confirmed.len(),
+                desired.max_deletions
+            ))
         } else {
-            Ok(())
+            None
+        };
+        for t in confirmed {
+            match &refusal {
+                Some(why) => decision.held.push(Held {
+                    tenant: t.clone(),
+                    resources: self.resources(t),
+                    reason: format!("tenant `{t}` is decommissioned, but {why}"),
+                }),
+                None => {
+                    decision.delete.insert(t.clone());
+                }
+            }
         }
+        decision
     }
 
     /// Plans the removals, tenant by tenant: the Profile first, then each
-    /// role with its attachments and inline policies. Returns how many
-    /// attachments of each policy ARN the plan removes.
-    pub(super) fn plan(&self, out: &mut Part, desired: &Desired) -> BTreeMap<String, usize> {
+    /// role with its attachments and inline policies. Held tenants get
+    /// nothing. Returns how many attachments of each policy ARN the plan
+    /// removes.
+    pub(super) fn plan(
+        &self,
+        out: &mut Part,
+        desired: &Desired,
+        decision: &Decision,
+    ) -> BTreeMap<String, usize> {
         const PRUNE_DISABLED: &str = "no longer in git; [prune] enabled = false";
+        let held: BTreeSet<&str> = decision.held.iter().map(|h| h.tenant.as_str()).collect();
         let mut detached: BTreeMap<String, usize> = BTreeMap::new();
         for tenant in self.tenants() {
+            if held.contains(tenant.as_str()) {
+                continue;
+            }
             if let Some(p) = self.profiles.get(tenant) {
                 let res = Resource::Profile {
                     name: p.name.clone(),
@@ -92,8 +160,14 @@ impl<'o> Removals<'o> {
                 } else if p.deleting {
                     out.keep(&res, "already being deleted (waiting for finalizers)");
                 } else {
-                    out.changes
-                        .push(profile::delete(p, tenant, "no longer in git"));
+                    out.changes.push(profile::delete(
+                        p,
+                        tenant,
+                        &format!(
+                            "tenant `{tenant}` is decommissioned in kftenant.toml: deletes namespace `{}` and everything in it (notebooks, volumes, pipelines)",
+                            p.name
+                        ),
+                    ));
                 }
             }
             for r in self.roles.get(tenant).into_iter().flatten() {
@@ -109,7 +183,7 @@ impl<'o> Removals<'o> {
                 let why = if desired.roles.contains_key(tenant) {
                     "role name no longer rendered from git (tenant renamed or role_name_template changed)"
                 } else {
-                    "tenant no longer in git"
+                    "tenant decommissioned in kftenant.toml"
                 };
                 for arn in &r.attached_policy_arns {
                     *detached.entry(arn.clone()).or_default() += 1;

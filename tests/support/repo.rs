@@ -61,6 +61,44 @@ impl Repo {
         self.dir.path().join(rel)
     }
 
+    /// Removes tenants (their files) and confirms their deletion in git
+    /// (`[prune] decommissioned`), as a pull request that decommissions them does.
+    pub fn decommission(&self, bases: &[&str]) {
+        for base in bases {
+            let file = self
+                .tenant_file(base)
+                .unwrap_or_else(|| panic!("no file defines tenant {base}"));
+            let text = std::fs::read_to_string(&file).unwrap();
+            // A file may define more than one tenant; only whole files are removed here.
+            assert_eq!(
+                text.matches("kind: Tenant").count(),
+                1,
+                "{file:?} defines more than {base}"
+            );
+            std::fs::remove_file(file).unwrap();
+        }
+        let names: Vec<String> = bases
+            .iter()
+            .map(|b| format!("{:?}", self.tenant(b)))
+            .collect();
+        let cfg = self.file("kftenant.toml");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let text = text.replace(
+            "[prune]\n",
+            &format!("[prune]\ndecommissioned = [{}]\n", names.join(", ")),
+        );
+        std::fs::write(&cfg, text).unwrap();
+    }
+
+    /// The file under tenants/ that defines tenant `base`.
+    pub fn tenant_file(&self, base: &str) -> Option<PathBuf> {
+        let needle = format!("  name: {}\n", self.tenant(base));
+        std::fs::read_dir(self.file("tenants"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| std::fs::read_to_string(p).unwrap().contains(&needle))
+    }
+
     pub fn desired(&self) -> kftenant::plan::desired::Desired {
         kftenant::plan::desired::render(
             &kftenant::model::load_dir(self.dir.path()).expect("test repo is valid"),
