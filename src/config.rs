@@ -719,7 +719,7 @@ mod shape {
                                 .find(|a| self.types(a).iter().any(|t| t == "object"))
                         })
                         .unwrap_or(schema);
-                    self.table(&t, v.span(), obj, path, diags);
+                    self.table(t, v.span(), obj, path, diags);
                 }
                 DeValue::Array(items) => {
                     if let Some(item) = schema.get("items") {
