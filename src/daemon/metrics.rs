@@ -283,4 +283,32 @@ mod tests {
             "one applied commit series"
         );
     }
+
+    #[test]
+    fn the_shipped_alerts_name_metrics_that_exist() {
+        let m = Metrics::new(Arc::new(CallCounter::default()));
+        // Labelled families show once they have a series.
+        m.cycle("success", 1.0);
+        m.error("Throttling");
+        m.applied("abc");
+        m.webhook("accepted");
+        let text = m.encode();
+        let rules = include_str!("../../deploy/monitoring/prometheusrule.yaml");
+        let mut named = 0;
+        for (i, _) in rules.match_indices("kftenant_") {
+            let name: String = rules[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            named += 1;
+            // Counters are typed by their name without `_total`.
+            let family = name.strip_suffix("_total").unwrap_or(&name);
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(&format!("# TYPE {family} "))),
+                "the alert rules name `{name}`, which /metrics does not expose:\n{text}"
+            );
+        }
+        assert!(named >= 5, "{named} metric names in the rules");
+    }
 }

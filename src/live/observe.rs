@@ -62,6 +62,11 @@ pub struct Scope {
     pub profile_names: BTreeSet<String>,
     /// Cluster name (the value of the `kftenant.io/cluster` label).
     pub cluster: String,
+    /// Managed policy ARNs (attachments, boundaries) the desired world names
+    /// that are not repo policies: checked to exist.
+    pub external_policy_arns: BTreeSet<String>,
+    /// The account the roles live in (its own customer-managed policies can be checked).
+    pub account_id: String,
 }
 
 impl Scope {
@@ -81,6 +86,20 @@ impl Scope {
                 .collect(),
             profile_names: desired.profiles.keys().cloned().collect(),
             cluster: desired.cluster.clone(),
+            external_policy_arns: desired
+                .roles
+                .values()
+                .flat_map(|r| r.managed_policy_arns.iter().chain(&r.permissions_boundary))
+                .filter(|arn| !desired.policies.values().any(|p| p.arn == **arn))
+                .cloned()
+                .collect(),
+            account_id: desired
+                .roles
+                .values()
+                .next()
+                .and_then(|r| r.arn.split(':').nth(4))
+                .unwrap_or_default()
+                .to_string(),
         }
     }
 
@@ -117,17 +136,93 @@ pub async fn observe(clients: &Clients, scope: &Scope, mode: IamMode) -> Result<
         },
         observe_profiles(clients, scope)
     );
-    let (mut roles, mut policies) = iam?;
+    let (mut roles, mut policies, local_arns) = iam?;
     let mut profiles = profiles?;
     roles.sort_by(|a, b| a.name.cmp(&b.name));
     policies.sort_by(|a, b| a.name.cmp(&b.name));
     profiles.sort_by(|a, b| a.name.cmp(&b.name));
+    let missing_policies = missing_policies(clients, scope, &roles, &policies, local_arns).await?;
     Ok(Observed {
         format_version: SNAPSHOT_FORMAT_VERSION,
         roles,
         policies,
         profiles,
+        missing_policies,
     })
+}
+
+/// The managed policies the desired world names that do not exist, so the
+/// plan shows a tenant that cannot be applied instead of an apply failing
+/// half-way. A policy attached to any role read (or read itself) exists;
+/// only the others are looked up, in bulk: `ListPolicies` of AWS's policies
+/// (two pages), and the account's own from the bulk read (or one
+/// `ListPolicies` of them on the per-role path). A converged world costs no
+/// call. Policies of other accounts cannot be listed and are taken as they are.
+async fn missing_policies(
+    clients: &Clients,
+    scope: &Scope,
+    roles: &[ObservedRole],
+    policies: &[ObservedPolicy],
+    local_arns: Option<BTreeSet<String>>,
+) -> Result<Vec<String>, Error> {
+    let known: BTreeSet<&str> = roles
+        .iter()
+        .flat_map(|r| r.attached_policy_arns.iter().chain(&r.permissions_boundary))
+        .chain(policies.iter().map(|p| &p.arn))
+        .map(String::as_str)
+        .collect();
+    let unknown: Vec<&String> = scope
+        .external_policy_arns
+        .iter()
+        .filter(|a| !known.contains(a.as_str()))
+        .collect();
+    let account_of = |arn: &str| arn.split(':').nth(4).unwrap_or_default().to_string();
+    let aws: Vec<&String> = unknown
+        .iter()
+        .copied()
+        .filter(|a| account_of(a) == "aws")
+        .collect();
+    let local: Vec<&String> = unknown
+        .iter()
+        .copied()
+        .filter(|a| account_of(a) == scope.account_id)
+        .collect();
+    let mut missing = Vec::new();
+    if !aws.is_empty() {
+        let existing = list_policy_arns(clients, aws_sdk_iam::types::PolicyScopeType::Aws).await?;
+        missing.extend(aws.into_iter().filter(|a| !existing.contains(*a)).cloned());
+    }
+    if !local.is_empty() {
+        let existing = match local_arns {
+            Some(arns) => arns,
+            None => list_policy_arns(clients, aws_sdk_iam::types::PolicyScopeType::Local).await?,
+        };
+        missing.extend(
+            local
+                .into_iter()
+                .filter(|a| !existing.contains(*a))
+                .cloned(),
+        );
+    }
+    missing.sort();
+    Ok(missing)
+}
+
+/// The ARNs of every managed policy of a scope (`AWS` or `Local`).
+async fn list_policy_arns(
+    clients: &Clients,
+    scope: aws_sdk_iam::types::PolicyScopeType,
+) -> Result<BTreeSet<String>, Error> {
+    let pages = all_pages!(
+        clients,
+        "ListPolicies",
+        clients.iam.list_policies().scope(scope).max_items(1000)
+    );
+    Ok(pages
+        .iter()
+        .flat_map(|p| p.policies())
+        .filter_map(|p| p.arn().map(String::from))
+        .collect())
 }
 
 /// One page of `GetAccountAuthorizationDetails`, reduced to what we keep.
@@ -137,28 +232,29 @@ pub struct AuthPage {
     pub roles: Vec<ObservedRole>,
     /// Policies on this page (tags not known yet).
     pub policies: Vec<ObservedPolicy>,
+    /// The ARN of every customer-managed policy on this page, read or not.
+    pub local_arns: Vec<String>,
     /// The marker of the next page, when the response was truncated.
     pub next: Option<String>,
 }
 
 /// Follows `Marker` until `IsTruncated` is false, with a bound so a broken
 /// server cannot loop us forever.
-pub async fn paginate<F, Fut>(
-    mut fetch: F,
-) -> Result<(Vec<ObservedRole>, Vec<ObservedPolicy>), Error>
+pub async fn paginate<F, Fut>(mut fetch: F) -> Result<AuthPage, Error>
 where
     F: FnMut(Option<String>) -> Fut,
     Fut: std::future::Future<Output = Result<AuthPage, Error>>,
 {
     const MAX_PAGES: usize = 10_000;
-    let (mut roles, mut policies, mut marker) = (Vec::new(), Vec::new(), None);
+    let (mut all, mut marker) = (AuthPage::default(), None);
     for _ in 0..MAX_PAGES {
         let page = fetch(marker.take()).await?;
-        roles.extend(page.roles);
-        policies.extend(page.policies);
+        all.roles.extend(page.roles);
+        all.policies.extend(page.policies);
+        all.local_arns.extend(page.local_arns);
         match page.next {
             Some(m) => marker = Some(m),
-            None => return Ok((roles, policies)),
+            None => return Ok(all),
         }
     }
     Err(Error::Unbounded {
@@ -238,6 +334,7 @@ async fn auth_page(
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| arn.rsplit('/').next().unwrap_or_default());
         let path = p.path().unwrap_or_default();
+        page.local_arns.push(arn.to_string());
         if !scope.wants_policy(path, name) {
             continue;
         }
@@ -279,11 +376,21 @@ fn sort_versions(ids: &mut [String]) {
     ids.sort_by_key(|v| v.trim_start_matches('v').parse::<u64>().unwrap_or(u64::MAX));
 }
 
-async fn observe_iam_bulk(
-    clients: &Clients,
-    scope: &Scope,
-) -> Result<(Vec<ObservedRole>, Vec<ObservedPolicy>), Error> {
-    let (mut roles, mut policies) = paginate(|marker| auth_page(clients, scope, marker)).await?;
+/// Roles and policies, and the ARN of every customer-managed policy of the
+/// account when the read listed them all (the bulk read does).
+type IamWorld = (
+    Vec<ObservedRole>,
+    Vec<ObservedPolicy>,
+    Option<BTreeSet<String>>,
+);
+
+async fn observe_iam_bulk(clients: &Clients, scope: &Scope) -> Result<IamWorld, Error> {
+    let AuthPage {
+        mut roles,
+        mut policies,
+        local_arns,
+        ..
+    } = paginate(|marker| auth_page(clients, scope, marker)).await?;
     let durations = list_role_durations(clients, &scope.path).await?;
     for r in &mut roles {
         r.max_session_duration = match durations.get(&r.name) {
@@ -300,7 +407,7 @@ async fn observe_iam_bulk(
     for p in policies.iter_mut().filter(|p| p.description != marker) {
         p.tags = Some(policy_tags(clients, &p.arn).await?);
     }
-    Ok((roles, policies))
+    Ok((roles, policies, Some(local_arns.into_iter().collect())))
 }
 
 async fn list_role_durations(
@@ -398,10 +505,7 @@ async fn fill_role_policies(clients: &Clients, role: &mut ObservedRole) -> Resul
     Ok(())
 }
 
-async fn observe_iam_per_role(
-    clients: &Clients,
-    scope: &Scope,
-) -> Result<(Vec<ObservedRole>, Vec<ObservedPolicy>), Error> {
+async fn observe_iam_per_role(clients: &Clients, scope: &Scope) -> Result<IamWorld, Error> {
     let pages = all_pages!(
         clients,
         "ListRoles",
@@ -506,7 +610,7 @@ async fn observe_iam_per_role(
             });
         }
     }
-    Ok((roles, policies))
+    Ok((roles, policies, None))
 }
 
 fn to_profile(o: DynamicObject) -> ObservedProfile {
@@ -577,7 +681,7 @@ mod tests {
             inline_policies: BTreeMap::new(),
         };
         let mut seen = Vec::new();
-        let (roles, _) = paginate(|marker| {
+        let AuthPage { roles, .. } = paginate(|marker| {
             seen.push(marker.clone());
             let page = match marker.as_deref() {
                 None => AuthPage {

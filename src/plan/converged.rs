@@ -78,6 +78,7 @@ impl Observed {
             roles,
             policies,
             profiles,
+            missing_policies: Vec::new(),
         }
     }
 }

@@ -490,6 +490,8 @@ struct Live<'o> {
     policies: BTreeMap<String, &'o ObservedPolicy>,
     /// Profiles by name.
     profiles: BTreeMap<&'o str, &'o ObservedProfile>,
+    /// Managed policies named in git that do not exist.
+    missing_policies: BTreeSet<&'o str>,
 }
 
 impl<'o> Live<'o> {
@@ -509,6 +511,11 @@ impl<'o> Live<'o> {
                 .profiles
                 .iter()
                 .map(|p| (p.name.as_str(), p))
+                .collect(),
+            missing_policies: observed
+                .missing_policies
+                .iter()
+                .map(String::as_str)
                 .collect(),
         }
     }
@@ -615,6 +622,7 @@ fn plan_tenant(
     live: &Live<'_>,
     blocked: &BTreeSet<String>,
 ) {
+    let missing = &live.missing_policies;
     let cluster = desired.cluster.as_str();
     let role = &desired.roles[tenant];
     let profile = &desired.profiles[tenant];
@@ -626,6 +634,23 @@ fn plan_tenant(
     }
     if let Some(lp) = live_profile.filter(|p| !owns_labels(&p.labels, cluster)) {
         profile::conflict(out, cluster, lp);
+    }
+    for arn in role
+        .managed_policy_arns
+        .iter()
+        .chain(role.permissions_boundary.iter())
+        .filter(|arn| missing.contains(arn.as_str()))
+    {
+        out.conflict(
+            &Resource::RoleAttachment {
+                role: role.name.clone(),
+                policy_arn: arn.clone(),
+            },
+            Some(tenant),
+            format!(
+                "tenant `{tenant}` names policy `{arn}`, which does not exist (IAM says so); nothing of the tenant is changed until the ARN in its file is fixed"
+            ),
+        );
     }
     for arn in role
         .managed_policy_arns
@@ -1022,6 +1047,34 @@ mod tests {
             Some(&(Action::Create, "iam_role.a-new-role".into()))
         );
         assert_eq!(a.last(), Some(&(Action::Delete, "iam_role.a-role".into())));
+    }
+
+    #[test]
+    fn a_policy_iam_does_not_have_blocks_its_tenant_only() {
+        let mut d = world(&["a", "b"]);
+        let typo = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAcess".to_string();
+        d.roles
+            .get_mut("a")
+            .unwrap()
+            .managed_policy_arns
+            .insert(typo.clone());
+        let o = Observed {
+            missing_policies: vec![typo.clone()],
+            ..Default::default()
+        };
+        let p = run(&d, &o);
+        assert_eq!(p.conflicts.len(), 1);
+        assert_eq!(
+            p.conflicts[0].address,
+            format!("iam_role.a-role.attachment[{typo}]")
+        );
+        assert!(p.conflicts[0].reason.contains("does not exist"));
+        assert!(
+            p.changes.iter().all(|c| c.tenant.as_deref() != Some("a")),
+            "nothing of `a` is created"
+        );
+        assert!(p.changes.iter().any(|c| c.tenant.as_deref() == Some("b")));
+        assert_eq!(p.verdict(), Verdict::Blocked);
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct Observed {
     /// Kubeflow Profiles (managed ones, or with a name kftenant wants).
     #[serde(default)]
     pub profiles: Vec<ObservedProfile>,
+    /// Managed policy ARNs the desired world names that IAM says do not exist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_policies: Vec<String>,
 }
 
 /// A role as IAM describes it.
@@ -170,12 +173,15 @@ impl Observed {
             roles: Vec<&'a ObservedRole>,
             policies: Vec<&'a ObservedPolicy>,
             profiles: Vec<&'a ObservedProfile>,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            missing_policies: &'a [String],
         }
         let sorted = Sorted {
             format_version: self.format_version,
             roles: by_name(&self.roles, |r| &r.name),
             policies: by_name(&self.policies, |p| &p.name),
             profiles: by_name(&self.profiles, |p| &p.name),
+            missing_policies: &self.missing_policies,
         };
         serde_json::to_writer_pretty(&mut w, &sorted)?;
         w.write_all(b"\n")
