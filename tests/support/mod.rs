@@ -1,7 +1,8 @@
 //! Test harness for integration tests against the real local stack.
 //!
-//! One stack (etcd, kube-apiserver, moto; see `scripts/stack`) per test binary,
-//! started on first use and shared by its tests. Each test takes a [`World`]:
+//! One stack (etcd, kube-apiserver, moto, Kubeflow's profile controller and
+//! KFAM; see `scripts/stack`) per test binary, started on first use and shared
+//! by its tests. Each test takes a [`World`]:
 //! a unique name prefix for its cluster-scoped Kubernetes objects, its own moto
 //! account, and an [`IamProxy`] in front of moto that puts the test's calls in
 //! that account and counts them. kftenant itself is pointed at the world with
@@ -23,6 +24,7 @@
 
 pub mod git_http;
 pub mod git_ssh;
+pub mod kubeflow;
 pub mod proxy;
 pub mod repo;
 
@@ -280,25 +282,7 @@ impl World {
     /// An IAM client that goes through this world's proxy, with a fast
     /// standard retry policy of `max_attempts` attempts.
     pub async fn iam_client(&self, max_attempts: u32) -> aws_sdk_iam::Client {
-        use aws_config::retry::RetryConfig;
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(self.proxy.endpoint())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_iam::config::Credentials::new(
-                "testing",
-                "testing",
-                None,
-                None,
-                "kftenant-tests",
-            ))
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(max_attempts)
-                    .with_initial_backoff(Duration::from_millis(10)),
-            )
-            .load()
-            .await;
-        aws_sdk_iam::Client::new(&config)
+        iam_client_at(&self.proxy.endpoint(), max_attempts).await
     }
 
     /// Create the EKS cluster's IAM OIDC provider in this world's account (the
@@ -315,4 +299,28 @@ impl World {
         out.open_id_connect_provider_arn
             .expect("CreateOpenIDConnectProvider returns an ARN")
     }
+}
+
+/// An IAM client for `endpoint` (moto, a proxy, the controller's router) with
+/// dummy keys and a fast standard retry policy of `max_attempts` attempts.
+pub async fn iam_client_at(endpoint: &str, max_attempts: u32) -> aws_sdk_iam::Client {
+    use aws_config::retry::RetryConfig;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_iam::config::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "kftenant-tests",
+        ))
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(max_attempts)
+                .with_initial_backoff(Duration::from_millis(10)),
+        )
+        .load()
+        .await;
+    aws_sdk_iam::Client::new(&config)
 }
