@@ -153,6 +153,18 @@ impl Drop for Daemon {
 }
 
 fn start(world: &World, remote: &Path, cache: &Path, interval: &str, extra: &[&str]) -> Daemon {
+    start_with_log(world, remote, cache, interval, extra, None)
+}
+
+/// [`start`], with the daemon's standard error (its logs) in `log` when given.
+fn start_with_log(
+    world: &World,
+    remote: &Path,
+    cache: &Path,
+    interval: &str,
+    extra: &[&str],
+    log: Option<&Path>,
+) -> Daemon {
     let port = free_port();
     let secret = cache.join("secret");
     std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
@@ -172,7 +184,10 @@ fn start(world: &World, remote: &Path, cache: &Path, interval: &str, extra: &[&s
     ])
     .args(extra)
     .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    .stderr(match log {
+        Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+        None => Stdio::null(),
+    });
     let child = cmd.spawn().expect("kftenant run starts");
     let d = Daemon { child, port };
     wait_for("the daemon to listen", Duration::from_secs(20), || {
@@ -532,4 +547,167 @@ async fn two_replicas_one_writer_and_failover() {
                 .any(|p| p.policy_arn() == Some("arn:aws:iam::aws:policy/AdministratorAccess"))
         },
     );
+}
+
+/// The JSON log lines of a daemon (`--log-format json`).
+fn log_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_deletion_stops_nothing_else_and_every_write_is_audited() {
+    let (world, iam, repo) = setup("held").await;
+    let remote = repo.dir.path();
+    let cache = tempfile::tempdir().unwrap();
+    let log = cache.path().join("daemon.log");
+    let d = start_with_log(
+        &world,
+        remote,
+        cache.path(),
+        "2s",
+        &["--log-format", "json"],
+        Some(&log),
+    );
+    converged(&world, &repo, d.port, &head(remote));
+
+    // A tenant's file is removed without decommissioning it, and someone
+    // attaches AdministratorAccess by hand to another tenant's role.
+    let forecasting = repo.role("forecasting");
+    std::fs::remove_file(repo.tenant_file("forecasting").unwrap()).unwrap();
+    commit_all(remote, "forecasting's file is gone (moved? lost?)");
+    let recommendations = repo.role("recommendations");
+    iam.attach_role_policy()
+        .role_name(&recommendations)
+        .policy_arn("arn:aws:iam::aws:policy/AdministratorAccess")
+        .send()
+        .await
+        .unwrap();
+    // The drift is healed all the same.
+    wait_for(
+        "the hand-made attachment to be removed",
+        Duration::from_secs(60),
+        || {
+            let rt = tokio::runtime::Handle::current();
+            let attached = tokio::task::block_in_place(|| {
+                rt.block_on(
+                    iam.list_attached_role_policies()
+                        .role_name(&recommendations)
+                        .send(),
+                )
+                .expect("list attached policies")
+            });
+            !attached
+                .attached_policies()
+                .iter()
+                .any(|a| a.policy_arn() == Some("arn:aws:iam::aws:policy/AdministratorAccess"))
+        },
+    );
+    // The held deletion is visible: /status, the metric, a WARN line; nothing was deleted.
+    let st = status(d.port);
+    assert_eq!(
+        st["held_deletions"][0]["tenant"],
+        repo.tenant("forecasting"),
+        "{st:#}"
+    );
+    assert_eq!(st["last_plan_summary"]["held"], 1, "{st:#}");
+    let (_, metrics) = http(d.port, "GET", "/metrics", &[], b"");
+    assert!(
+        metrics.lines().any(|l| l == "kftenant_held_deletions 1"),
+        "{metrics}"
+    );
+    iam.get_role()
+        .role_name(&forecasting)
+        .send()
+        .await
+        .expect("role kept");
+    let lines = log_lines(&log);
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN"
+            && l["message"] == "deletion held back"
+            && l["tenant"] == repo.tenant("forecasting")),
+        "no WARN line for the held deletion"
+    );
+    let detach = lines
+        .iter()
+        .find(|l| l["target"] == "kftenant::audit" && l["op"] == "detach_policy")
+        .expect("an audit line for the detach");
+    assert_eq!(detach["result"], "done");
+    assert_eq!(detach["tenant"], repo.tenant("recommendations"));
+    assert_eq!(detach["commit"], head(remote));
+    assert!(detach["duration_ms"].is_u64());
+
+    // Git confirms: the tenant goes, Profile first, and the Profile gets an Event.
+    repo.decommission_listed_only(&["forecasting"]);
+    commit_all(remote, "decommission forecasting");
+    converged(&world, &repo, d.port, &head(remote));
+    let err = iam
+        .get_role()
+        .role_name(&forecasting)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_iam::error::ProvideErrorMetadata::code(&err),
+        Some("NoSuchEntity")
+    );
+    let lines = log_lines(&log);
+    let ops: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["target"] == "kftenant::audit" && l["tenant"] == repo.tenant("forecasting"))
+        .filter_map(|l| l["op"].as_str())
+        .collect();
+    assert_eq!(ops.first(), Some(&"delete_profile"), "{ops:?}");
+    assert_eq!(ops.last(), Some(&"delete_role"), "{ops:?}");
+    let events = world.stack.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        &format!("involvedObject.name={}", repo.tenant("forecasting")),
+        "-o",
+        "json",
+    ]);
+    let events: serde_json::Value = serde_json::from_str(&events).unwrap();
+    assert!(
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["reason"] == "Deleted" && e["source"]["component"] == "kftenant"),
+        "{events:#}"
+    );
+}
+
+#[test]
+fn an_empty_webhook_secret_or_token_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    for flag in ["--webhook-secret-file", "--git-token-file"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kftenant"))
+            .args([
+                "run",
+                "--repo",
+                "/nonexistent",
+                flag,
+                empty.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{flag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("is empty: refusing to start"), "{flag}: {err}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_kftenant"))
+        .args(["run", "--repo", "/nonexistent"])
+        .env("KFTENANT_GIT_TOKEN", " ")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KFTENANT_GIT_TOKEN is set but empty"));
 }

@@ -61,6 +61,21 @@ impl Repo {
         self.dir.path().join(rel)
     }
 
+    /// Lists tenants in `[prune] decommissioned` (their files already gone).
+    pub fn decommission_listed_only(&self, bases: &[&str]) {
+        let names: Vec<String> = bases
+            .iter()
+            .map(|b| format!("{:?}", self.tenant(b)))
+            .collect();
+        let cfg = self.file("kftenant.toml");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let text = text.replace(
+            "[prune]\n",
+            &format!("[prune]\ndecommissioned = [{}]\n", names.join(", ")),
+        );
+        std::fs::write(&cfg, text).unwrap();
+    }
+
     /// Removes tenants (their files) and confirms their deletion in git
     /// (`[prune] decommissioned`), as a pull request that decommissions them does.
     pub fn decommission(&self, bases: &[&str]) {
