@@ -32,6 +32,9 @@ pub struct Config {
     /// Deleting tenants that were removed from git.
     #[serde(default)]
     pub prune: PruneConfig,
+    /// Contributors (`spec.members`), as Kubeflow's access management stores them.
+    #[serde(default)]
+    pub members: MembersConfig,
     /// The text the config was read from, to locate keys in messages.
     #[serde(skip)]
     #[schemars(skip)]
@@ -153,6 +156,37 @@ impl Default for Guardrails {
             require_boundary: false,
             max_managed_policies_per_role: 10,
             trust_policy_max_chars: 2048,
+        }
+    }
+}
+
+/// `[members]`: how contributors are written, as KFAM writes them (the
+/// defaults are kubeflow/manifests').
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct MembersConfig {
+    /// The request header that carries the user id (KFAM's `-userid-header`).
+    pub userid_header: String,
+    /// The prefix of the user id in that header (KFAM's `-userid-prefix`).
+    pub userid_prefix: String,
+    /// The Istio principals allowed to send that header to the namespace's
+    /// workloads (KFAM's `ISTIO_INGRESS_GATEWAY_PRINCIPAL` and `KFP_UI_PRINCIPAL`).
+    pub principals: Vec<String>,
+    /// Delete contributors added by hand (in the dashboard) that git does not
+    /// list. Off: they are reported as access not in git, and kept.
+    pub prune_unmanaged: bool,
+}
+
+impl Default for MembersConfig {
+    fn default() -> Self {
+        MembersConfig {
+            userid_header: "kubeflow-userid".into(),
+            userid_prefix: String::new(),
+            principals: vec![
+                "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account".into(),
+                "cluster.local/ns/kubeflow/sa/ml-pipeline-ui".into(),
+            ],
+            prune_unmanaged: false,
         }
     }
 }

@@ -315,6 +315,20 @@ pub fn write_text(p: &Plan, w: &mut impl Write) -> io::Result<()> {
             writeln!(w)?;
         }
     }
+    if !p.unmanaged_access.is_empty() {
+        writeln!(
+            w,
+            "Access not in git (kept; `[members] prune_unmanaged = true` deletes it):"
+        )?;
+        for a in &p.unmanaged_access {
+            writeln!(
+                w,
+                "  ? {}: {} as {} ({})",
+                a.tenant, a.user, a.role, a.binding
+            )?;
+        }
+        writeln!(w)?;
+    }
     if !p.kept.is_empty() {
         writeln!(w, "Kept:")?;
         for k in &p.kept {
@@ -419,6 +433,20 @@ pub fn markdown_parts(p: &Plan, limit: usize) -> Vec<String> {
         }
         b.push_str("</details>\n\n");
         blocks.push(b);
+    }
+    if !p.unmanaged_access.is_empty() {
+        let mut b = String::from(
+            "#### Access not in git (kept; `[members] prune_unmanaged = true` deletes it)\n\n| tenant | user | role |\n|---|---|---|\n",
+        );
+        for a in &p.unmanaged_access {
+            b.push_str(&format!(
+                "| `{}` | `{}` | {} |\n",
+                a.tenant,
+                a.user.replace('|', "\\|"),
+                a.role.replace('|', "\\|")
+            ));
+        }
+        blocks.push(b + "\n");
     }
     if !p.kept.is_empty() {
         let mut b = String::from("#### Kept\n\n");

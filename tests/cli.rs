@@ -82,7 +82,7 @@ fn plan_of_sample_repo_against_empty_world_exits_2() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("+ iam_role.fraud-detection-kubeflow-prod-role  (tenant `fraud-detection` is in git and has no role)"), "{stdout}");
     assert!(
-        stdout.ends_with("Plan: 29 to create, 0 to update, 0 to delete (6 tenants).\n"),
+        stdout.ends_with("Plan: 35 to create, 0 to update, 0 to delete (6 tenants).\n"),
         "{stdout}"
     );
 }

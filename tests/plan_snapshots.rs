@@ -69,7 +69,18 @@ fn empty_world_creates_everything_in_order() {
         fd.first(),
         Some(&"iam_role.fraud-detection-kubeflow-prod-role")
     );
-    assert_eq!(fd.last(), Some(&"profile.fraud-detection"));
+    // The Profile after the role; the namespace's objects after the Profile
+    // (they wait for the namespace the controller makes from it).
+    let profile = fd
+        .iter()
+        .position(|a| *a == "profile.fraud-detection")
+        .unwrap();
+    assert!(
+        fd[profile + 1..]
+            .iter()
+            .all(|a| a.starts_with("service_account.")),
+        "{fd:?}"
+    );
     snapshot_all("empty_world", &p);
 }
 

@@ -22,13 +22,19 @@
 //! Every failure lands in the [`ApplyReport`] with its AWS or Kubernetes
 //! error code; `execute` itself cannot fail.
 
-use super::{Clients, Error, profile_resource};
+use super::{Clients, Error, authorization_policy_resource, profile_resource};
 pub use crate::applied::{ApplyReport, ApplySummary, Outcome, REPORT_FORMAT_VERSION, StepResult};
 use crate::document::Document;
-use crate::kubeflow::{PROFILE_GROUP, PROFILE_KIND, PROFILE_VERSION};
+use crate::kubeflow::{
+    ISTIO_SECURITY_GROUP, ISTIO_SECURITY_VERSION, MemberRole, NAMESPACE_OWNER_ANNOTATION,
+    OWNER_AUTHORIZATION_POLICY, OWNER_ROLE_BINDING, PROFILE_GROUP, PROFILE_KIND, PROFILE_VERSION,
+    RBAC_GROUP, ROLE_ANNOTATION, ROLE_ARN_ANNOTATION, USER_ANNOTATION,
+};
 use crate::ownership::MANAGER;
 use crate::plan::{Action, Change, Operation, Plan, TagChange, Tags};
 use aws_sdk_iam::types::Tag;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -48,6 +54,8 @@ pub struct ApplyOptions {
     pub profile_delete_timeout: Duration,
     /// Attempts for IAM's eventual-consistency errors.
     pub consistency_attempts: u32,
+    /// How long to wait for the Kubeflow controller to make a new tenant's namespace.
+    pub namespace_timeout: Duration,
 }
 
 impl Default for ApplyOptions {
@@ -56,6 +64,7 @@ impl Default for ApplyOptions {
             workers: 8,
             profile_delete_timeout: Duration::from_secs(120),
             consistency_attempts: 6,
+            namespace_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -543,6 +552,245 @@ async fn execute_operation(
             };
             wait_profile_gone(clients, name, opts.profile_delete_timeout).await
         }
+        ApplyMember {
+            namespace,
+            name,
+            user,
+            role,
+            labels,
+            authorization,
+            after_namespace,
+        } => {
+            if *after_namespace {
+                wait_namespace(clients, namespace, opts.namespace_timeout).await?;
+            }
+            apply_member(clients, namespace, name, user, *role, labels, authorization).await
+        }
+        DeleteMember { namespace, name } => delete_member(clients, namespace, name).await,
+        ApplyServiceAccount {
+            namespace,
+            name,
+            role_arn,
+            labels,
+            after_namespace,
+        } => {
+            if *after_namespace {
+                wait_namespace(clients, namespace, opts.namespace_timeout).await?;
+            }
+            let manifest = json!({
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                             "annotations": {ROLE_ARN_ANNOTATION: role_arn}},
+            });
+            let api: Api<ServiceAccount> = Api::namespaced(clients.kube.clone(), namespace);
+            clients
+                .kube_call(
+                    "apply",
+                    format!("apply ServiceAccount {namespace}/{name}"),
+                    api.patch(
+                        name,
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(&manifest),
+                    ),
+                )
+                .await
+                .map(|_| ())
+        }
+        DeleteServiceAccount { namespace, name } => {
+            let api: Api<ServiceAccount> = Api::namespaced(clients.kube.clone(), namespace);
+            not_found_ok(
+                clients
+                    .kube_call(
+                        "delete",
+                        format!("delete ServiceAccount {namespace}/{name}"),
+                        api.delete(name, &DeleteParams::default()),
+                    )
+                    .await,
+            )
+        }
+        ReleaseServiceAccount { namespace, name } => {
+            // A merge patch: the annotation goes whoever set it.
+            let api: Api<ServiceAccount> = Api::namespaced(clients.kube.clone(), namespace);
+            let patch = json!({"metadata": {"annotations": {ROLE_ARN_ANNOTATION: null}}});
+            not_found_ok(
+                clients
+                    .kube_call(
+                        "patch",
+                        format!("remove the role annotation of ServiceAccount {namespace}/{name}"),
+                        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
+                    )
+                    .await,
+            )
+        }
+        SetOwnerMarks { namespace, owner } => set_owner_marks(clients, namespace, owner).await,
+    }
+}
+
+/// Deletes are idempotent: what is already gone counts as deleted.
+fn not_found_ok<T>(r: Result<T, Error>) -> Result<(), Error> {
+    match r {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+/// A contributor as KFAM writes one: a RoleBinding and an AuthorizationPolicy
+/// of the same name with `user` and `role` annotations, each applied
+/// server-side as `kftenant` (with kftenant's labels).
+async fn apply_member(
+    clients: &Clients,
+    namespace: &str,
+    name: &str,
+    user: &str,
+    role: MemberRole,
+    labels: &Tags,
+    authorization: &Document,
+) -> Result<(), Error> {
+    let metadata = json!({
+        "name": name, "namespace": namespace, "labels": labels,
+        "annotations": {USER_ANNOTATION: user, ROLE_ANNOTATION: role.as_str()},
+    });
+    let binding = json!({
+        "apiVersion": format!("{RBAC_GROUP}/v1"),
+        "kind": "RoleBinding",
+        "metadata": metadata,
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role.cluster_role()},
+        "subjects": [{"apiGroup": RBAC_GROUP, "kind": "User", "name": user}],
+    });
+    let policy = json!({
+        "apiVersion": format!("{ISTIO_SECURITY_GROUP}/{ISTIO_SECURITY_VERSION}"),
+        "kind": "AuthorizationPolicy",
+        "metadata": metadata,
+        "spec": authorization,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let bindings: Api<RoleBinding> = Api::namespaced(clients.kube.clone(), namespace);
+    clients
+        .kube_call(
+            "apply",
+            format!("apply RoleBinding {namespace}/{name}"),
+            bindings.patch(name, &params, &Patch::Apply(&binding)),
+        )
+        .await?;
+    let policies: Api<DynamicObject> = Api::namespaced_with(
+        clients.kube.clone(),
+        namespace,
+        &authorization_policy_resource(),
+    );
+    clients
+        .kube_call(
+            "apply",
+            format!("apply AuthorizationPolicy {namespace}/{name}"),
+            policies.patch(name, &params, &Patch::Apply(&policy)),
+        )
+        .await
+        .map(|_| ())
+}
+
+async fn delete_member(clients: &Clients, namespace: &str, name: &str) -> Result<(), Error> {
+    let bindings: Api<RoleBinding> = Api::namespaced(clients.kube.clone(), namespace);
+    not_found_ok(
+        clients
+            .kube_call(
+                "delete",
+                format!("delete RoleBinding {namespace}/{name}"),
+                bindings.delete(name, &DeleteParams::default()),
+            )
+            .await,
+    )?;
+    let policies: Api<DynamicObject> = Api::namespaced_with(
+        clients.kube.clone(),
+        namespace,
+        &authorization_policy_resource(),
+    );
+    not_found_ok(
+        clients
+            .kube_call(
+                "delete",
+                format!("delete AuthorizationPolicy {namespace}/{name}"),
+                policies.delete(name, &DeleteParams::default()),
+            )
+            .await,
+    )
+}
+
+/// The owner where the controller does not update it: the namespace's
+/// `owner` annotation (server-side apply, owning only that key), then the
+/// `user` annotation of `namespaceAdmin` and `ns-owner-access-istio` (merge
+/// patches; either may not exist yet, which is fine: the controller makes
+/// them with the right owner).
+async fn set_owner_marks(clients: &Clients, namespace: &str, owner: &str) -> Result<(), Error> {
+    let namespaces: Api<Namespace> = Api::all(clients.kube.clone());
+    let manifest = json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": namespace, "annotations": {NAMESPACE_OWNER_ANNOTATION: owner}},
+    });
+    clients
+        .kube_call(
+            "apply",
+            format!("apply the owner annotation of Namespace {namespace}"),
+            namespaces.patch(
+                namespace,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&manifest),
+            ),
+        )
+        .await?;
+    let patch = json!({"metadata": {"annotations": {USER_ANNOTATION: owner}}});
+    let bindings: Api<RoleBinding> = Api::namespaced(clients.kube.clone(), namespace);
+    not_found_ok(
+        clients
+            .kube_call(
+                "patch",
+                format!(
+                    "patch the user annotation of RoleBinding {namespace}/{OWNER_ROLE_BINDING}"
+                ),
+                bindings.patch(
+                    OWNER_ROLE_BINDING,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                ),
+            )
+            .await,
+    )?;
+    let policies: Api<DynamicObject> = Api::namespaced_with(
+        clients.kube.clone(),
+        namespace,
+        &authorization_policy_resource(),
+    );
+    not_found_ok(
+        clients
+            .kube_call(
+                "patch",
+                format!("patch the user annotation of AuthorizationPolicy {namespace}/{OWNER_AUTHORIZATION_POLICY}"),
+                policies.patch(OWNER_AUTHORIZATION_POLICY, &PatchParams::default(), &Patch::Merge(&patch)),
+            )
+            .await,
+    )
+}
+
+/// Waits (bounded) until the Kubeflow controller has made the namespace of a
+/// new Profile.
+async fn wait_namespace(clients: &Clients, name: &str, timeout: Duration) -> Result<(), Error> {
+    let api: Api<Namespace> = Api::all(clients.kube.clone());
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let found = clients
+            .kube_call("get", format!("get Namespace {name}"), api.get_opt(name))
+            .await?;
+        if found.is_some() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                what: format!(
+                    "namespace {name}, which the Kubeflow profile controller makes from the Profile (is the controller running? `kubectl describe profile {name}` shows its conditions)"
+                ),
+                seconds: timeout.as_secs(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -21,7 +21,10 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::kubeflow::{PROFILE_GROUP, PROFILE_KIND, PROFILE_PLURAL, PROFILE_VERSION};
+use crate::kubeflow::{
+    ISTIO_SECURITY_GROUP, ISTIO_SECURITY_VERSION, PROFILE_GROUP, PROFILE_KIND, PROFILE_PLURAL,
+    PROFILE_VERSION,
+};
 
 /// Errors talking to IAM or Kubernetes.
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +253,18 @@ impl Clients {
             .record(&format!("kube:{verb}"), 1, started.elapsed());
         result.map_err(|e| Error::kube(what, e))
     }
+}
+
+/// Istio's `authorizationpolicies.security.istio.io/v1beta1` resource (what KFAM writes).
+pub fn authorization_policy_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(
+            ISTIO_SECURITY_GROUP,
+            ISTIO_SECURITY_VERSION,
+            "AuthorizationPolicy",
+        ),
+        "authorizationpolicies",
+    )
 }
 
 /// The `profiles.kubeflow.org/v1` resource.

@@ -20,13 +20,19 @@
 //! a GET per desired Profile that the LIST did not return (a new tenant, or a
 //! conflict with an unlabelled Profile).
 
+use super::authorization_policy_resource;
 use super::{Clients, Error, profile_resource};
-use crate::ownership::{MANAGER, TAG_MANAGED_BY, label_selector, policy_marker};
+use crate::kubeflow::{ROLE_ANNOTATION, ROLE_ARN_ANNOTATION, USER_ANNOTATION};
+use crate::ownership::{MANAGER, TAG_MANAGED_BY, owns_labels, policy_marker};
 use crate::plan::desired::Desired;
 use crate::plan::observed::{
-    Observed, ObservedPolicy, ObservedProfile, ObservedRole, SNAPSHOT_FORMAT_VERSION,
+    Observed, ObservedObject, ObservedPolicy, ObservedProfile, ObservedRole,
+    SNAPSHOT_FORMAT_VERSION,
 };
 use aws_sdk_iam::types::EntityType;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::ObjectMeta;
 use kube::api::{Api, DynamicObject, ListParams};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -67,6 +73,8 @@ pub struct Scope {
     pub external_policy_arns: BTreeSet<String>,
     /// The account the roles live in (its own customer-managed policies can be checked).
     pub account_id: String,
+    /// Service accounts git names, as (namespace, name).
+    pub service_accounts: BTreeSet<(String, String)>,
 }
 
 impl Scope {
@@ -92,6 +100,10 @@ impl Scope {
                 .flat_map(|r| r.managed_policy_arns.iter().chain(&r.permissions_boundary))
                 .filter(|arn| !desired.policies.values().any(|p| p.arn == **arn))
                 .cloned()
+                .collect(),
+            service_accounts: desired
+                .service_accounts()
+                .map(|(ns, name)| (ns.to_string(), name.to_string()))
                 .collect(),
             account_id: desired
                 .roles
@@ -134,10 +146,14 @@ pub async fn observe(clients: &Clients, scope: &Scope, mode: IamMode) -> Result<
                 IamMode::PerRole => observe_iam_per_role(clients, scope).await,
             }
         },
-        observe_profiles(clients, scope)
+        async {
+            let profiles = observe_profiles(clients, scope).await?;
+            let objects = observe_tenant_objects(clients, scope, &profiles).await?;
+            Ok::<_, Error>((profiles, objects))
+        }
     );
     let (mut roles, mut policies, local_arns) = iam?;
-    let mut profiles = profiles?;
+    let (mut profiles, tenant_objects) = profiles?;
     roles.sort_by(|a, b| a.name.cmp(&b.name));
     policies.sort_by(|a, b| a.name.cmp(&b.name));
     profiles.sort_by(|a, b| a.name.cmp(&b.name));
@@ -148,6 +164,10 @@ pub async fn observe(clients: &Clients, scope: &Scope, mode: IamMode) -> Result<
         policies,
         profiles,
         missing_policies,
+        namespaces: tenant_objects.namespaces,
+        role_bindings: tenant_objects.role_bindings,
+        authorization_policies: tenant_objects.authorization_policies,
+        service_accounts: tenant_objects.service_accounts,
     })
 }
 
@@ -629,14 +649,12 @@ fn to_profile(o: DynamicObject) -> ObservedProfile {
     }
 }
 
+/// Every Profile, in one LIST: the managed ones, and any other with a name
+/// git wants (a conflict), without a GET per tenant. Only those are kept.
 async fn observe_profiles(clients: &Clients, scope: &Scope) -> Result<Vec<ObservedProfile>, Error> {
     let api: Api<DynamicObject> = Api::all_with(clients.kube.clone(), &profile_resource());
     let list = clients
-        .kube_call(
-            "list",
-            "list Profiles",
-            api.list(&ListParams::default().labels(&label_selector(&scope.cluster))),
-        )
+        .kube_call("list", "list Profiles", api.list(&ListParams::default()))
         .await
         .map_err(|e| match e {
             Error::Kube { code, .. } if code == "NotFound" => Error::Kube {
@@ -647,15 +665,118 @@ async fn observe_profiles(clients: &Clients, scope: &Scope) -> Result<Vec<Observ
             },
             other => other,
         })?;
-    let mut out: Vec<ObservedProfile> = list.items.into_iter().map(to_profile).collect();
-    let seen: BTreeSet<String> = out.iter().map(|p| p.name.clone()).collect();
-    for name in scope.profile_names.iter().filter(|n| !seen.contains(*n)) {
-        if let Some(o) = clients
-            .kube_call("get", format!("get Profile {name}"), api.get_opt(name))
-            .await?
-        {
-            out.push(to_profile(o));
-        }
+    Ok(list
+        .items
+        .into_iter()
+        .map(to_profile)
+        .filter(|p| owns_labels(&p.labels, &scope.cluster) || scope.profile_names.contains(&p.name))
+        .collect())
+}
+
+/// The tenant namespaces' objects kftenant looks at.
+#[derive(Default)]
+struct TenantObjects {
+    namespaces: Vec<ObservedObject>,
+    role_bindings: Vec<ObservedObject>,
+    authorization_policies: Vec<ObservedObject>,
+    service_accounts: Vec<ObservedObject>,
+}
+
+fn object(meta: ObjectMeta, body: serde_json::Value) -> ObservedObject {
+    ObservedObject {
+        namespace: meta.namespace.unwrap_or_default(),
+        name: meta.name.unwrap_or_default(),
+        labels: meta.labels.unwrap_or_default(),
+        annotations: meta.annotations.unwrap_or_default(),
+        body: body.into(),
+        deleting: meta.deletion_timestamp.is_some(),
+    }
+}
+
+/// KFAM lists an access object when it has both a `user` and a `role` annotation.
+fn kfam_listed(o: &ObservedObject) -> bool {
+    o.annotations.contains_key(USER_ANNOTATION) && o.annotations.contains_key(ROLE_ANNOTATION)
+}
+
+/// Namespaces, RoleBindings, AuthorizationPolicies and ServiceAccounts of the
+/// tenant namespaces (of the Profiles git wants or kftenant manages): one
+/// cluster-wide LIST per kind, however many tenants (metadata only where
+/// that is all kftenant reads), filtered here.
+async fn observe_tenant_objects(
+    clients: &Clients,
+    scope: &Scope,
+    profiles: &[ObservedProfile],
+) -> Result<TenantObjects, Error> {
+    let tenant_namespaces: BTreeSet<&str> = scope
+        .profile_names
+        .iter()
+        .map(String::as_str)
+        .chain(profiles.iter().map(|p| p.name.as_str()))
+        .collect();
+    let in_tenant = |o: &ObservedObject| tenant_namespaces.contains(o.namespace.as_str());
+    let lp = ListParams::default();
+    let namespaces: Api<Namespace> = Api::all(clients.kube.clone());
+    let bindings: Api<RoleBinding> = Api::all(clients.kube.clone());
+    let accounts: Api<ServiceAccount> = Api::all(clients.kube.clone());
+    let policies: Api<DynamicObject> =
+        Api::all_with(clients.kube.clone(), &authorization_policy_resource());
+    let (ns, rb, sa, ap) = tokio::join!(
+        clients.kube_call("list", "list Namespaces", namespaces.list_metadata(&lp)),
+        clients.kube_call("list", "list RoleBindings", bindings.list(&lp)),
+        clients.kube_call("list", "list ServiceAccounts", accounts.list_metadata(&lp)),
+        clients.kube_call("list", "list AuthorizationPolicies", policies.list(&lp)),
+    );
+    let mut out = TenantObjects {
+        namespaces: ns?
+            .items
+            .into_iter()
+            .map(|n| object(n.metadata, serde_json::Value::Null))
+            .filter(|o| tenant_namespaces.contains(o.name.as_str()))
+            .collect(),
+        role_bindings: rb?
+            .items
+            .into_iter()
+            .map(|b| {
+                let body = serde_json::json!({"roleRef": b.role_ref, "subjects": b.subjects});
+                object(b.metadata, body)
+            })
+            .filter(|o| in_tenant(o) && kfam_listed(o))
+            .collect(),
+        service_accounts: sa?
+            .items
+            .into_iter()
+            .map(|a| object(a.metadata, serde_json::Value::Null))
+            .filter(|o| {
+                in_tenant(o)
+                    && (scope
+                        .service_accounts
+                        .contains(&(o.namespace.clone(), o.name.clone()))
+                        || owns_labels(&o.labels, &scope.cluster)
+                        || o.annotations.contains_key(ROLE_ARN_ANNOTATION))
+            })
+            .collect(),
+        // Istio's CRD may be absent (a cluster without Istio): then there is none.
+        authorization_policies: match ap {
+            Ok(list) => list
+                .items
+                .into_iter()
+                .map(|p| {
+                    let spec = p.data.get("spec").cloned().unwrap_or_default();
+                    object(p.metadata, spec)
+                })
+                .filter(|o| in_tenant(o) && kfam_listed(o))
+                .collect(),
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => return Err(e),
+        },
+    };
+    for list in [
+        &mut out.namespaces,
+        &mut out.role_bindings,
+        &mut out.service_accounts,
+        &mut out.authorization_policies,
+    ] {
+        list.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     }
     Ok(out)
 }

@@ -6,7 +6,7 @@ use super::{API_VERSION, INLINE_POLICIES_MAX_CHARS};
 use super::{Loaded, PolicyRef, Reader, Tenant, check_denied_actions, load_policy_text};
 use crate::config::{self, Config, ResourceQuotaSpec};
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
-use crate::kubeflow::DEFAULT_SERVICE_ACCOUNT;
+use crate::kubeflow::{DEFAULT_SERVICE_ACCOUNT, MemberRole, binding_name};
 use crate::names::{
     check_dns_label, check_dns_subdomain, check_label_key, check_policy_arn, check_policy_name,
 };
@@ -32,7 +32,9 @@ pub mod fields {
     /// `metadata`.
     pub const METADATA: &[&str] = &["name"];
     /// `spec`.
-    pub const SPEC: &[&str] = &["owner", "iam", "profile"];
+    pub const SPEC: &[&str] = &["owner", "iam", "profile", "members"];
+    /// `spec.members[]`.
+    pub const MEMBER: &[&str] = &["user", "role"];
     /// `spec.iam`.
     pub const IAM: &[&str] = &[
         "managedPolicies",
@@ -280,7 +282,112 @@ impl Cx<'_> {
         if let Some(p) = get("profile") {
             self.profile(p, &mut t);
         }
+        if let Some(m) = get("members") {
+            self.members(m, &mut t);
+        }
         Some(t)
+    }
+
+    /// `spec.members`: each an email-like user, `edit` or `view`, listed
+    /// once, not the owner; and no two users whose KFAM binding names collide.
+    fn members(&mut self, node: &Node, t: &mut Tenant) {
+        let items = match &node.value {
+            Value::Seq(items) => items,
+            Value::Null => return,
+            _ => {
+                self.err(
+                    node.pos,
+                    format!("spec.members must be a list, found {}", node.type_name()),
+                );
+                return;
+            }
+        };
+        let mut users: BTreeMap<String, Pos> = BTreeMap::new();
+        let mut names: BTreeMap<String, (String, Pos)> = BTreeMap::new();
+        for item in items {
+            let Some(entries) = self.mapping(item, "a member", fields::MEMBER) else {
+                continue;
+            };
+            let get = |k: &str| {
+                entries
+                    .iter()
+                    .find(|(key, _)| key.as_str() == Some(k))
+                    .map(|(_, v)| v)
+            };
+            let user = match get("user") {
+                Some(u) => self.string(u, "member user").map(|s| (s, u.pos)),
+                None => {
+                    self.err_hint(
+                        item.pos,
+                        "a member needs a user",
+                        "e.g. `- {user: alice@example.com, role: edit}`",
+                    );
+                    None
+                }
+            };
+            let role = match get("role") {
+                Some(r) => match self.string(r, "member role") {
+                    Some(s) => match MemberRole::parse(&s) {
+                        Some(role) => Some(role),
+                        None => {
+                            let hint = match did_you_mean(&s, &["edit", "view"]) {
+                                Some(m) => format!("did you mean `{m}`?"),
+                                None => "`edit` (a contributor) or `view`".into(),
+                            };
+                            self.err_hint(
+                                r.pos,
+                                format!("member role must be `edit` or `view`, found `{s}`"),
+                                hint,
+                            );
+                            None
+                        }
+                    },
+                    None => None,
+                },
+                None => {
+                    self.err_hint(
+                        item.pos,
+                        "a member needs a role",
+                        "`edit` (a contributor) or `view`",
+                    );
+                    None
+                }
+            };
+            let (Some((user, pos)), Some(role)) = (user, role) else {
+                continue;
+            };
+            if let Some(msg) = check_user(&user) {
+                self.err_hint(pos, format!("member user `{user}` {msg}"), "use the user id your identity provider gives (usually an email), as the owner is written");
+                continue;
+            }
+            if user == t.owner {
+                self.err_hint(
+                    pos,
+                    format!("`{user}` is the owner of this tenant"),
+                    "the owner has every right already; remove this member",
+                );
+                continue;
+            }
+            if let Some(first) = users.get(&user) {
+                self.err(
+                    pos,
+                    format!(
+                        "member `{user}` is listed twice (first at line {})",
+                        first.line
+                    ),
+                );
+                continue;
+            }
+            let name = binding_name(&user, role);
+            if let Some((other, _)) = names.get(&name) {
+                self.err_hint(pos, format!("members `{other}` and `{user}` would get the same RoleBinding `{name}` (KFAM names bindings by the letters and digits of the user id)"), "Kubernetes cannot hold both; give one of them another role or user id");
+                continue;
+            }
+            users.insert(user.clone(), pos);
+            names.insert(name, (user.clone(), pos));
+            t.members.push((user, role));
+        }
+        t.members.sort();
     }
 
     fn iam(&mut self, node: &Node, tenant: &str, t: &mut Tenant) {
@@ -616,6 +723,29 @@ impl Cx<'_> {
     }
 }
 
+/// `None` when `user` can be a member: an email address (what Kubeflow's
+/// dashboards and KFAM expect), or at least a name without spaces or control
+/// characters.
+fn check_user(user: &str) -> Option<String> {
+    if user.is_empty() || user.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("must be a user id without spaces".into());
+    }
+    if user.len() > 254 {
+        return Some("is longer than 254 characters".into());
+    }
+    let Some((local, domain)) = user.rsplit_once('@') else {
+        return Some("is not an email address".into());
+    };
+    let labels_ok = domain.split('.').count() >= 2
+        && domain
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_alphanumeric() || c == '-'));
+    if local.is_empty() || local.contains('@') || !labels_ok {
+        return Some("is not an email address".into());
+    }
+    None
+}
+
 pub(super) fn placeholder_tenant(name: String, file: &str) -> Tenant {
     Tenant {
         name,
@@ -630,6 +760,7 @@ pub(super) fn placeholder_tenant(name: String, file: &str) -> Tenant {
         resource_quota: None,
         labels: BTreeMap::new(),
         annotations: BTreeMap::new(),
+        members: Vec::new(),
     }
 }
 

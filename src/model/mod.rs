@@ -79,6 +79,19 @@ pub struct TenantSpec {
     /// The tenant's Kubeflow Profile.
     #[serde(default)]
     pub profile: TenantProfile,
+    /// Who may use the tenant besides its owner (the dashboard's "contributors").
+    #[serde(default)]
+    pub members: Vec<MemberSpec>,
+}
+
+/// One entry of `spec.members`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MemberSpec {
+    /// The user (as your identity provider gives it, usually an email).
+    pub user: String,
+    /// `edit` (the dashboard's contributor) or `view`.
+    pub role: String,
 }
 
 /// `spec.iam`
@@ -173,6 +186,8 @@ pub struct Tenant {
     pub labels: BTreeMap<String, String>,
     /// Extra Profile annotations.
     pub annotations: BTreeMap<String, String>,
+    /// Contributors: user and role, sorted by user.
+    pub members: Vec<(String, crate::kubeflow::MemberRole)>,
 }
 
 /// A shared policy from `policies/`.
@@ -903,6 +918,26 @@ mod tests {
                 "tenants/a.yaml:9:19: `lots` is not a Kubernetes quantity\n  hint: for example 8, \"500m\", \"32Gi\"",
                 "tenants/a.yaml:11:7: label `app.kubernetes.io/managed-by` is set by kftenant",
                 "tenants/a.yaml:12:7: label `bad key!`: name must be 1 to 63 alphanumeric characters, `-`, `_` or `.`",
+            ]
+        );
+    }
+
+    #[test]
+    fn member_rules() {
+        let p = one_tenant(
+            "  owner: a@example.com\n  members:\n    - {user: b@example.com, role: edit}\n    - {user: b@example.com, role: view}\n    - {user: a@example.com, role: edit}\n    - {user: not-an-email, role: view}\n    - {user: c@example.com, role: admin}\n    - {user: d@example.com, role: veiw}\n    - {user: B@Example.com, role: edit}\n    - {user: e@example.com}\n    - {user: f@example.com, role: edit, extra: 1}\n",
+        );
+        assert_eq!(
+            p,
+            vec![
+                "tenants/a.yaml:9:14: member `b@example.com` is listed twice (first at line 8)",
+                "tenants/a.yaml:10:14: `a@example.com` is the owner of this tenant\n  hint: the owner has every right already; remove this member",
+                "tenants/a.yaml:11:14: member user `not-an-email` is not an email address\n  hint: use the user id your identity provider gives (usually an email), as the owner is written",
+                "tenants/a.yaml:12:35: member role must be `edit` or `view`, found `admin`\n  hint: `edit` (a contributor) or `view`",
+                "tenants/a.yaml:13:35: member role must be `edit` or `view`, found `veiw`\n  hint: did you mean `view`?",
+                "tenants/a.yaml:14:14: members `b@example.com` and `B@Example.com` would get the same RoleBinding `user-b-example-com-clusterrole-edit` (KFAM names bindings by the letters and digits of the user id)\n  hint: Kubernetes cannot hold both; give one of them another role or user id",
+                "tenants/a.yaml:15:7: a member needs a role\n  hint: `edit` (a contributor) or `view`",
+                "tenants/a.yaml:16:41: unknown field `extra` in a member\n  hint: known fields: user, role",
             ]
         );
     }

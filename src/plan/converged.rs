@@ -2,12 +2,18 @@
 //! it once a desired world is fully applied. Test fixtures, benchmarks and the
 //! convergence property ("a converged world plans to nothing") are built from it.
 
-use super::desired::Desired;
+use super::desired::{Desired, DesiredAccess};
 use super::observed::{
-    Observed, ObservedPolicy, ObservedProfile, ObservedRole, SNAPSHOT_FORMAT_VERSION,
+    Observed, ObservedObject, ObservedPolicy, ObservedProfile, ObservedRole,
+    SNAPSHOT_FORMAT_VERSION,
+};
+use crate::kubeflow::{
+    NAMESPACE_OWNER_ANNOTATION, OWNER_AUTHORIZATION_POLICY, OWNER_ROLE_BINDING, RBAC_GROUP,
+    ROLE_ANNOTATION, ROLE_ARN_ANNOTATION, USER_ANNOTATION,
 };
 use crate::ownership::policy_marker;
-use serde_json::Value as Json;
+use serde_json::{Value as Json, json};
+use std::collections::BTreeMap;
 
 impl Observed {
     /// The live world IAM and Kubernetes would report once `desired` is fully
@@ -73,13 +79,87 @@ impl Observed {
                 }
             })
             .collect();
-        Observed {
+        let mut o = Observed {
             format_version: SNAPSHOT_FORMAT_VERSION,
             roles,
             policies,
             profiles,
-            missing_policies: Vec::new(),
+            ..Default::default()
+        };
+        for (tenant, access) in &desired.access {
+            add_access(&mut o, tenant, access);
         }
+        o
+    }
+}
+
+/// What the Kubeflow controller and kftenant leave in a tenant's namespace.
+fn add_access(o: &mut Observed, tenant: &str, access: &DesiredAccess) {
+    let object = |name: &str,
+                  annotations: &[(&str, &str)],
+                  labels: &BTreeMap<String, String>,
+                  body: Json| {
+        ObservedObject {
+            namespace: tenant.to_string(),
+            name: name.to_string(),
+            labels: labels.clone(),
+            annotations: annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.into(),
+            deleting: false,
+        }
+    };
+    let none = BTreeMap::new();
+    let owner = [
+        (USER_ANNOTATION, access.owner.as_str()),
+        (ROLE_ANNOTATION, "admin"),
+    ];
+    o.namespaces.push(ObservedObject {
+        namespace: String::new(),
+        ..object(
+            tenant,
+            &[(NAMESPACE_OWNER_ANNOTATION, access.owner.as_str())],
+            &none,
+            Json::Null,
+        )
+    });
+    o.role_bindings.push(object(
+        OWNER_ROLE_BINDING,
+        &owner,
+        &none,
+        json!({"roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": "kubeflow-admin"},
+               "subjects": [{"apiGroup": RBAC_GROUP, "kind": "User", "name": access.owner}]}),
+    ));
+    o.authorization_policies
+        .push(object(OWNER_AUTHORIZATION_POLICY, &owner, &none, json!({})));
+    for (name, m) in &access.members {
+        let annotations = [
+            (USER_ANNOTATION, m.user.as_str()),
+            (ROLE_ANNOTATION, m.role.as_str()),
+        ];
+        o.role_bindings.push(object(
+            name,
+            &annotations,
+            &m.labels,
+            json!({"roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": m.role.cluster_role()},
+                   "subjects": [{"apiGroup": RBAC_GROUP, "kind": "User", "name": m.user}]}),
+        ));
+        o.authorization_policies.push(object(
+            name,
+            &annotations,
+            &m.labels,
+            m.authorization.to_json(),
+        ));
+    }
+    for (name, sa) in &access.service_accounts {
+        o.service_accounts.push(object(
+            name,
+            &[(ROLE_ARN_ANNOTATION, sa.role_arn.as_str())],
+            &sa.labels,
+            Json::Null,
+        ));
     }
 }
 

@@ -5,7 +5,10 @@
 
 use crate::config::{Config, ResourceQuotaSpec};
 use crate::document::Document;
-use crate::kubeflow::{IAM_PLUGIN_KIND, PROFILE_GROUP, PROFILE_KIND, PROFILE_VERSION};
+use crate::kubeflow::{
+    IAM_PLUGIN_KIND, MemberRole, PROFILE_GROUP, PROFILE_KIND, PROFILE_VERSION, UserIdentity,
+    binding_name, member_authorization_spec,
+};
 use crate::model::{PolicyRef, Repository, Tenant};
 use crate::ownership::{ownership_labels, ownership_tags};
 use serde::{Deserialize, Serialize};
@@ -32,6 +35,61 @@ pub struct Desired {
     /// Tenants that git says may be deleted (`[prune] decommissioned`).
     #[serde(default)]
     pub decommissioned: BTreeSet<String>,
+    /// What each tenant needs in its namespace besides what the Kubeflow
+    /// controller makes, by tenant.
+    #[serde(default)]
+    pub access: BTreeMap<String, DesiredAccess>,
+    /// Delete contributors added by hand that git does not list.
+    #[serde(default)]
+    pub prune_unmanaged_members: bool,
+}
+
+/// What a tenant needs in its namespace (named like the tenant) besides what
+/// the Kubeflow controller makes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredAccess {
+    /// The owner: kftenant keeps the owner marks the controller does not
+    /// update when the owner changes (the namespace's `owner` annotation, the
+    /// `user` annotation of `namespaceAdmin` and `ns-owner-access-istio`).
+    pub owner: String,
+    /// Contributors, by binding name.
+    pub members: BTreeMap<String, DesiredMember>,
+    /// Service accounts besides `default-editor` that get the tenant's role, by name.
+    pub service_accounts: BTreeMap<String, DesiredServiceAccount>,
+}
+
+/// A contributor: a RoleBinding and an Istio AuthorizationPolicy of the same
+/// name, as KFAM writes them when a contributor is added in the dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredMember {
+    /// The user.
+    pub user: String,
+    /// `edit` or `view`.
+    pub role: MemberRole,
+    /// Labels kftenant sets (ownership).
+    pub labels: BTreeMap<String, String>,
+    /// The AuthorizationPolicy's `spec`.
+    pub authorization: Document,
+}
+
+/// A service account that gets the tenant's IAM role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredServiceAccount {
+    /// The role (`eks.amazonaws.com/role-arn`).
+    pub role_arn: String,
+    /// Labels kftenant sets when it creates the account (ownership).
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Desired {
+    /// Every service account git names, as (namespace, name).
+    pub fn service_accounts(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.access.iter().flat_map(|(ns, a)| {
+            a.service_accounts
+                .keys()
+                .map(move |name| (ns.as_str(), name.as_str()))
+        })
+    }
 }
 
 /// A tenant's IAM role.
@@ -125,9 +183,11 @@ pub fn render(repo: &Repository) -> Desired {
         .collect();
     let mut roles = BTreeMap::new();
     let mut profiles = BTreeMap::new();
+    let mut access = BTreeMap::new();
     for t in &repo.tenants {
         let role = render_role(c, t);
         profiles.insert(t.name.clone(), render_profile(c, t, &role.arn));
+        access.insert(t.name.clone(), render_access(c, t, &role.arn));
         roles.insert(t.name.clone(), role);
     }
     Desired {
@@ -139,6 +199,44 @@ pub fn render(repo: &Repository) -> Desired {
         prune: c.prune.enabled,
         max_deletions: c.prune.max_deletions,
         decommissioned: c.prune.decommissioned.iter().cloned().collect(),
+        access,
+        prune_unmanaged_members: c.members.prune_unmanaged,
+    }
+}
+
+fn render_access(c: &Config, t: &Tenant, role_arn: &str) -> DesiredAccess {
+    let labels = ownership_labels(&c.cluster.name);
+    let id = UserIdentity {
+        header: &c.members.userid_header,
+        prefix: &c.members.userid_prefix,
+        principals: &c.members.principals,
+    };
+    DesiredAccess {
+        owner: t.owner.clone(),
+        members: t
+            .members
+            .iter()
+            .map(|(user, role)| {
+                let member = DesiredMember {
+                    user: user.clone(),
+                    role: *role,
+                    labels: labels.clone(),
+                    authorization: Document::from(member_authorization_spec(&id, user)),
+                };
+                (binding_name(user, *role), member)
+            })
+            .collect(),
+        service_accounts: t
+            .service_accounts
+            .iter()
+            .map(|sa| {
+                let account = DesiredServiceAccount {
+                    role_arn: role_arn.to_string(),
+                    labels: labels.clone(),
+                };
+                (sa.clone(), account)
+            })
+            .collect(),
     }
 }
 
@@ -227,7 +325,8 @@ pub fn changed_tenants(base: Option<&Repository>, head: &Desired) -> Vec<(String
                 (Some(bt), Some(head_role)) => {
                     let base_role = render_role(c, bt);
                     let changed = base_role != *head_role
-                        || head.profiles.get(t) != Some(&render_profile(c, bt, &base_role.arn));
+                        || head.profiles.get(t) != Some(&render_profile(c, bt, &base_role.arn))
+                        || head.access.get(t) != Some(&render_access(c, bt, &base_role.arn));
                     if !changed {
                         return None;
                     }

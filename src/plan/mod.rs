@@ -32,6 +32,7 @@
 //! - A tenant's namespace is deleted (with its Profile) only when git
 //!   confirms it in `[prune] decommissioned`.
 
+mod access;
 pub mod converged;
 pub mod desired;
 pub mod observed;
@@ -45,7 +46,7 @@ pub use operation::{Operation, TagChange, Tags};
 
 use crate::ownership::owns_labels;
 use desired::Desired;
-use observed::{Observed, ObservedPolicy, ObservedProfile, ObservedRole};
+use observed::{Observed, ObservedObject, ObservedPolicy, ObservedProfile, ObservedRole};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -114,6 +115,12 @@ pub enum Resource {
     RoleInlinePolicy { role: String, policy_name: String },
     /// A Kubeflow Profile.
     Profile { name: String },
+    /// A contributor of a tenant: RoleBinding and AuthorizationPolicy of one name.
+    Member { namespace: String, name: String },
+    /// A service account in a tenant namespace that gets the tenant's role.
+    ServiceAccount { namespace: String, name: String },
+    /// The owner marks on a tenant's namespace and the controller's owner objects.
+    OwnerMarks { namespace: String },
 }
 
 impl Resource {
@@ -129,6 +136,9 @@ impl Resource {
             Resource::RoleTags { .. } => "tags",
             Resource::RoleAttachment { .. } => "attached_policies",
             Resource::RoleInlinePolicy { .. } => "inline_policies",
+            Resource::Member { .. } => "members",
+            Resource::ServiceAccount { .. } => "service_accounts",
+            Resource::OwnerMarks { .. } => "owner",
         }
     }
 }
@@ -151,6 +161,11 @@ impl fmt::Display for Resource {
                 write!(f, "iam_role.{role}.inline_policy[{policy_name}]")
             }
             Resource::Profile { name } => write!(f, "profile.{name}"),
+            Resource::Member { namespace, name } => write!(f, "member.{namespace}.{name}"),
+            Resource::ServiceAccount { namespace, name } => {
+                write!(f, "service_account.{namespace}.{name}")
+            }
+            Resource::OwnerMarks { namespace } => write!(f, "namespace.{namespace}.owner"),
         }
     }
 }
@@ -336,6 +351,9 @@ pub struct Plan {
     /// with their Profile.
     #[serde(default)]
     pub deleted_tenants: Vec<String>,
+    /// Access to tenants that git does not list (contributors added by hand).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmanaged_access: Vec<UnmanagedAccess>,
     /// Counts.
     pub summary: Summary,
     /// With `plan --base`: what the pull request changes, against its base.
@@ -470,6 +488,21 @@ pub enum SavedPlanError {
     NoDigest,
 }
 
+/// Access to a tenant that git does not list: a contributor added in the
+/// dashboard (or through KFAM). Reported; deleted only with `[members]
+/// prune_unmanaged = true`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnmanagedAccess {
+    /// The tenant.
+    pub tenant: String,
+    /// Address of the binding.
+    pub binding: String,
+    /// The user it names.
+    pub user: String,
+    /// Its role (`edit`, `view`).
+    pub role: String,
+}
+
 /// A tenant gone from git whose deletion is held back: nothing of it is
 /// deleted, and everything else is planned as usual.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -492,6 +525,31 @@ struct Live<'o> {
     profiles: BTreeMap<&'o str, &'o ObservedProfile>,
     /// Managed policies named in git that do not exist.
     missing_policies: BTreeSet<&'o str>,
+    /// Tenant namespaces that exist, by name.
+    namespaces: BTreeMap<&'o str, &'o ObservedObject>,
+    /// RoleBindings by (namespace, name).
+    role_bindings: BTreeMap<(&'o str, &'o str), &'o ObservedObject>,
+    /// AuthorizationPolicies by (namespace, name).
+    authorization_policies: BTreeMap<(&'o str, &'o str), &'o ObservedObject>,
+    /// ServiceAccounts by (namespace, name).
+    service_accounts: BTreeMap<(&'o str, &'o str), &'o ObservedObject>,
+}
+
+fn by_place(items: &[ObservedObject]) -> BTreeMap<(&str, &str), &ObservedObject> {
+    items
+        .iter()
+        .map(|o| ((o.namespace.as_str(), o.name.as_str()), o))
+        .collect()
+}
+
+/// The objects of `map` in namespace `ns`.
+fn in_namespace<'m, 'o>(
+    map: &'m BTreeMap<(&'o str, &'o str), &'o ObservedObject>,
+    ns: &'m str,
+) -> impl Iterator<Item = &'o ObservedObject> + 'm {
+    map.range((ns, "")..)
+        .take_while(move |((n, _), _)| *n == ns)
+        .map(|(_, o)| *o)
 }
 
 impl<'o> Live<'o> {
@@ -517,7 +575,43 @@ impl<'o> Live<'o> {
                 .iter()
                 .map(String::as_str)
                 .collect(),
+            namespaces: observed
+                .namespaces
+                .iter()
+                .filter(|n| !n.deleting)
+                .map(|n| (n.name.as_str(), n))
+                .collect(),
+            role_bindings: by_place(&observed.role_bindings),
+            authorization_policies: by_place(&observed.authorization_policies),
+            service_accounts: by_place(&observed.service_accounts),
         }
+    }
+
+    fn namespace(&self, name: &str) -> Option<&'o ObservedObject> {
+        self.namespaces.get(name).copied()
+    }
+
+    fn binding(&self, ns: &str, name: &str) -> Option<&'o ObservedObject> {
+        self.role_bindings.get(&(ns, name)).copied()
+    }
+
+    fn bindings_in<'s>(&'s self, ns: &'s str) -> impl Iterator<Item = &'o ObservedObject> + 's {
+        in_namespace(&self.role_bindings, ns)
+    }
+
+    fn authorization(&self, ns: &str, name: &str) -> Option<&'o ObservedObject> {
+        self.authorization_policies.get(&(ns, name)).copied()
+    }
+
+    fn service_account(&self, ns: &str, name: &str) -> Option<&'o ObservedObject> {
+        self.service_accounts.get(&(ns, name)).copied()
+    }
+
+    fn service_accounts_in<'s>(
+        &'s self,
+        ns: &'s str,
+    ) -> impl Iterator<Item = &'o ObservedObject> + 's {
+        in_namespace(&self.service_accounts, ns)
     }
 
     fn role(&self, name: &str) -> Option<&'o ObservedRole> {
@@ -535,6 +629,7 @@ struct Part {
     changes: Vec<Change>,
     conflicts: Vec<Conflict>,
     kept: Vec<Kept>,
+    unmanaged: Vec<UnmanagedAccess>,
 }
 
 impl Part {
@@ -557,6 +652,7 @@ impl Part {
         self.changes.extend(other.changes);
         self.conflicts.extend(other.conflicts);
         self.kept.extend(other.kept);
+        self.unmanaged.extend(other.unmanaged);
     }
 }
 
@@ -674,6 +770,17 @@ fn plan_tenant(
         Some(lr) => out.changes.extend(role::update(role, lr)),
     }
     out.changes.extend(profile::change(profile, live_profile));
+    if let Some(access) = desired.access.get(tenant) {
+        access::plan(
+            out,
+            cluster,
+            tenant,
+            &role.arn,
+            access,
+            live,
+            desired.prune_unmanaged_members,
+        );
+    }
 }
 
 /// Drift and counts, from the changes.
@@ -719,6 +826,7 @@ fn finish(desired: &Desired, opts: &PlanOptions, out: Part) -> Plan {
         kept: out.kept,
         held: Vec::new(),
         deleted_tenants: Vec::new(),
+        unmanaged_access: out.unmanaged,
         summary,
         pull_request: None,
         observed_digest: None,
@@ -774,6 +882,8 @@ mod tests {
             prune: true,
             max_deletions: 5,
             decommissioned: BTreeSet::new(),
+            access: BTreeMap::new(),
+            prune_unmanaged_members: false,
         };
         d.policies.insert(
             "s3".into(),

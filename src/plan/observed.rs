@@ -53,6 +53,44 @@ pub struct Observed {
     /// Managed policy ARNs the desired world names that IAM says do not exist.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_policies: Vec<String>,
+    /// Tenant namespaces that exist (made by the Kubeflow controller).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<ObservedObject>,
+    /// RoleBindings in tenant namespaces that KFAM lists (with `user` and
+    /// `role` annotations): contributors and the owner's `namespaceAdmin`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub role_bindings: Vec<ObservedObject>,
+    /// AuthorizationPolicies in tenant namespaces with `user` and `role` annotations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorization_policies: Vec<ObservedObject>,
+    /// ServiceAccounts in tenant namespaces that kftenant cares about: named
+    /// in git, labelled by kftenant, or carrying an IAM role annotation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_accounts: Vec<ObservedObject>,
+}
+
+/// A Kubernetes object kftenant looks at besides Profiles, as plain data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservedObject {
+    /// Namespace (empty for a Namespace itself).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// What the kind holds besides metadata: a RoleBinding's `roleRef` and
+    /// `subjects`, an AuthorizationPolicy's `spec`; `null` for the others.
+    #[serde(default)]
+    pub body: Document,
+    /// True when it has a deletion timestamp.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleting: bool,
 }
 
 /// A role as IAM describes it.
@@ -175,6 +213,19 @@ impl Observed {
             profiles: Vec<&'a ObservedProfile>,
             #[serde(skip_serializing_if = "<[String]>::is_empty")]
             missing_policies: &'a [String],
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            namespaces: Vec<&'a ObservedObject>,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            role_bindings: Vec<&'a ObservedObject>,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            authorization_policies: Vec<&'a ObservedObject>,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            service_accounts: Vec<&'a ObservedObject>,
+        }
+        fn by_place(items: &[ObservedObject]) -> Vec<&ObservedObject> {
+            let mut v: Vec<&ObservedObject> = items.iter().collect();
+            v.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+            v
         }
         let sorted = Sorted {
             format_version: self.format_version,
@@ -182,6 +233,10 @@ impl Observed {
             policies: by_name(&self.policies, |p| &p.name),
             profiles: by_name(&self.profiles, |p| &p.name),
             missing_policies: &self.missing_policies,
+            namespaces: by_place(&self.namespaces),
+            role_bindings: by_place(&self.role_bindings),
+            authorization_policies: by_place(&self.authorization_policies),
+            service_accounts: by_place(&self.service_accounts),
         };
         serde_json::to_writer_pretty(&mut w, &sorted)?;
         w.write_all(b"\n")

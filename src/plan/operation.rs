@@ -4,6 +4,7 @@
 
 use super::Resource;
 use crate::document::Document;
+use crate::kubeflow::MemberRole;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
@@ -187,6 +188,74 @@ pub enum Operation {
         /// Profile name.
         name: String,
     },
+    /// Server-side apply of a contributor's RoleBinding and AuthorizationPolicy.
+    ApplyMember {
+        /// Tenant namespace.
+        namespace: String,
+        /// Binding name (KFAM's).
+        name: String,
+        /// The user.
+        user: String,
+        /// `edit` or `view`.
+        role: MemberRole,
+        /// Ownership labels.
+        labels: Tags,
+        /// The AuthorizationPolicy's `spec`.
+        authorization: Document,
+        /// The namespace does not exist yet: wait (bounded) for the Kubeflow
+        /// controller to make it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        after_namespace: bool,
+    },
+    /// Deletes a contributor's RoleBinding and AuthorizationPolicy.
+    DeleteMember {
+        /// Tenant namespace.
+        namespace: String,
+        /// Binding name.
+        name: String,
+    },
+    /// Server-side apply of a service account's role annotation (and, when
+    /// kftenant creates the account, its labels).
+    ApplyServiceAccount {
+        /// Tenant namespace.
+        namespace: String,
+        /// Service account name.
+        name: String,
+        /// The role (`eks.amazonaws.com/role-arn`).
+        role_arn: String,
+        /// Ownership labels: set when kftenant creates the account, empty when
+        /// it only annotates someone else's.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        labels: Tags,
+        /// See [`Operation::ApplyMember`].
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        after_namespace: bool,
+    },
+    /// Deletes a service account kftenant created.
+    DeleteServiceAccount {
+        /// Tenant namespace.
+        namespace: String,
+        /// Service account name.
+        name: String,
+    },
+    /// Removes kftenant's role annotation from someone else's service account.
+    ReleaseServiceAccount {
+        /// Tenant namespace.
+        namespace: String,
+        /// Service account name.
+        name: String,
+    },
+    /// Sets the owner where the Kubeflow controller does not when the owner
+    /// changes (kubeflow/kubeflow#6576): the namespace's `owner` annotation
+    /// (without it the controller stops), and the `user` annotation of its
+    /// `namespaceAdmin` RoleBinding and `ns-owner-access-istio` policy (what
+    /// the dashboard shows).
+    SetOwnerMarks {
+        /// Tenant namespace.
+        namespace: String,
+        /// The owner.
+        owner: String,
+    },
 }
 
 impl Operation {
@@ -210,6 +279,12 @@ impl Operation {
             DeleteInlinePolicy { .. } => "delete_inline_policy",
             ApplyProfile { .. } => "apply_profile",
             DeleteProfile { .. } => "delete_profile",
+            ApplyMember { .. } => "apply_member",
+            DeleteMember { .. } => "delete_member",
+            ApplyServiceAccount { .. } => "apply_service_account",
+            DeleteServiceAccount { .. } => "delete_service_account",
+            ReleaseServiceAccount { .. } => "release_service_account",
+            SetOwnerMarks { .. } => "set_owner_marks",
         }
     }
 
@@ -245,6 +320,24 @@ impl Operation {
             ApplyProfile { name, .. } | DeleteProfile { name } => {
                 Resource::Profile { name: name.clone() }
             }
+            ApplyMember {
+                namespace, name, ..
+            }
+            | DeleteMember { namespace, name } => Resource::Member {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            },
+            ApplyServiceAccount {
+                namespace, name, ..
+            }
+            | DeleteServiceAccount { namespace, name }
+            | ReleaseServiceAccount { namespace, name } => Resource::ServiceAccount {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            },
+            SetOwnerMarks { namespace, .. } => Resource::OwnerMarks {
+                namespace: namespace.clone(),
+            },
         }
     }
 
@@ -284,6 +377,8 @@ impl Operation {
                 spec,
                 ..
             } => json!({"labels": labels, "annotations": annotations, "spec": spec}),
+            ApplyMember { user, role, .. } => json!({"user": user, "role": role}),
+            ApplyServiceAccount { role_arn, .. } => json!({"role_arn": role_arn}),
             _ => return None,
         })
     }
