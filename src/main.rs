@@ -564,7 +564,14 @@ fn apply(a: ApplyArgs) -> Result<u8> {
     };
     let mut out = std::io::stdout().lock();
     report::write_plan(&p, format, &mut out)?;
+    let print_stats = || -> Result<()> {
+        if a.live.stats {
+            eprintln!("{}", serde_json::to_string(&clients.calls.snapshot())?);
+        }
+        Ok(())
+    };
     if p.is_empty() {
+        print_stats()?;
         return Ok(p.verdict().exit_code());
     }
     if !a.auto_approve && !confirm()? {
@@ -578,9 +585,7 @@ fn apply(a: ApplyArgs) -> Result<u8> {
     };
     let report = rt.block_on(live_apply::execute(&clients, &p, &opts));
     report::write_apply(&report, format, &mut out)?;
-    if a.live.stats {
-        eprintln!("{}", serde_json::to_string(&clients.calls.snapshot())?);
-    }
+    print_stats()?;
     Ok(if report.converged() { 0 } else { 1 })
 }
 

@@ -149,7 +149,13 @@ pub struct CycleOutcome {
     pub errors: Vec<CycleError>,
     /// How long the cycle took.
     pub duration: Duration,
+    /// Something waits for the Kubeflow controller (a new tenant's
+    /// namespace): run again soon, not after the whole interval.
+    pub requeue_soon: bool,
 }
+
+/// How soon a cycle that waits for the Kubeflow controller runs again.
+const REQUEUE_SOON: Duration = Duration::from_secs(5);
 
 impl CycleOutcome {
     /// `success`, `invalid_commit` (a broken head, the last good commit
@@ -368,9 +374,13 @@ pub async fn run(
         let outcome = cycle_once(&shared, &clients, &source, &mut state, cycle)
             .instrument(span)
             .await;
+        let wait = if outcome.requeue_soon {
+            REQUEUE_SOON.min(options.interval)
+        } else {
+            options.interval + jitter(options.jitter, cycle)
+        };
         shared.record(outcome);
         (options.release_memory)();
-        let wait = options.interval + jitter(options.jitter, cycle);
         tokio::select! {
             _ = &mut shutdown => break,
             _ = shared.trigger.notified() => tracing::info!("webhook: reconciling now"),
@@ -546,6 +556,7 @@ async fn cycle_once(
         );
         for s in &r.results {
             if let crate::applied::Outcome::Failed { code, message } = &s.outcome {
+                out.requeue_soon |= code == "Timeout";
                 out.errors.push(CycleError::new(
                     code.clone(),
                     format!("{}: {code}: {message}", s.address),

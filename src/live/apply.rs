@@ -87,12 +87,15 @@ async fn run_group(
             },
             None => {
                 let started = std::time::Instant::now();
-                let result = execute_operation(clients, opts, &c.operation).await;
+                let (result, uid) = match execute_operation(clients, opts, &c.operation).await {
+                    Ok(uid) => (Ok(()), uid),
+                    Err(e) => (Err(e), None),
+                };
                 audit(&c, commit, &result, started.elapsed());
                 if let Operation::ApplyProfile { name, .. } | Operation::DeleteProfile { name } =
                     &c.operation
                 {
-                    profile_event(clients, name, &c, commit, &result).await;
+                    profile_event(clients, name, uid, &c, commit, &result).await;
                 }
                 match result {
                     Ok(()) => Outcome::Done,
@@ -227,6 +230,7 @@ fn audit(c: &Change, commit: Option<&str>, result: &Result<(), Error>, took: Dur
 async fn profile_event(
     clients: &Clients,
     name: &str,
+    uid: Option<String>,
     c: &Change,
     commit: Option<&str>,
     result: &Result<(), Error>,
@@ -256,6 +260,7 @@ async fn profile_event(
             api_version: Some(format!("{PROFILE_GROUP}/{PROFILE_VERSION}")),
             kind: Some(PROFILE_KIND.into()),
             name: Some(name.into()),
+            uid,
             ..Default::default()
         },
         reason: Some(reason.into()),
@@ -341,8 +346,27 @@ fn iam_tags(tags: &Tags) -> Vec<Tag> {
         .collect()
 }
 
-/// Runs one operation.
+/// Runs one operation; for a Profile, its UID (for its Event).
 async fn execute_operation(
+    clients: &Clients,
+    opts: &ApplyOptions,
+    op: &Operation,
+) -> Result<Option<String>, Error> {
+    use Operation::*;
+    match op {
+        ApplyProfile {
+            name,
+            labels,
+            annotations,
+            spec,
+        } => apply_profile(clients, name, labels, annotations, spec).await,
+        DeleteProfile { name } => delete_profile(clients, opts, name).await,
+        op => execute_write(clients, opts, op).await.map(|()| None),
+    }
+}
+
+/// Runs one operation other than a Profile's.
+async fn execute_write(
     clients: &Clients,
     opts: &ApplyOptions,
     op: &Operation,
@@ -531,26 +555,8 @@ async fn execute_operation(
                 )
                 .await,
         ),
-        ApplyProfile {
-            name,
-            labels,
-            annotations,
-            spec,
-        } => apply_profile(clients, name, labels, annotations, spec).await,
-        DeleteProfile { name } => {
-            let api: Api<DynamicObject> = Api::all_with(clients.kube.clone(), &profile_resource());
-            match clients
-                .kube_call(
-                    "delete",
-                    format!("delete Profile {name}"),
-                    api.delete(name, &DeleteParams::default()),
-                )
-                .await
-            {
-                Err(e) if e.is_not_found() => return Ok(()),
-                other => other?,
-            };
-            wait_profile_gone(clients, name, opts.profile_delete_timeout).await
+        ApplyProfile { .. } | DeleteProfile { .. } => {
+            unreachable!("Profiles are written by execute_operation")
         }
         ApplyMember {
             namespace,
@@ -969,16 +975,40 @@ async fn delete_policy(clients: &Clients, arn: &str) -> Result<(), Error> {
     )
 }
 
+/// Deletes a Profile and waits until its finalizers have run; its UID when
+/// it was there.
+async fn delete_profile(
+    clients: &Clients,
+    opts: &ApplyOptions,
+    name: &str,
+) -> Result<Option<String>, Error> {
+    let api: Api<DynamicObject> = Api::all_with(clients.kube.clone(), &profile_resource());
+    let uid = match clients
+        .kube_call(
+            "delete",
+            format!("delete Profile {name}"),
+            api.delete(name, &DeleteParams::default()),
+        )
+        .await
+    {
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+        Ok(either) => either.left().and_then(|o| o.metadata.uid),
+    };
+    wait_profile_gone(clients, name, opts.profile_delete_timeout).await?;
+    Ok(uid)
+}
+
 /// Server-side apply as `kftenant`, forcing ownership of kftenant's fields
 /// only: fields of other managers (the Kubeflow controller's finalizer,
-/// status, others' labels) are left alone.
+/// status, others' labels) are left alone. The Profile's UID.
 async fn apply_profile(
     clients: &Clients,
     name: &str,
     labels: &Tags,
     annotations: &Tags,
     spec: &Document,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let manifest = json!({
         "apiVersion": format!("{PROFILE_GROUP}/{PROFILE_VERSION}"),
         "kind": PROFILE_KIND,
@@ -997,7 +1027,7 @@ async fn apply_profile(
             ),
         )
         .await
-        .map(|_| ())
+        .map(|o| o.metadata.uid)
 }
 
 /// Waits until the Profile `name` no longer exists (its finalizers have run).

@@ -411,7 +411,11 @@ impl Plan {
     pub fn verdict(&self) -> Verdict {
         if !self.conflicts.is_empty() || !self.held.is_empty() {
             Verdict::Blocked
-        } else if !self.changes.is_empty() {
+        } else if !self.changes.is_empty()
+            // A drift report counts access not in git as a difference; a plan
+            // has nothing to do about it (unless it prunes it: then it is a change).
+            || (self.kind == PlanKind::Drift && !self.unmanaged_access.is_empty())
+        {
             Verdict::Changes
         } else {
             Verdict::Converged
