@@ -22,7 +22,8 @@
 //! `file:line:column`), [`names`] (AWS and Kubernetes name rules, ARNs),
 //! [`ownership`] (kftenant's tags, labels and policy marker, and the checks
 //! on them), [`document`] (JSON documents kept as text), [`kubeflow`] (what
-//! Kubeflow's controllers expect).
+//! Kubeflow's controllers expect), [`quantity`] (Kubernetes quantities, parsed
+//! and printed exactly as Go does).
 //!
 //! - [`yaml`] — a YAML tree that keeps node positions.
 //! - [`policy`] — IAM policy grammar, sizes, semantic comparison.
@@ -38,7 +39,8 @@
 //! - [`daemon`] — `kftenant run`.
 //!
 //! The pure modules (`diag`, `names`, `ownership`, `document`, `kubeflow`,
-//! `yaml`, `policy`, `config`, `model`, `plan`, `report`, `applied`, `schema`)
+//! `quantity`, `yaml`, `policy`, `config`, `model`, `plan`, `report`,
+//! `applied`, `schema`)
 //! use no network, clock, async runtime, git or client library: what they
 //! need comes in as data. `tests/architecture.rs` checks it, and that no two
 //! top-level modules import each other.
@@ -58,6 +60,7 @@ pub mod names;
 pub mod ownership;
 pub mod plan;
 pub mod policy;
+pub mod quantity;
 pub mod report;
 pub mod schema;
 pub mod yaml;

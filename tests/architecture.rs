@@ -14,6 +14,7 @@ const PURE: &[&str] = &[
     "ownership",
     "document",
     "kubeflow",
+    "quantity",
     "yaml",
     "policy",
     "config",
