@@ -23,7 +23,8 @@
 //! [`ownership`] (kftenant's tags, labels and policy marker, and the checks
 //! on them), [`document`] (JSON documents kept as text), [`kubeflow`] (what
 //! Kubeflow's controllers expect), [`quantity`] (Kubernetes quantities, parsed
-//! and printed exactly as Go does).
+//! and printed exactly as Go does), [`quota`] (what a Kubernetes
+//! `ResourceQuota` accepts; tenants' quotas over the defaults).
 //!
 //! - [`yaml`] — a YAML tree that keeps node positions.
 //! - [`policy`] — IAM policy grammar, sizes, semantic comparison.
@@ -39,7 +40,7 @@
 //! - [`daemon`] — `kftenant run`.
 //!
 //! The pure modules (`diag`, `names`, `ownership`, `document`, `kubeflow`,
-//! `quantity`, `yaml`, `policy`, `config`, `model`, `plan`, `report`,
+//! `quantity`, `quota`, `yaml`, `policy`, `config`, `model`, `plan`, `report`,
 //! `applied`, `schema`)
 //! use no network, clock, async runtime, git or client library: what they
 //! need comes in as data. `tests/architecture.rs` checks it, and that no two
@@ -61,6 +62,7 @@ pub mod ownership;
 pub mod plan;
 pub mod policy;
 pub mod quantity;
+pub mod quota;
 pub mod report;
 pub mod schema;
 pub mod yaml;

@@ -66,13 +66,13 @@ impl Format {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// Go's `ErrFormatWrong`: empty, or characters the grammar does not allow.
-    #[error("not a quantity: a number with an optional suffix, such as 8, 500m, 1.5 or 32Gi")]
+    #[error("not a number with an optional suffix")]
     Format,
     /// Go's `ErrNumeric`: a suffix without digits where Go needs some (`.Pi`).
-    #[error("the number part has no digits")]
+    #[error("the number has no digits")]
     Numeric,
     /// Go's `ErrSuffix`: an unknown suffix (`1K`, `1Mi3`, `1e`).
-    #[error("unknown suffix: use n, u, m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei or e<exponent>")]
+    #[error("unknown suffix")]
     Suffix,
     /// An exponent of more than nine digits: Go wraps those at 32 bits.
     #[error("the exponent has more than 9 digits")]
@@ -230,6 +230,15 @@ impl fmt::Display for Value {
     }
 }
 
+/// How parsing changed a written value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adjustment {
+    /// Rounded up (away from zero) to a multiple of 10^-9: `0.5n` is `1n`.
+    RoundedUp,
+    /// A BinarySI magnitude above 2^63-1, capped there: `9Ei`.
+    Capped,
+}
+
 /// A parsed quantity: its value, its format, and the string Go prints for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quantity {
@@ -240,8 +249,8 @@ pub struct Quantity {
     /// What `String()` and `MarshalJSON` return: the input itself when Go
     /// remembers it, else the canonical form.
     text: String,
-    /// False when parsing rounded the value to 10^-9 or capped it at 2^63-1.
-    exact: bool,
+    /// Whether parsing rounded or capped the value written.
+    adjusted: Option<Adjustment>,
 }
 
 impl Quantity {
@@ -282,7 +291,12 @@ impl Quantity {
     /// False when Kubernetes rounded the written value up to 10^-9 (`0.5n`
     /// is `1n`) or capped it at 2^63-1 (`9Ei`).
     pub fn is_exact(&self) -> bool {
-        self.exact
+        self.adjusted.is_none()
+    }
+
+    /// How parsing changed the written value, if it did.
+    pub fn adjustment(&self) -> Option<Adjustment> {
+        self.adjusted
     }
 
     /// True when Go reads back what it prints: the same value. False only for
@@ -472,7 +486,7 @@ fn fast_path(s: &str, sc: &Scanned, base: u32, exp: i64, format: Format) -> Opti
         value,
         format,
         text,
-        exact: true,
+        adjusted: None,
     })
 }
 
@@ -498,14 +512,14 @@ fn slow_path(
     } else {
         value = value.times_pow2(exp as u32);
     }
-    let mut exact = !value.round_up_to_nano();
+    let mut adjusted = value.round_up_to_nano().then_some(Adjustment::RoundedUp);
     let cap = Value::from_i128(BINARY_CAP.into(), 0);
     if format == Format::BinarySI && value.cmp_abs(&cap) == Ordering::Greater {
         value = Value {
             negative: value.negative,
             ..cap
         };
-        exact = false;
+        adjusted = Some(Adjustment::Capped);
     }
     if format == Format::BinarySI
         && !value.is_zero()
@@ -518,7 +532,7 @@ fn slow_path(
         value,
         format,
         text,
-        exact,
+        adjusted,
     })
 }
 
@@ -637,8 +651,13 @@ mod tests {
         assert!(q("1k").same_value(&q("1e3")));
         assert!(!q("1k").same_value(&q("1Ki")));
         assert!(q("1Gi").is_exact() && q("1.5").is_exact() && q("1e-9").is_exact());
-        assert!(!q("0.5n").is_exact());
-        assert!(!q("8Ei").is_exact() && !q("8Ei").exceeds_int64());
+        assert_eq!(q("0.5n").adjustment(), Some(Adjustment::RoundedUp));
+        assert_eq!(
+            q("1.0000000000001Ki").adjustment(),
+            Some(Adjustment::RoundedUp)
+        );
+        assert_eq!(q("8Ei").adjustment(), Some(Adjustment::Capped));
+        assert!(!q("8Ei").exceeds_int64());
         assert!(q("1e19").exceeds_int64());
         assert!(!q("9223372036854775807").exceeds_int64());
         assert!(!q("1000E").round_trips());

@@ -15,6 +15,7 @@ const PURE: &[&str] = &[
     "document",
     "kubeflow",
     "quantity",
+    "quota",
     "yaml",
     "policy",
     "config",
