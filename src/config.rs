@@ -110,12 +110,14 @@ pub struct ResourceQuotaSpec {
     pub scopes: Vec<String>,
 }
 
-/// A Kubernetes quantity: an integer or a string such as `32Gi`.
+/// A Kubernetes quantity: a number or a string such as `32Gi`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Quantity {
     /// A plain integer.
     Int(i64),
+    /// A number with a fraction, e.g. `1.5` (CPUs).
+    Float(f64),
     /// A quantity string such as `500m` or `32Gi`.
     Str(String),
 }
@@ -125,6 +127,7 @@ impl Quantity {
     pub fn text(&self) -> String {
         match self {
             Quantity::Int(i) => i.to_string(),
+            Quantity::Float(f) => f.to_string(),
             Quantity::Str(s) => s.clone(),
         }
     }
@@ -661,7 +664,7 @@ oidc_issuer = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLE"
     #[test]
     fn default_quota_keeps_the_valid_entries() {
         let text = format!(
-            "{GOOD}[profile.default_resource_quota.hard]\ncpu = \"1.5\"\nmemory = \"lots\"\n\"requests.nvidia.com/gpu\" = 0\n"
+            "{GOOD}[profile.default_resource_quota.hard]\ncpu = 1.5\nmemory = \"lots\"\n\"requests.nvidia.com/gpu\" = 0\n"
         );
         let mut d = Diagnostics::default();
         let q = load(&text, &mut d).unwrap().default_quota().unwrap();

@@ -272,7 +272,7 @@ pub fn parse_value(resource: &str, text: &str) -> Result<Quantity, Problem> {
         };
         Problem::new(message, Some(hint))
     })?;
-    match check_value(resource, &q) {
+    match check_value(resource, text, &q) {
         Some(p) => Err(p),
         None => Ok(q),
     }
@@ -316,10 +316,10 @@ fn suggest_quantity(text: &str) -> Option<String> {
     }
 }
 
-/// Checks a parsed value for `resource`: what `ValidateResourceQuantityValue`
-/// checks, and what Kubernetes would store differently from what is written.
-pub fn check_value(resource: &str, q: &Quantity) -> Option<Problem> {
-    let text = q.as_str();
+/// Checks the value `text` parses to for `resource`: what
+/// `ValidateResourceQuantityValue` checks, and what Kubernetes would store
+/// differently from what is written.
+fn check_value(resource: &str, text: &str, q: &Quantity) -> Option<Problem> {
     if q.value().is_negative() {
         return Some(Problem::new(
             format!("`{resource}` must not be negative, found `{text}`"),
@@ -637,7 +637,7 @@ mod tests {
         );
         assert!(msg("memory", "9Ei").contains("cap for binary quantities"));
         assert!(msg("cpu", "1e4294967296").contains("more than 9 digits"));
-        assert!(msg("pods", "1.5").starts_with("`pods` must be a whole number, found `1500m`"));
+        assert!(msg("pods", "1.5").starts_with("`pods` must be a whole number, found `1.5`"));
         assert!(msg("nvidia.com/gpu", "500m").contains("extended resources"));
         assert!(msg("count/jobs.batch", "0.5").contains("whole number"));
         assert!(

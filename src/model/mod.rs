@@ -948,7 +948,7 @@ mod tests {
             vec![
                 "tenants/a.yaml:10:9: `memmory` is not a resource a Kubernetes quota can limit\n  hint: did you mean `memory`?",
                 "tenants/a.yaml:11:9: `storage` is not a resource a Kubernetes quota can limit\n  hint: did you mean `requests.storage`?",
-                "tenants/a.yaml:12:15: `pods` must be a whole number, found `1500m`: it is counted in whole numbers",
+                "tenants/a.yaml:12:15: `pods` must be a whole number, found `1.5`: it is counted in whole numbers",
                 "tenants/a.yaml:13:9: `nvidia.com/gpu` limits nothing: Kubernetes quotas count extended resources only as `requests.<name>`\n  hint: did you mean `requests.nvidia.com/gpu`?",
                 "tenants/a.yaml:14:14: `16GB` is not a Kubernetes quantity\n  hint: did you mean `16G` or `16Gi`?",
                 "tenants/a.yaml:15:9: `limits.cpu: null` removes a default limit, but [profile.default_resource_quota] has no `limits.cpu`\n  hint: the default limits are cpu, memory, requests.nvidia.com/gpu",
