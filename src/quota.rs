@@ -241,17 +241,13 @@ pub fn check_scope_for(scope: &str, resource: &str) -> Option<Problem> {
 }
 
 /// The first pair of scopes that exclude each other, if any.
-pub fn conflicting_scopes<'a>(scopes: &[&'a str]) -> Option<(&'a str, &'a str)> {
+pub fn conflicting_scopes(scopes: &[&str]) -> Option<(&'static str, &'static str)> {
     [
         ("BestEffort", "NotBestEffort"),
         ("Terminating", "NotTerminating"),
     ]
     .into_iter()
     .find(|(a, b)| scopes.contains(a) && scopes.contains(b))
-    .map(|(a, b)| {
-        let pick = |s: &str| *scopes.iter().find(|x| **x == s).expect("contained");
-        (pick(a), pick(b))
-    })
 }
 
 /// Parses a `hard` value written as `text` (a YAML or TOML number is its
