@@ -6,6 +6,7 @@
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::kubeflow::{DEFAULT_SERVICE_ACCOUNT, service_account_subject};
 use crate::names::{self, Account};
+use crate::quota::{self, Quota};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
@@ -85,7 +86,9 @@ impl Default for IamConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProfileConfig {
-    /// Resource quota for tenants that set none.
+    /// The resource quota every tenant starts from. A tenant's
+    /// `spec.profile.resourceQuota` overrides it key by key (`null` removes a
+    /// key) and replaces its scopes when it names any.
     pub default_resource_quota: Option<ResourceQuotaSpec>,
     /// `annotateOnly` of the `AwsIamForServiceAccount` plugin: when true the
     /// Kubeflow controller only annotates the service account and leaves the
@@ -114,14 +117,27 @@ pub struct ResourceQuotaSpec {
     pub scopes: Vec<String>,
 }
 
-/// A Kubernetes quantity: an integer or a string such as `32Gi`.
+/// A Kubernetes quantity: a number or a string such as `32Gi`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Quantity {
     /// A plain integer.
     Int(i64),
+    /// A number with a fraction, e.g. `1.5` (CPUs).
+    Float(f64),
     /// A quantity string such as `500m` or `32Gi`.
     Str(String),
+}
+
+impl Quantity {
+    /// The text Kubernetes reads: an integer's digits, or the string.
+    pub fn text(&self) -> String {
+        match self {
+            Quantity::Int(i) => i.to_string(),
+            Quantity::Float(f) => f.to_string(),
+            Quantity::Str(s) => s.clone(),
+        }
+    }
 }
 
 /// `[guardrails]`
@@ -246,6 +262,21 @@ impl Config {
             .replace("{cluster}", &self.cluster.name)
     }
 
+    /// `[profile] default_resource_quota` as a quota, with only its valid
+    /// entries ([`load`] reports the others).
+    pub fn default_quota(&self) -> Option<Quota> {
+        let spec = self.profile.default_resource_quota.as_ref()?;
+        Some(Quota {
+            hard: spec
+                .hard
+                .iter()
+                .filter(|(k, _)| quota::check_resource_name(k).is_none())
+                .filter_map(|(k, v)| Some((k.clone(), quota::parse_value(k, &v.text()).ok()?)))
+                .collect(),
+            scopes: spec.scopes.clone(),
+        })
+    }
+
     /// The ARN of a tenant's role.
     pub fn role_arn(&self, tenant: &str) -> String {
         self.account()
@@ -328,24 +359,30 @@ pub fn offset_to_pos(text: &str, offset: usize) -> Pos {
 /// `[iam]` sections. The section's own position when the key is not written
 /// (a default), and 1:1 when the text does not parse.
 pub fn locate(text: &str, section: &str, key: &str) -> Pos {
+    locate_path(text, &[section, key])
+}
+
+/// Where the deepest key of `path` that is written is: `locate` for nested
+/// tables (`["profile", "default_resource_quota", "hard", "cpu"]` finds
+/// `cpu` under `[profile.default_resource_quota.hard]`, in an inline table or
+/// as a dotted key). 1:1 when not even the first key is written.
+pub fn locate_path(text: &str, path: &[&str]) -> Pos {
     let Ok(root) = toml::de::DeTable::parse(text) else {
         return Pos::new(1, 1);
     };
-    fn entry<'t, 'i>(
-        table: &'t toml::de::DeTable<'i>,
-        name: &str,
-    ) -> Option<(std::ops::Range<usize>, &'t toml::de::DeValue<'i>)> {
-        table
-            .iter()
-            .find(|(k, _)| k.get_ref() == name)
-            .map(|(k, v)| (k.span(), v.get_ref()))
+    let mut table = root.get_ref();
+    let mut found = None;
+    for name in path {
+        let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref() == name) else {
+            break;
+        };
+        found = Some(k.span());
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => break,
+        }
     }
-    let Some((section_span, toml::de::DeValue::Table(table))) = entry(root.get_ref(), section)
-    else {
-        return Pos::new(1, 1);
-    };
-    let span = entry(table, key).map_or(section_span, |(span, _)| span);
-    offset_to_pos(text, span.start)
+    found.map_or(Pos::new(1, 1), |span| offset_to_pos(text, span.start))
 }
 
 fn check(c: &Config, text: &str, diags: &mut Diagnostics) {
@@ -519,6 +556,62 @@ fn check(c: &Config, text: &str, diags: &mut Diagnostics) {
         if let Some(msg) = crate::policy::action_syntax(a) {
             err("guardrails", "denied_actions", msg, None);
         }
+    }
+    if let Some(q) = &c.profile.default_resource_quota {
+        check_default_quota(q, text, diags);
+    }
+}
+
+/// `[profile.default_resource_quota]`: the names, values and scopes
+/// Kubernetes accepts, each problem at its key.
+fn check_default_quota(q: &ResourceQuotaSpec, text: &str, diags: &mut Diagnostics) {
+    const AT: [&str; 2] = ["profile", "default_resource_quota"];
+    let mut push = |key: &[&str], p: quota::Problem| {
+        let path: Vec<&str> = AT.iter().chain(key).copied().collect();
+        let mut d = Diagnostic::at(CONFIG_FILE, locate_path(text, &path), p.message);
+        if let Some(h) = p.hint {
+            d = d.with_hint(h);
+        }
+        diags.push(d);
+    };
+    for (k, v) in &q.hard {
+        let problem =
+            quota::check_resource_name(k).or_else(|| quota::parse_value(k, &v.text()).err());
+        if let Some(p) = problem {
+            push(&["hard", k], p);
+        }
+    }
+    let scopes: Vec<&str> = q.scopes.iter().map(String::as_str).collect();
+    for s in &scopes {
+        if let Some(p) = quota::check_scope(s) {
+            push(&["scopes"], p);
+        }
+        for k in q.hard.keys() {
+            if let Some(p) = quota::check_scope_for(s, k) {
+                push(&["hard", k], p);
+            }
+        }
+    }
+    if let Some((a, b)) = quota::conflicting_scopes(&scopes) {
+        push(
+            &["scopes"],
+            quota::Problem {
+                message: format!("quota scopes `{a}` and `{b}` exclude each other"),
+                hint: None,
+            },
+        );
+    }
+    if q.hard.is_empty() && !scopes.is_empty() {
+        push(
+            &["scopes"],
+            quota::Problem {
+                message: "quota scopes without any `hard` limit limit nothing".into(),
+                hint: Some(
+                    "add limits under [profile.default_resource_quota.hard], or remove the scopes"
+                        .into(),
+                ),
+            },
+        );
     }
 }
 
@@ -868,6 +961,54 @@ oidc_issuer = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLE"
         let e = errors("[cluster\nname = 1\n");
         assert!(e[0].starts_with("kftenant.toml:1:"), "{e:?}");
         assert!(e[0].contains("TOML syntax error"), "{e:?}");
+    }
+
+    #[test]
+    fn default_quota_is_checked_at_its_keys() {
+        let text = format!(
+            "{GOOD}\n[profile.default_resource_quota]\nscopes = [\"BestEffort\", \"NotTerminatin\"]\n\n[profile.default_resource_quota.hard]\nmemmory = \"1Gi\"\ncpu = \"lots\"\npods = 10\n\"nvidia.com/gpu\" = 1\nstorage = \"1Gi\"\n"
+        );
+        assert_eq!(
+            errors(&text),
+            vec![
+                "kftenant.toml:9:1: unknown quota scope `NotTerminatin`\n  hint: did you mean `NotTerminating`?",
+                "kftenant.toml:12:1: `memmory` is not a resource a Kubernetes quota can limit\n  hint: did you mean `memory`?",
+                "kftenant.toml:13:1: `lots` is not a Kubernetes quantity\n  hint: a number with an optional suffix, e.g. 8, \"500m\", \"1.5\", \"32Gi\", \"1e3\"",
+                "kftenant.toml:13:1: quota scope `BestEffort` cannot limit `cpu`\n  hint: a `BestEffort` quota limits only `pods`",
+                "kftenant.toml:15:1: `nvidia.com/gpu` limits nothing: Kubernetes quotas count extended resources only as `requests.<name>`\n  hint: did you mean `requests.nvidia.com/gpu`?",
+                "kftenant.toml:16:1: `storage` is not a resource a Kubernetes quota can limit\n  hint: did you mean `requests.storage`?",
+            ]
+        );
+        // Inline tables and dotted keys are found too.
+        let text =
+            format!("{GOOD}[profile]\ndefault_resource_quota = {{ hard = {{ cpu = \"-1\" }} }}\n");
+        assert_eq!(
+            errors(&text),
+            vec!["kftenant.toml:8:37: `cpu` must not be negative, found `-1`"]
+        );
+        let text = format!("{GOOD}[profile]\ndefault_resource_quota.scopes = [\"BestEffort\"]\n");
+        assert_eq!(
+            errors(&text),
+            vec![
+                "kftenant.toml:8:24: quota scopes without any `hard` limit limit nothing\n  hint: add limits under [profile.default_resource_quota.hard], or remove the scopes"
+            ]
+        );
+    }
+
+    #[test]
+    fn default_quota_keeps_the_valid_entries() {
+        let text = format!(
+            "{GOOD}[profile.default_resource_quota.hard]\ncpu = 1.5\nmemory = \"lots\"\n\"requests.nvidia.com/gpu\" = 0\n"
+        );
+        let mut d = Diagnostics::default();
+        let q = load(&text, &mut d).unwrap().default_quota().unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            q.to_json(),
+            json!({"hard": {"cpu": "1500m", "requests.nvidia.com/gpu": "0"}})
+        );
+        let mut d = Diagnostics::default();
+        assert_eq!(load(GOOD, &mut d).unwrap().default_quota(), None);
     }
 
     #[test]

@@ -22,7 +22,9 @@
 //! `file:line:column`), [`names`] (AWS and Kubernetes name rules, ARNs),
 //! [`ownership`] (kftenant's tags, labels and policy marker, and the checks
 //! on them), [`document`] (JSON documents kept as text), [`kubeflow`] (what
-//! Kubeflow's controllers expect).
+//! Kubeflow's controllers expect), [`quantity`] (Kubernetes quantities, parsed
+//! and printed exactly as Go does), [`quota`] (what a Kubernetes
+//! `ResourceQuota` accepts; tenants' quotas over the defaults).
 //!
 //! - [`yaml`] — a YAML tree that keeps node positions.
 //! - [`policy`] — IAM policy grammar, sizes, semantic comparison.
@@ -39,8 +41,8 @@
 //! - [`daemon`] — `kftenant run`.
 //!
 //! The pure modules (`diag`, `names`, `ownership`, `document`, `kubeflow`,
-//! `yaml`, `policy`, `config`, `model`, `plan`, `report`, `applied`, `schema`,
-//! `scaffold`)
+//! `quantity`, `quota`, `yaml`, `policy`, `config`, `model`, `plan`, `report`,
+//! `applied`, `schema`, `scaffold`)
 //! use no network, clock, async runtime, git or client library: what they
 //! need comes in as data. `tests/architecture.rs` checks it, and that no two
 //! top-level modules import each other.
@@ -60,6 +62,8 @@ pub mod names;
 pub mod ownership;
 pub mod plan;
 pub mod policy;
+pub mod quantity;
+pub mod quota;
 pub mod report;
 pub mod scaffold;
 pub mod schema;

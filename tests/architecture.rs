@@ -14,6 +14,8 @@ const PURE: &[&str] = &[
     "ownership",
     "document",
     "kubeflow",
+    "quantity",
+    "quota",
     "yaml",
     "policy",
     "config",

@@ -152,6 +152,34 @@ fn sample_tenant_files_point_editors_at_the_schema() {
 }
 
 #[test]
+fn quota_mistakes_are_reported_where_they_are_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("sample-repo"), tmp.path());
+    let file = tmp.path().join("tenants/platform-sandbox.yaml");
+    let yaml = std::fs::read_to_string(&file).unwrap().replace(
+        "        cpu: \"4\"\n        memory: 16Gi\n",
+        "        cpu: \"4\"\n        memmory: 16Gi\n        requests.nvidia.com/gpus: null\n      scopes: [NotTerminatin]\n",
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let toml = tmp.path().join("kftenant.toml");
+    let cfg = std::fs::read_to_string(&toml)
+        .unwrap()
+        .replace("memory = \"64Gi\"", "memory = \"64GB\"");
+    std::fs::write(&toml, cfg).unwrap();
+    let out = kftenant(&["validate", tmp.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for want in [
+        "kftenant.toml:25:1: `64GB` is not a Kubernetes quantity\n  hint: did you mean `64G` or `64Gi`?",
+        "tenants/platform-sandbox.yaml:18:9: `memmory` is not a resource a Kubernetes quota can limit\n  hint: did you mean `memory`?",
+        "tenants/platform-sandbox.yaml:19:9: `requests.nvidia.com/gpus: null` removes a default limit, but [profile.default_resource_quota] has no `requests.nvidia.com/gpus`\n  hint: did you mean `requests.nvidia.com/gpu`?",
+        "tenants/platform-sandbox.yaml:20:16: unknown quota scope `NotTerminatin`\n  hint: did you mean `NotTerminating`?",
+    ] {
+        assert!(err.contains(want), "missing `{want}` in:\n{err}");
+    }
+}
+
+#[test]
 fn emptied_tenants_folder_deletes_nothing_even_with_allow_mass_delete() {
     let tmp = tempfile::tempdir().unwrap();
     copy_dir(&root().join("sample-repo"), tmp.path());
@@ -408,7 +436,7 @@ fn removing_a_tenant_deletes_nothing_until_git_decommissions_it() {
     .unwrap();
     let out = kftenant(&["validate", repo]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("kftenant.toml:39:1: [prune] decommissioned lists `fraud-detection`, which tenants/fraud-detection.yaml:5:9 still defines"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("kftenant.toml:42:1: [prune] decommissioned lists `fraud-detection`, which tenants/fraud-detection.yaml:5:9 still defines"), "{}", text(&out.stderr));
 }
 
 #[test]

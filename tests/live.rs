@@ -264,9 +264,10 @@ async fn empty_world_to_sample_repo() {
             repo.role("fraud-detection")
         ))
     );
+    // Quantities are written as the strings the Kubeflow controller writes back.
     assert_eq!(
         profile.data["spec"]["resourceQuotaSpec"]["hard"]["requests.nvidia.com/gpu"],
-        json!(4)
+        json!("4")
     );
 
     // A no-op run reads IAM in a few calls and writes nothing.

@@ -153,6 +153,106 @@ fn encoding_and_ordering_differences_are_not_changes() {
     snapshot_all("encoding_only", &p);
 }
 
+fn profile_mut<'a>(
+    o: &'a mut Observed,
+    name: &str,
+) -> &'a mut kftenant::plan::observed::ObservedProfile {
+    o.profiles
+        .iter_mut()
+        .find(|p| p.name == name)
+        .expect("profile exists")
+}
+
+/// Sets the live `resourceQuotaSpec` of a Profile (`None`: absent).
+fn set_live_quota(o: &mut Observed, name: &str, rqs: Option<serde_json::Value>) {
+    let p = profile_mut(o, name);
+    let mut spec = p.spec.to_json();
+    let fields = spec.as_object_mut().unwrap();
+    match rqs {
+        Some(q) => fields.insert("resourceQuotaSpec".into(), q),
+        None => fields.remove("resourceQuotaSpec"),
+    };
+    p.spec = spec.into();
+}
+
+#[test]
+fn rendered_quotas_are_what_the_kubeflow_controller_writes_back() {
+    let d = desired::render(&repo());
+    for p in d.profiles.values() {
+        let rqs = p.spec.to_json()["resourceQuotaSpec"].clone();
+        assert_eq!(
+            kftenant::quota::as_written_back(Some(&rqs)),
+            rqs,
+            "{}: the controller's rewrite must change nothing",
+            p.name
+        );
+    }
+}
+
+#[test]
+fn quotas_the_kubeflow_controller_rewrote_plan_nothing() {
+    let mut r = repo();
+    // A tenant without any quota renders `resourceQuotaSpec: {}`.
+    r.tenants
+        .iter_mut()
+        .find(|t| t.name == "recommendations")
+        .unwrap()
+        .resource_quota = Default::default();
+    let d = desired::render(&r);
+    assert_eq!(
+        d.profiles["recommendations"].spec.to_json()["resourceQuotaSpec"],
+        serde_json::json!({})
+    );
+    let mut o = Observed::converged(&d);
+    // What kftenant wrote before quantities were strings, as the controller
+    // rewrote it (numbers became Go strings); the same amounts in forms Go
+    // keeps as written, or that someone applied by hand; no
+    // resourceQuotaSpec where the controller has not run yet.
+    set_live_quota(
+        &mut o,
+        "fraud-detection",
+        Some(kftenant::quota::as_written_back(Some(&serde_json::json!(
+            {"hard": {"cpu": "32", "memory": "128Gi", "requests.nvidia.com/gpu": 4}}
+        )))),
+    );
+    set_live_quota(
+        &mut o,
+        "nlp-research",
+        Some(serde_json::json!(
+            {"hard": {"cpu": "64.", "memory": "262144Mi", "requests.nvidia.com/gpu": "8000m"}}
+        )),
+    );
+    set_live_quota(&mut o, "recommendations", None);
+    let p = plan_of(&d, &o);
+    assert!(p.is_empty(), "{:#?}", p.changes);
+    assert!(p.drift.is_empty());
+    snapshot_all("quota_rewritten", &p);
+}
+
+#[test]
+fn a_changed_quota_plans_one_profile_update() {
+    let d = desired::render(&repo());
+    let mut o = Observed::converged(&d);
+    set_live_quota(
+        &mut o,
+        "fraud-detection",
+        Some(serde_json::json!(
+            {"hard": {"cpu": "16", "memory": "128Gi", "requests.nvidia.com/gpu": "4"}}
+        )),
+    );
+    let p = plan_of(&d, &o);
+    assert_eq!(p.changes.len(), 1);
+    assert_eq!(p.changes[0].address, "profile.fraud-detection");
+    assert_eq!(p.changes[0].action, Action::Update);
+    let fields: Vec<&str> = p.changes[0]
+        .diffs
+        .iter()
+        .map(|f| f.field.as_str())
+        .collect();
+    assert_eq!(fields, ["spec.resourceQuotaSpec"]);
+    snapshot_all("quota_changed", &p);
+}
+
 #[test]
 fn removed_tenant_is_deleted_profile_first_role_last() {
     let mut r = repo();

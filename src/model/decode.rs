@@ -4,7 +4,7 @@
 
 use super::{API_VERSION, INLINE_POLICIES_MAX_CHARS};
 use super::{Loaded, PolicyRef, Reader, Tenant, check_denied_actions, load_policy_text};
-use crate::config::{self, Config, ResourceQuotaSpec};
+use crate::config::Config;
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
 use crate::kubeflow::{DEFAULT_SERVICE_ACCOUNT, MemberRole, binding_name};
 use crate::names::{
@@ -12,6 +12,7 @@ use crate::names::{
 };
 use crate::ownership::{MANAGED_BY_LABEL, RESERVED_PREFIX, ROLE_OWNERSHIP_TAGS};
 use crate::policy::{self, PolicyKind};
+use crate::quota::{self, Quota, QuotaOverride};
 use crate::yaml::{Node, Value};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,6 +22,8 @@ pub(super) struct Cx<'a> {
     pub(super) diags: &'a mut Diagnostics,
     pub(super) src: &'a Reader<'a>,
     pub(super) config: Option<&'a Config>,
+    /// `[profile] default_resource_quota`'s valid entries, parsed once.
+    pub(super) default_quota: Option<&'a Quota>,
     pub(super) policy_names: &'a BTreeSet<String>,
 }
 
@@ -279,8 +282,10 @@ impl Cx<'_> {
         if let Some(iam) = get("iam") {
             self.iam(iam, tenant, &mut t);
         }
-        if let Some(p) = get("profile") {
-            self.profile(p, &mut t);
+        let quota = get("profile").and_then(|p| self.profile(p, &mut t));
+        t.resource_quota = Quota::merged(self.default_quota, quota.as_ref().map(|q| &q.over));
+        if let Some(q) = &quota {
+            self.check_quota(&t.resource_quota, q);
         }
         if let Some(m) = get("members") {
             self.members(m, &mut t);
@@ -636,16 +641,16 @@ impl Cx<'_> {
         }
     }
 
-    fn profile(&mut self, node: &Node, t: &mut Tenant) {
+    /// `spec.profile`; returns what the tenant wrote under `resourceQuota`.
+    fn profile(&mut self, node: &Node, t: &mut Tenant) -> Option<QuotaWritten> {
         if node.value == Value::Null {
-            return;
+            return None;
         }
-        let Some(entries) = self.mapping(node, "spec.profile", fields::PROFILE) else {
-            return;
-        };
+        let entries = self.mapping(node, "spec.profile", fields::PROFILE)?;
+        let mut quota = None;
         for (k, v) in entries {
             match k.as_str().unwrap_or_default() {
-                "resourceQuota" => t.resource_quota = self.quota(v),
+                "resourceQuota" => quota = self.quota(v),
                 "labels" => {
                     for (key, kn, val) in self.string_map(v, "spec.profile.labels") {
                         if key == MANAGED_BY_LABEL || key.starts_with(RESERVED_PREFIX) {
@@ -674,53 +679,175 @@ impl Cx<'_> {
                 _ => {}
             }
         }
+        quota
     }
 
-    fn quota(&mut self, node: &Node) -> Option<ResourceQuotaSpec> {
+    /// `spec.profile.resourceQuota`: what the tenant changes in the default
+    /// quota, each entry checked on its own. The checks that need the merged
+    /// quota are [`Cx::check_quota`]'s.
+    fn quota(&mut self, node: &Node) -> Option<QuotaWritten> {
         let entries = self.mapping(node, "spec.profile.resourceQuota", fields::QUOTA)?;
-        let mut q = ResourceQuotaSpec {
-            hard: BTreeMap::new(),
-            scopes: Vec::new(),
-        };
+        let mut w = QuotaWritten::default();
         for (k, v) in entries {
             match k.as_str().unwrap_or_default() {
                 "hard" => {
+                    if v.value == Value::Null {
+                        continue;
+                    }
                     let Some(hard) = self.mapping(v, "spec.profile.resourceQuota.hard", &[]) else {
                         continue;
                     };
                     for (rk, rv) in hard {
-                        let q_val = match &rv.value {
-                            Value::Int(i) => Some(config::Quantity::Int(*i)),
-                            Value::Str(s) if is_quantity(s) => {
-                                Some(config::Quantity::Str(s.clone()))
-                            }
-                            Value::Float(f) => Some(config::Quantity::Str(f.to_string())),
-                            _ => None,
-                        };
-                        match q_val {
-                            Some(qv) => {
-                                q.hard.insert(rk.scalar_text(), qv);
-                            }
-                            None => self.err_hint(
-                                rv.pos,
-                                format!("`{}` is not a Kubernetes quantity", rv.scalar_text()),
-                                "for example 8, \"500m\", \"32Gi\"",
-                            ),
-                        }
+                        self.quota_entry(rk, rv, &mut w);
                     }
                 }
                 "scopes" => {
-                    q.scopes = self
-                        .string_list(v, "resourceQuota.scopes")
-                        .into_iter()
-                        .map(|(s, _)| s)
-                        .collect()
+                    let mut scopes: Vec<(String, Pos)> = Vec::new();
+                    for (s, n) in self.string_list(v, "spec.profile.resourceQuota.scopes") {
+                        if let Some(p) = quota::check_scope(&s) {
+                            self.problem(n.pos, p);
+                        } else if scopes.iter().any(|(x, _)| *x == s) {
+                            self.err(n.pos, format!("quota scope `{s}` is listed twice"));
+                        } else {
+                            scopes.push((s, n.pos));
+                        }
+                    }
+                    let names: Vec<&str> = scopes.iter().map(|(s, _)| s.as_str()).collect();
+                    if let Some((a, b)) = quota::conflicting_scopes(&names) {
+                        self.err(
+                            k.pos,
+                            format!("quota scopes `{a}` and `{b}` exclude each other"),
+                        );
+                    }
+                    w.over.scopes = Some(names.iter().map(|s| s.to_string()).collect());
+                    w.scopes = Some((k.pos, scopes));
                 }
                 _ => {}
             }
         }
-        Some(q)
+        Some(w)
     }
+
+    /// One `hard` entry: a limit, or `null` to remove the default's.
+    fn quota_entry(&mut self, key: &Node, value: &Node, w: &mut QuotaWritten) {
+        let name = key.scalar_text();
+        if let Some(p) = quota::check_resource_name(&name) {
+            self.problem(key.pos, p);
+            return;
+        }
+        w.keys.insert(name.clone(), key.pos);
+        let text = match &value.value {
+            Value::Null => {
+                let defaults: Vec<&str> = self
+                    .default_quota
+                    .map(|d| d.hard.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                if defaults.contains(&name.as_str()) {
+                    w.over.hard.insert(name, None);
+                    return;
+                }
+                let hint = match (did_you_mean(&name, &defaults), defaults.is_empty()) {
+                    (Some(d), _) => format!("did you mean `{d}`?"),
+                    (None, true) => {
+                        "kftenant.toml sets no default limits; remove this line".to_string()
+                    }
+                    (None, false) => format!("the default limits are {}", defaults.join(", ")),
+                };
+                self.err_hint(
+                    key.pos,
+                    format!("`{name}: null` removes a default limit, but [profile.default_resource_quota] has no `{name}`"),
+                    hint,
+                );
+                return;
+            }
+            Value::Int(_) | Value::Float(_) | Value::Str(_) => value.scalar_text(),
+            _ => {
+                self.err_hint(
+                    value.pos,
+                    format!(
+                        "the limit of `{name}` must be a quantity, found {}",
+                        value.type_name()
+                    ),
+                    "for example 8, \"500m\", \"32Gi\"; or null to remove the default limit",
+                );
+                return;
+            }
+        };
+        match quota::parse_value(&name, &text) {
+            Ok(q) => {
+                w.over.hard.insert(name, Some(q));
+            }
+            Err(p) => self.problem(value.pos, p),
+        }
+    }
+
+    /// The checks of the merged quota that Kubernetes makes across keys:
+    /// scopes against the resources they limit, and scopes without limits.
+    /// A problem is reported where the tenant can fix it.
+    fn check_quota(&mut self, merged: &Quota, w: &QuotaWritten) {
+        const DEFAULTS: &str = "[profile.default_resource_quota]";
+        match &w.scopes {
+            Some((scopes_pos, scopes)) => {
+                if merged.hard.is_empty() && !scopes.is_empty() {
+                    self.err_hint(
+                        *scopes_pos,
+                        "quota scopes without any `hard` limit limit nothing",
+                        "add a limit under `hard`, or remove the scopes",
+                    );
+                }
+                for (scope, pos) in scopes {
+                    for k in merged.hard.keys() {
+                        if let Some(mut p) = quota::check_scope_for(scope, k) {
+                            if !w.keys.contains_key(k) {
+                                p.message.push_str(&format!(" (a limit from {DEFAULTS})"));
+                                p.hint = Some(format!(
+                                    "{}; remove the default here with `{k}: null`",
+                                    p.hint.unwrap_or_default()
+                                ));
+                            }
+                            self.problem(*pos, p);
+                        }
+                    }
+                }
+            }
+            None => {
+                for scope in &merged.scopes {
+                    for (k, pos) in &w.keys {
+                        if !merged.hard.contains_key(k) {
+                            continue;
+                        }
+                        if let Some(mut p) = quota::check_scope_for(scope, k) {
+                            p.message.push_str(&format!(" (a scope from {DEFAULTS})"));
+                            p.hint = Some(format!(
+                                "{}; give this tenant its own `scopes` (`[]` for none)",
+                                p.hint.unwrap_or_default()
+                            ));
+                            self.problem(*pos, p);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn problem(&mut self, pos: Pos, p: quota::Problem) {
+        let mut d = Diagnostic::at(self.file, pos, p.message);
+        if let Some(h) = p.hint {
+            d = d.with_hint(h);
+        }
+        self.diags.push(d);
+    }
+}
+
+/// What a tenant wrote under `resourceQuota`, and where.
+#[derive(Default)]
+struct QuotaWritten {
+    /// The changes to the default quota.
+    over: QuotaOverride,
+    /// Where each valid `hard` key is (set or removed).
+    keys: BTreeMap<String, Pos>,
+    /// The `scopes` key and each valid scope with its position, when written.
+    scopes: Option<(Pos, Vec<(String, Pos)>)>,
 }
 
 /// `None` when `user` can be a member: an email address (what Kubeflow's
@@ -757,7 +884,7 @@ pub(super) fn placeholder_tenant(name: String, file: &str) -> Tenant {
         max_session_duration: None,
         tags: BTreeMap::new(),
         service_accounts: Vec::new(),
-        resource_quota: None,
+        resource_quota: Quota::default(),
         labels: BTreeMap::new(),
         annotations: BTreeMap::new(),
         members: Vec::new(),
@@ -791,17 +918,4 @@ fn check_tag(key: &str, val: &str) -> Option<String> {
         ));
     }
     None
-}
-
-fn is_quantity(s: &str) -> bool {
-    let num_end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(num_end);
-    !num.is_empty()
-        && num.parse::<f64>().is_ok()
-        && [
-            "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
-        ]
-        .contains(&suffix)
 }

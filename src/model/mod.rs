@@ -23,10 +23,11 @@ pub use decode::fields;
 pub use layout::Layout;
 pub use source::{DirSource, MemSource, ReadError, Source};
 
-use crate::config::{self, Config, ResourceQuotaSpec};
+use crate::config::{self, Config};
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::names::check_policy_name;
 use crate::policy::{self, PolicyKind};
+use crate::quota::Quota;
 use crate::yaml::{self, Node, Value};
 use decode::Cx;
 use schemars::JsonSchema;
@@ -136,15 +137,31 @@ pub struct InlinePolicySpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TenantProfile {
-    /// Resource quota of the namespace; defaults to `[profile] default_resource_quota`.
+    /// Resource quota of the namespace, over `[profile] default_resource_quota`.
     #[serde(default)]
-    pub resource_quota: Option<ResourceQuotaSpec>,
+    pub resource_quota: Option<TenantResourceQuota>,
     /// Extra labels on the Profile.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Extra annotations on the Profile.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+}
+
+/// `spec.profile.resourceQuota`: changes to `[profile] default_resource_quota`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantResourceQuota {
+    /// Limits by resource name, e.g. `cpu: "8"`, `requests.nvidia.com/gpu: 2`.
+    /// Each sets or replaces the default's limit of that name; `null` removes
+    /// the default's (e.g. `requests.nvidia.com/gpu: null`); defaults not
+    /// named here stay.
+    #[serde(default)]
+    pub hard: BTreeMap<String, Option<config::Quantity>>,
+    /// Quota scopes, e.g. `NotTerminating`. When given they replace the
+    /// default's scopes (`[]` for none); when absent the default's apply.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -180,8 +197,8 @@ pub struct Tenant {
     pub tags: BTreeMap<String, String>,
     /// Extra trusted service accounts.
     pub service_accounts: Vec<String>,
-    /// Resource quota, if the tenant sets one.
-    pub resource_quota: Option<ResourceQuotaSpec>,
+    /// The tenant's quota: the defaults with the tenant's changes (empty: none).
+    pub resource_quota: Quota,
     /// Extra Profile labels.
     pub labels: BTreeMap<String, String>,
     /// Extra Profile annotations.
@@ -252,6 +269,7 @@ pub fn load(src: &dyn Source) -> Result<Repository, Vec<Diagnostic>> {
         .iter()
         .map(|(_, name)| name.clone())
         .collect();
+    let default_quota = config.as_ref().and_then(Config::default_quota);
     let mut tenants = Vec::new();
     for path in &layout.tenant_files {
         match reader.read(path) {
@@ -260,6 +278,7 @@ pub fn load(src: &dyn Source) -> Result<Repository, Vec<Diagnostic>> {
                 path,
                 &text,
                 config.as_ref(),
+                default_quota.as_ref(),
                 &policy_names,
                 &mut tenants,
                 &mut diags,
@@ -410,6 +429,7 @@ fn load_tenant_file(
     path: &str,
     text: &str,
     config: Option<&Config>,
+    default_quota: Option<&Quota>,
     policy_names: &BTreeSet<String>,
     out: &mut Vec<Loaded>,
     diags: &mut Diagnostics,
@@ -437,6 +457,7 @@ fn load_tenant_file(
             diags,
             src,
             config,
+            default_quota,
             policy_names,
         };
         if let Some(t) = cx.tenant(doc) {
@@ -538,6 +559,7 @@ fn check_decommissioned(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const CONFIG: &str = "[cluster]\nname = \"prod\"\naccount_id = \"123456789012\"\nregion = \"us-west-2\"\noidc_issuer = \"oidc.eks.us-west-2.amazonaws.com/id/X\"\n";
     const POLICY: &str = "{\"Version\": \"2012-10-17\", \"Statement\": [{\"Effect\": \"Allow\", \"Action\": \"s3:GetObject\", \"Resource\": \"*\"}]}";
@@ -915,9 +937,102 @@ mod tests {
         assert_eq!(
             p,
             vec![
-                "tenants/a.yaml:9:19: `lots` is not a Kubernetes quantity\n  hint: for example 8, \"500m\", \"32Gi\"",
+                "tenants/a.yaml:9:19: `lots` is not a Kubernetes quantity\n  hint: a number with an optional suffix, e.g. 8, \"500m\", \"1.5\", \"32Gi\", \"1e3\"",
                 "tenants/a.yaml:11:7: label `app.kubernetes.io/managed-by` is set by kftenant",
                 "tenants/a.yaml:12:7: label `bad key!`: name must be 1 to 63 alphanumeric characters, `-`, `_` or `.`",
+            ]
+        );
+    }
+
+    const QUOTA_DEFAULTS: &str = "[profile.default_resource_quota]\nscopes = [\"NotTerminating\"]\n[profile.default_resource_quota.hard]\ncpu = \"16\"\nmemory = \"64Gi\"\n\"requests.nvidia.com/gpu\" = 0\n";
+
+    fn quota_of(spec: &str) -> Json {
+        let cfg = CONFIG.to_string() + QUOTA_DEFAULTS;
+        let src = base()
+            .with("kftenant.toml", &cfg)
+            .with("tenants/a.yaml", &tenant("team-a", spec));
+        let r = load(&src).unwrap_or_else(|p| panic!("{p:#?}"));
+        r.tenants[0].resource_quota.to_json()
+    }
+
+    #[test]
+    fn a_tenant_quota_overrides_the_defaults_key_by_key() {
+        let owner = "  owner: a@example.com\n";
+        assert_eq!(
+            quota_of(owner),
+            json!({"hard": {"cpu": "16", "memory": "64Gi", "requests.nvidia.com/gpu": "0"}, "scopes": ["NotTerminating"]})
+        );
+        assert_eq!(
+            quota_of(&format!(
+                "{owner}  profile:\n    resourceQuota:\n      hard:\n        cpu: 4\n        memory: 1.5Gi\n        requests.nvidia.com/gpu: null\n"
+            )),
+            json!({"hard": {"cpu": "4", "memory": "1536Mi"}, "scopes": ["NotTerminating"]})
+        );
+        assert_eq!(
+            quota_of(&format!(
+                "{owner}  profile:\n    resourceQuota:\n      hard:\n        requests.storage: 100Gi\n      scopes: []\n"
+            )),
+            json!({"hard": {"cpu": "16", "memory": "64Gi", "requests.nvidia.com/gpu": "0", "requests.storage": "100Gi"}})
+        );
+        assert_eq!(
+            quota_of(&format!(
+                "{owner}  profile:\n    resourceQuota:\n      hard: {{cpu: null, memory: null, requests.nvidia.com/gpu: null}}\n"
+            )),
+            json!({}),
+            "every default removed: no quota"
+        );
+        let cfg = CONFIG.to_string() + QUOTA_DEFAULTS;
+        let src = base().with("kftenant.toml", &cfg).with(
+            "tenants/a.yaml",
+            &tenant("team-a", &format!("{owner}  profile:\n    resourceQuota:\n      hard: {{cpu: null, memory: null, requests.nvidia.com/gpu: null}}\n      scopes: [NotBestEffort]\n")),
+        );
+        assert_eq!(
+            problems(&src),
+            vec![
+                "tenants/a.yaml:10:7: quota scopes without any `hard` limit limit nothing\n  hint: add a limit under `hard`, or remove the scopes"
+            ]
+        );
+        assert_eq!(
+            quota_of(&format!(
+                "{owner}  profile:\n    resourceQuota:\n      scopes: [NotBestEffort]\n"
+            )),
+            json!({"hard": {"cpu": "16", "memory": "64Gi", "requests.nvidia.com/gpu": "0"}, "scopes": ["NotBestEffort"]})
+        );
+    }
+
+    #[test]
+    fn quota_names_values_and_scopes_are_checked_where_written() {
+        let cfg = CONFIG.to_string() + QUOTA_DEFAULTS;
+        let src = base().with("kftenant.toml", &cfg).with(
+            "tenants/a.yaml",
+            &format!(
+                "{}\n---\n{}",
+                tenant(
+                    "team-a",
+                    "  owner: a@example.com\n  profile:\n    resourceQuota:\n      hard:\n        memmory: 1Gi\n        storage: 1Gi\n        pods: 1.5\n        nvidia.com/gpu: 1\n        cpu: 16GB\n        limits.cpu: null\n        requests.storage: 10Gi\n        count/jobs.batch: [1]\n"
+                ),
+                tenant(
+                    "team-b",
+                    "  owner: a@example.com\n  profile:\n    resourceQuota:\n      hard:\n        pods: 10\n      scopes: [NotTerminatin, BestEffort, NotBestEffort, BestEffort]\n"
+                ),
+            ),
+        );
+        assert_eq!(
+            problems(&src),
+            vec![
+                "tenants/a.yaml:10:9: `memmory` is not a resource a Kubernetes quota can limit\n  hint: did you mean `memory`?",
+                "tenants/a.yaml:11:9: `storage` is not a resource a Kubernetes quota can limit\n  hint: did you mean `requests.storage`?",
+                "tenants/a.yaml:12:15: `pods` must be a whole number, found `1.5`: it is counted in whole numbers",
+                "tenants/a.yaml:13:9: `nvidia.com/gpu` limits nothing: Kubernetes quotas count extended resources only as `requests.<name>`\n  hint: did you mean `requests.nvidia.com/gpu`?",
+                "tenants/a.yaml:14:14: `16GB` is not a Kubernetes quantity\n  hint: did you mean `16G` or `16Gi`?",
+                "tenants/a.yaml:15:9: `limits.cpu: null` removes a default limit, but [profile.default_resource_quota] has no `limits.cpu`\n  hint: the default limits are cpu, memory, requests.nvidia.com/gpu",
+                "tenants/a.yaml:16:9: quota scope `NotTerminating` cannot limit `requests.storage` (a scope from [profile.default_resource_quota])\n  hint: a `NotTerminating` quota limits only `pods`, `cpu`, `memory`, `requests.cpu`, `requests.memory`, `limits.cpu`, `limits.memory`; give this tenant its own `scopes` (`[]` for none)",
+                "tenants/a.yaml:17:27: the limit of `count/jobs.batch` must be a quantity, found a list\n  hint: for example 8, \"500m\", \"32Gi\"; or null to remove the default limit",
+                "tenants/a.yaml:30:7: quota scopes `BestEffort` and `NotBestEffort` exclude each other",
+                "tenants/a.yaml:30:16: unknown quota scope `NotTerminatin`\n  hint: did you mean `NotTerminating`?",
+                "tenants/a.yaml:30:31: quota scope `BestEffort` cannot limit `cpu` (a limit from [profile.default_resource_quota])\n  hint: a `BestEffort` quota limits only `pods`; remove the default here with `cpu: null`",
+                "tenants/a.yaml:30:31: quota scope `BestEffort` cannot limit `memory` (a limit from [profile.default_resource_quota])\n  hint: a `BestEffort` quota limits only `pods`; remove the default here with `memory: null`",
+                "tenants/a.yaml:30:58: quota scope `BestEffort` is listed twice",
             ]
         );
     }
@@ -978,6 +1093,6 @@ mod tests {
         assert_eq!(props(&def("TenantIam")), sorted(fields::IAM));
         assert_eq!(props(&def("InlinePolicySpec")), sorted(fields::INLINE));
         assert_eq!(props(&def("TenantProfile")), sorted(fields::PROFILE));
-        assert_eq!(props(&def("ResourceQuotaSpec")), sorted(fields::QUOTA));
+        assert_eq!(props(&def("TenantResourceQuota")), sorted(fields::QUOTA));
     }
 }

@@ -12,13 +12,16 @@ use crate::kubeflow::{
     ROLE_ANNOTATION, ROLE_ARN_ANNOTATION, USER_ANNOTATION,
 };
 use crate::ownership::policy_marker;
+use crate::quota;
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
 
 impl Observed {
     /// The live world IAM and Kubernetes would report once `desired` is fully
     /// applied, written the way IAM writes it back: documents percent-encoded,
-    /// one-element lists collapsed to strings, lists in another order.
+    /// one-element lists collapsed to strings, lists in another order; and
+    /// Profiles as the Kubeflow controller writes them back on every
+    /// reconcile ([`quota::as_written_back`]).
     /// Used for converged fixtures, benchmarks and the convergence property.
     pub fn converged(desired: &Desired) -> Observed {
         let roles = desired
@@ -70,11 +73,16 @@ impl Observed {
                 let mut labels = p.labels.clone();
                 // Other controllers add their own metadata; kftenant must ignore it.
                 labels.insert("kubernetes.io/metadata.name".into(), p.name.clone());
+                let mut spec = p.spec.to_json();
+                if let Json::Object(fields) = &mut spec {
+                    let rqs = quota::as_written_back(fields.get("resourceQuotaSpec"));
+                    fields.insert("resourceQuotaSpec".into(), rqs);
+                }
                 ObservedProfile {
                     name: p.name.clone(),
                     labels,
                     annotations: p.annotations.clone(),
-                    spec: p.spec.clone(),
+                    spec: spec.into(),
                     deleting: false,
                 }
             })

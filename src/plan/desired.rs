@@ -3,11 +3,11 @@
 //! One of the planner's two inputs; [`super::observed`] is the other, and the
 //! two know nothing of each other.
 
-use crate::config::{Config, ResourceQuotaSpec};
+use crate::config::Config;
 use crate::document::Document;
 use crate::kubeflow::{
-    IAM_PLUGIN_KIND, MemberRole, PROFILE_GROUP, PROFILE_KIND, PROFILE_VERSION, UserIdentity,
-    binding_name, member_authorization_spec,
+    IAM_PLUGIN_KIND, MemberRole, PROFILE_GROUP, PROFILE_KIND, PROFILE_VERSION, RBAC_GROUP,
+    UserIdentity, binding_name, member_authorization_spec,
 };
 use crate::model::{PolicyRef, Repository, Tenant};
 use crate::ownership::{ownership_labels, ownership_tags};
@@ -274,20 +274,20 @@ fn render_role(c: &Config, t: &Tenant) -> DesiredRole {
 fn render_profile(c: &Config, t: &Tenant, role_arn: &str) -> DesiredProfile {
     let mut labels = t.labels.clone();
     labels.extend(ownership_labels(&c.cluster.name));
-    let mut spec = json!({
-        "owner": {"kind": "User", "name": t.owner},
+    // `resourceQuotaSpec` is always written, `{}` when there is no quota:
+    // exactly what the Kubeflow controller writes back (it adds `{}` to a
+    // Profile without one), so its rewrite never differs from kftenant's.
+    // The owner with the `apiGroup` the API server gives a User subject: the
+    // controller compares its `namespaceAdmin` subject with it, and would
+    // otherwise send a no-op update on every reconcile.
+    let spec = json!({
+        "owner": {"apiGroup": RBAC_GROUP, "kind": "User", "name": t.owner},
         "plugins": [{
             "kind": IAM_PLUGIN_KIND,
             "spec": {"awsIamRole": role_arn, "annotateOnly": c.profile.annotate_only}
         }],
+        "resourceQuotaSpec": t.resource_quota.to_json(),
     });
-    let quota: Option<&ResourceQuotaSpec> = t
-        .resource_quota
-        .as_ref()
-        .or(c.profile.default_resource_quota.as_ref());
-    if let Some(q) = quota {
-        spec["resourceQuotaSpec"] = serde_json::to_value(q).expect("quota serialises");
-    }
     DesiredProfile {
         name: t.name.clone(),
         labels,

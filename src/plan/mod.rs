@@ -1132,6 +1132,53 @@ mod tests {
     }
 
     #[test]
+    fn quota_rewritten_by_the_kubeflow_controller_is_not_drift() {
+        let mut d = world(&["a"]);
+        let want = json!({"hard": {"cpu": "1500m", "memory": "1Gi", "requests.nvidia.com/gpu": "0"}, "scopes": ["NotTerminating", "NotBestEffort"]});
+        let profile = d.profiles.get_mut("a").unwrap();
+        profile.spec =
+            json!({"owner": {"kind": "User", "name": "a@x"}, "resourceQuotaSpec": want}).into();
+        let with_quota = |rqs: Json| {
+            let mut o = Observed::converged(&d);
+            o.profiles[0].spec =
+                json!({"owner": {"kind": "User", "name": "a@x"}, "resourceQuotaSpec": rqs}).into();
+            run(&d, &o)
+        };
+        // Same amounts in other forms, scopes in another order.
+        let p = with_quota(
+            json!({"hard": {"cpu": "1.5", "memory": "1024Mi", "requests.nvidia.com/gpu": 0}, "scopes": ["NotBestEffort", "NotTerminating"]}),
+        );
+        assert!(p.is_empty(), "{:#?}", p.changes);
+        // A real change is one update of the Profile, showing only the quota.
+        let p = with_quota(
+            json!({"hard": {"cpu": "2", "memory": "1Gi", "requests.nvidia.com/gpu": "0"}, "scopes": ["NotTerminating", "NotBestEffort"]}),
+        );
+        assert_eq!(addrs(&p), vec![(Action::Update, "profile.a".into())]);
+        let diffs: Vec<&str> = p.changes[0]
+            .diffs
+            .iter()
+            .map(|d| d.field.as_str())
+            .collect();
+        assert_eq!(diffs, vec!["spec.resourceQuotaSpec"]);
+        // No quota: kftenant writes `{}`; absent (never reconciled) is the same.
+        let profile = d.profiles.get_mut("a").unwrap();
+        profile.spec =
+            json!({"owner": {"kind": "User", "name": "a@x"}, "resourceQuotaSpec": {}}).into();
+        let mut o = Observed::converged(&d);
+        o.profiles[0].spec = json!({"owner": {"kind": "User", "name": "a@x"}}).into();
+        assert!(run(&d, &o).is_empty());
+        // ... but another field's change does not drag the quota into the diff.
+        o.profiles[0].spec = json!({"owner": {"kind": "User", "name": "b@x"}}).into();
+        let p = run(&d, &o);
+        let diffs: Vec<&str> = p.changes[0]
+            .diffs
+            .iter()
+            .map(|d| d.field.as_str())
+            .collect();
+        assert_eq!(diffs, vec!["spec.owner"]);
+    }
+
+    #[test]
     fn unmanaged_profile_blocks_its_tenant() {
         let d = world(&["a"]);
         let mut o = Observed::default();

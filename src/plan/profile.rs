@@ -1,16 +1,28 @@
 //! A tenant's Profile: compared only on the labels, annotations and spec
 //! fields kftenant sets, so what other controllers add (the Kubeflow
 //! controller's finalizer, others' labels) never shows as a difference.
+//! `resourceQuotaSpec` is compared by meaning ([`quota::same_spec`]): the
+//! controller rewrites it on every reconcile (quantities in Go's string
+//! form, `{}` when absent), and that is not drift.
 
 use super::desired::DesiredProfile;
 use super::observed::ObservedProfile;
 use super::{Action, Change, FieldDiff, Operation, Part, Resource};
 use crate::ownership::{MANAGED_BY_LABEL, MANAGER, TAG_CLUSTER};
+use crate::quota;
 use serde_json::{Value as Json, json};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The spec fields kftenant sets (and therefore compares).
 const SPEC_FIELDS: [&str; 3] = ["owner", "plugins", "resourceQuotaSpec"];
+
+/// Whether a live spec field equals the desired one.
+fn same_field(field: &str, live: Option<&Json>, want: Option<&Json>) -> bool {
+    match field {
+        "resourceQuotaSpec" => quota::same_spec(live, want),
+        _ => live == want,
+    }
+}
 
 /// Records the conflict of a live Profile that kftenant does not own.
 pub(super) fn conflict(out: &mut Part, cluster: &str, live: &ObservedProfile) {
@@ -62,7 +74,10 @@ pub(super) fn change(want: &DesiredProfile, live: Option<&ObservedProfile>) -> O
             .collect();
         diffs.extend(
             keys.into_iter()
-                .filter(|k| b.get(*k) != a.get(*k))
+                .filter(|k| match section {
+                    "spec" => !same_field(k, b.get(*k), a.get(*k)),
+                    _ => b.get(*k) != a.get(*k),
+                })
                 .map(|k| FieldDiff {
                     field: format!("{section}.{k}"),
                     before: b.get(k).cloned().unwrap_or(Json::Null),
@@ -110,7 +125,7 @@ fn converged(live: &ObservedProfile, want: &DesiredProfile) -> bool {
         let (live_spec, want_spec) = (live.spec.to_json(), want.spec.to_json());
         SPEC_FIELDS
             .iter()
-            .all(|k| live_spec.get(k) == want_spec.get(k))
+            .all(|k| same_field(k, live_spec.get(k), want_spec.get(k)))
     };
     let has_all = |live: &BTreeMap<String, String>, want: &BTreeMap<String, String>| {
         want.iter().all(|(k, v)| live.get(k) == Some(v))
