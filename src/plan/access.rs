@@ -16,6 +16,10 @@ use crate::ownership::{MANAGED_BY_LABEL, MANAGER, owns_labels};
 use crate::plan::observed::ObservedObject;
 use serde_json::{Value as Json, json};
 
+/// Service accounts that others make in every profile namespace: kftenant
+/// only ever annotates them.
+const NOT_OURS: [&str; 3] = ["default", "default-editor", "default-viewer"];
+
 /// The changes of one tenant's namespace objects.
 pub(super) fn plan(
     out: &mut Part,
@@ -273,7 +277,11 @@ fn service_accounts(
 ) {
     for (name, sa) in &want.service_accounts {
         let live_sa = live.service_account(tenant, name);
-        let ours = live_sa.is_none_or(|a| owns_labels(&a.labels, cluster));
+        // Kubernetes makes `default` in every namespace (and the controller
+        // its two): never kftenant's to label or delete, even when kftenant's
+        // apply comes first (a new namespace).
+        let ours = !NOT_OURS.contains(&name.as_str())
+            && live_sa.is_none_or(|a| owns_labels(&a.labels, cluster));
         let annotated = live_sa.and_then(|a| a.annotations.get(ROLE_ARN_ANNOTATION));
         let labelled = live_sa
             .is_none_or(|a| !ours || sa.labels.iter().all(|(k, v)| a.labels.get(k) == Some(v)));
@@ -329,7 +337,8 @@ fn service_accounts(
             continue;
         }
         let ours = owns_labels(&a.labels, cluster)
-            && a.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGER);
+            && a.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGER)
+            && !NOT_OURS.contains(&a.name.as_str());
         let operation = if ours {
             Operation::DeleteServiceAccount {
                 namespace: tenant.to_string(),
