@@ -24,7 +24,7 @@ pub use source::{DirSource, MemSource, Source};
 use crate::config::{self, Config, ResourceQuotaSpec};
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::names::check_policy_name;
-use crate::policy::{self, PolicyKind};
+use crate::policy::{self, PolicyKind, Reach};
 use crate::yaml::{self, Node, Value};
 use decode::Cx;
 use schemars::JsonSchema;
@@ -350,10 +350,10 @@ pub(super) fn check_denied_actions(
         Some(_) => vec![node.get("Statement").expect("checked")],
         None => vec![],
     };
-    for (i, d, how) in policy::granted_denied_actions(doc, denied) {
-        let pos = stmt_nodes.get(i).map_or(node.pos, |n| n.pos);
+    for g in policy::granted_actions(doc, denied, Reach::Whole) {
+        let pos = stmt_nodes.get(g.statement).map_or(node.pos, |n| n.pos);
         diags.push(
-            Diagnostic::at(file, pos, format!("guardrail: statement {} allows the denied action `{d}` through {how}", i + 1))
+            Diagnostic::at(file, pos, format!("guardrail: statement {} allows the denied action `{}` through {}", g.statement + 1, g.listed, g.through))
                 .with_hint("name the actions the tenant needs, or change [guardrails] denied_actions in kftenant.toml"),
         );
     }
