@@ -5,6 +5,10 @@
 //! `Version` filled in. Comparing strings would make every plan show changes
 //! forever (the most reported bug of ACK, Crossplane and the Terraform AWS
 //! provider), so every comparison goes through [`normalize`].
+//!
+//! The guardrails hold action patterns against action patterns
+//! ([`granted_actions`]): globs on both sides, compared as IAM does (case
+//! aside), with [`globs_intersect`] (exact) and [`glob_covers`] (sound).
 
 use crate::diag::{Diagnostics, Pos};
 pub use crate::names::glob_match;

@@ -14,6 +14,12 @@
 //! valid in every respect, or every problem found, each with `file:line:column`.
 //! Nothing half-valid ever leaves this module. The only I/O is reading files
 //! through a [`Source`], so tests can also feed it from memory.
+//!
+//! Guardrails (`[guardrails]`) are checked here too: `denied_actions` on every
+//! policy document, where it is written; `escalation_actions` and
+//! `escalation_policy_arns` only for tenants whose role has no permissions
+//! boundary, so a repo policy's escalations are computed once and reported at
+//! each such tenant's `managedPolicies` entry.
 
 mod decode;
 mod source;
