@@ -152,6 +152,15 @@ pub struct Guardrails {
     /// Action patterns no `Allow` statement of a tenant or repo policy may grant in
     /// full (`*` covers `iam:*`; `NotAction` in an `Allow` grants what it does not exclude).
     pub denied_actions: Vec<String>,
+    /// Action patterns of which a tenant whose role has no permissions boundary
+    /// may not be granted even one (inline and repo policies; `iam:PassRole` refuses
+    /// `iam:Pass*`, `iam:*Role*`, `*` and `NotAction` lists that do not exclude it).
+    /// Default: the known IAM privilege-escalation paths (README, "Guardrails").
+    pub escalation_actions: Vec<String>,
+    /// Globs of managed policy ARNs a tenant whose role has no permissions
+    /// boundary may not attach: AWS-managed policies that grant escalation
+    /// actions (they cannot be read offline, so they are named).
+    pub escalation_policy_arns: Vec<String>,
     /// Every role must have a permissions boundary.
     pub require_boundary: bool,
     /// At most this many managed policies per role (AWS default quota 10, up to 20).
@@ -169,6 +178,14 @@ impl Default for Guardrails {
                 "arn:aws:iam::aws:policy/IAMFullAccess".into(),
             ],
             denied_actions: vec!["*".into(), "iam:*".into()],
+            escalation_actions: ESCALATION_ACTIONS
+                .iter()
+                .map(|(a, _)| a.to_string())
+                .collect(),
+            escalation_policy_arns: ESCALATION_POLICIES
+                .iter()
+                .map(|(p, _)| format!("arn:*:iam::aws:policy/{p}"))
+                .collect(),
             require_boundary: false,
             max_managed_policies_per_role: 10,
             trust_policy_max_chars: 2048,
@@ -206,6 +223,317 @@ impl Default for MembersConfig {
         }
     }
 }
+
+/// The default `[guardrails] escalation_actions`: the known ways for an IAM
+/// principal to gain permissions it was not given, from Rhino Security Labs'
+/// "AWS IAM privilege escalation" methods, Bishop Fox's iam-vulnerable, Pacu's
+/// `iam__privesc_scan` and Datadog's pathfinding.cloud, plus what matters to
+/// kftenant itself (its ownership is tag-based; tenants share an EKS cluster).
+/// Each with why. Actions that escalate only together with `iam:PassRole`
+/// (`ec2:RunInstances`, `lambda:CreateFunction`, `glue:CreateDevEndpoint`,
+/// `cloudformation:CreateStack`, `sagemaker:CreateTrainingJob`, ...) are not
+/// listed: refusing `iam:PassRole` breaks every such pair.
+pub const ESCALATION_ACTIONS: &[(&str, &str)] = &[
+    // Granting oneself more.
+    (
+        "iam:AttachRolePolicy",
+        "attach AdministratorAccess to a role it can use, its own included",
+    ),
+    (
+        "iam:AttachUserPolicy",
+        "attach AdministratorAccess to a user it holds keys for",
+    ),
+    (
+        "iam:AttachGroupPolicy",
+        "attach AdministratorAccess to a group of such a user",
+    ),
+    (
+        "iam:PutRolePolicy",
+        "write an inline `*` policy on a role, its own included",
+    ),
+    ("iam:PutUserPolicy", "write an inline `*` policy on a user"),
+    (
+        "iam:PutGroupPolicy",
+        "write an inline `*` policy on a group",
+    ),
+    (
+        "iam:CreatePolicyVersion",
+        "rewrite a customer-managed policy attached to it, as the default version",
+    ),
+    (
+        "iam:SetDefaultPolicyVersion",
+        "switch a policy back to an older, broader version",
+    ),
+    ("iam:AddUserToGroup", "join a more privileged group"),
+    // Removing what limits a principal.
+    (
+        "iam:DeleteRolePermissionsBoundary",
+        "remove the boundary that limits a role",
+    ),
+    (
+        "iam:PutRolePermissionsBoundary",
+        "replace the boundary of a role with a looser one",
+    ),
+    (
+        "iam:DeleteUserPermissionsBoundary",
+        "remove the boundary that limits a user",
+    ),
+    (
+        "iam:PutUserPermissionsBoundary",
+        "replace the boundary of a user with a looser one",
+    ),
+    (
+        "iam:DetachRolePolicy",
+        "remove a policy holding an explicit Deny from a role",
+    ),
+    (
+        "iam:DeleteRolePolicy",
+        "remove an inline policy holding an explicit Deny from a role",
+    ),
+    (
+        "iam:DetachUserPolicy",
+        "remove a policy holding an explicit Deny from a user",
+    ),
+    (
+        "iam:DeleteUserPolicy",
+        "remove an inline policy holding an explicit Deny from a user",
+    ),
+    (
+        "iam:DetachGroupPolicy",
+        "remove a policy holding an explicit Deny from a group",
+    ),
+    (
+        "iam:DeleteGroupPolicy",
+        "remove an inline policy holding an explicit Deny from a group",
+    ),
+    (
+        "iam:RemoveUserFromGroup",
+        "leave a group whose policies deny",
+    ),
+    // Becoming another principal.
+    (
+        "iam:CreateAccessKey",
+        "long-lived keys for a more privileged user",
+    ),
+    (
+        "iam:CreateLoginProfile",
+        "a console password for a user that has none",
+    ),
+    ("iam:UpdateLoginProfile", "reset a user's console password"),
+    (
+        "iam:UpdateAssumeRolePolicy",
+        "make a privileged role trust it",
+    ),
+    (
+        "sts:AssumeRole",
+        "become any role whose trust names the account (`:root`), where the caller's own policy decides; IRSA's sts:AssumeRoleWithWebIdentity is not affected",
+    ),
+    (
+        "iam:CreateRole",
+        "a role with a trust policy of its choosing: the first step of most chains, and tenants need none",
+    ),
+    (
+        "iam:CreateUser",
+        "a principal outside kftenant that outlives the tenant: the first step of the key and attach paths",
+    ),
+    (
+        "iam:PassRole",
+        "hand any role to a service (EC2, Lambda, Glue, CloudFormation, Data Pipeline, CodeBuild, ECS, SageMaker, App Runner, EKS Pod Identity) and run code as it",
+    ),
+    // kftenant's ownership and tag-based access.
+    (
+        "iam:TagRole",
+        "kftenant owns roles by tag: tagging hands a role to kftenant or takes it over, and changes the principal tags tag-based (ABAC) policies trust",
+    ),
+    (
+        "iam:UntagRole",
+        "removing kftenant's tags turns another tenant's role into a conflict kftenant skips, and changes principal tags",
+    ),
+    ("iam:TagPolicy", "kftenant adopts policies by tag"),
+    ("iam:UntagPolicy", "kftenant adopts policies by tag"),
+    (
+        "iam:UpdateRole",
+        "changes settings kftenant owns (maximum session duration, description) on any role; drift across tenants rather than a privilege gain",
+    ),
+    // Running code as an existing role.
+    (
+        "lambda:UpdateFunctionCode",
+        "run its code as an existing function's role",
+    ),
+    (
+        "lambda:UpdateFunctionConfiguration",
+        "run its code as an existing function's role, through a layer or a wrapper variable",
+    ),
+    (
+        "glue:UpdateDevEndpoint",
+        "add its SSH key to an existing Glue endpoint, which runs as the endpoint's role",
+    ),
+    (
+        "cloudformation:UpdateStack",
+        "change an existing stack that runs with a privileged service role",
+    ),
+    (
+        "cloudformation:ExecuteChangeSet",
+        "change an existing stack through a change set",
+    ),
+    (
+        "codebuild:StartBuild",
+        "override the buildspec of an existing project, which runs as its service role",
+    ),
+    (
+        "codebuild:StartBuildBatch",
+        "override the buildspec of an existing project, in a batch",
+    ),
+    (
+        "ec2:ModifyInstanceAttribute",
+        "change an instance's user data, run at its next start with its instance profile",
+    ),
+    (
+        "ec2:CreateLaunchTemplateVersion",
+        "change what an Auto Scaling group launches with its instance profile",
+    ),
+    (
+        "ec2:ModifyLaunchTemplate",
+        "make such a launch template version the default",
+    ),
+    (
+        "ec2-instance-connect:SendSSHPublicKey",
+        "log in to an instance and use its instance profile",
+    ),
+    (
+        "ec2-instance-connect:SendSerialConsoleSSHPublicKey",
+        "log in to an instance's serial console and use its instance profile",
+    ),
+    (
+        "ssm:SendCommand",
+        "run commands as root on an instance, with its instance profile",
+    ),
+    (
+        "ssm:StartSession",
+        "a shell on an instance, with its instance profile",
+    ),
+    (
+        "sagemaker:CreatePresignedNotebookInstanceUrl",
+        "open an existing notebook instance, which runs as its role",
+    ),
+    (
+        "sagemaker:UpdateNotebookInstance",
+        "attach a lifecycle script to an existing notebook instance",
+    ),
+    (
+        "apprunner:UpdateService",
+        "change the start command of an existing App Runner service, which runs as its instance role",
+    ),
+    (
+        "bedrock-agentcore:StartCodeInterpreterSession",
+        "run code in an existing code interpreter, as its execution role",
+    ),
+    (
+        "bedrock-agentcore:InvokeCodeInterpreter",
+        "run code in an existing code interpreter, as its execution role",
+    ),
+    // The cluster the tenants share.
+    (
+        "eks:CreateAccessEntry",
+        "EKS access for a principal it controls: cluster-admin reads every tenant's service-account tokens, and kftenant's",
+    ),
+    (
+        "eks:AssociateAccessPolicy",
+        "give such an access entry cluster-admin",
+    ),
+    (
+        "eks:UpdateAccessEntry",
+        "change the Kubernetes groups of an access entry",
+    ),
+];
+
+/// The default `[guardrails] escalation_policy_arns` (as `arn:*:iam::aws:policy/<name>`,
+/// any partition): AWS-managed policies a tenant might ask for that grant
+/// escalation actions on any resource, each with what it grants. Found by
+/// running [`ESCALATION_ACTIONS`] over every AWS-managed policy (1,525 in the
+/// MAMIP mirror of September 2026: 326 grant one, 216 on any resource, mostly
+/// `iam:PassRole` to one service); only an allow-list (`allowed_policy_arns`)
+/// or a boundary covers them all. Deprecated policies (`AWSLambdaFullAccess`,
+/// ...) are left out: IAM no longer attaches them to new roles. `AdministratorAccess` and `IAMFullAccess` are
+/// in `denied_policy_arns`, refused with or without a boundary.
+pub const ESCALATION_POLICIES: &[(&str, &str)] = &[
+    (
+        "PowerUserAccess",
+        "every action but IAM's: sts:AssumeRole, and code as existing roles (Lambda, SSM, CodeBuild, CloudFormation, EC2, SageMaker)",
+    ),
+    (
+        "AdministratorAccess-Amplify",
+        "creates roles, attaches and puts policies, removes boundaries",
+    ),
+    (
+        "AdministratorAccess-AWSElasticBeanstalk",
+        "creates roles, attaches policies, passes roles",
+    ),
+    (
+        "job-function/SystemAdministrator",
+        "changes any function's code, any instance's user data and launch templates",
+    ),
+    (
+        "job-function/DataScientist",
+        "passes any role to SageMaker; function code, notebook instances, instance user data",
+    ),
+    (
+        "AmazonSageMakerFullAccess",
+        "passes any role to SageMaker; opens and changes any notebook instance",
+    ),
+    (
+        "AWSLambda_FullAccess",
+        "passes roles to Lambda; changes any function's code and configuration",
+    ),
+    (
+        "AWSGlueConsoleFullAccess",
+        "adds SSH keys to any Glue development endpoint; passes Glue roles",
+    ),
+    (
+        "AWSGlueConsoleSageMakerNotebookFullAccess",
+        "the same, and SageMaker notebook instances",
+    ),
+    (
+        "AWSCloudFormationFullAccess",
+        "updates any stack, which runs as its service role",
+    ),
+    (
+        "AWSCodeBuildAdminAccess",
+        "starts builds of any project with its own buildspec",
+    ),
+    (
+        "AWSCodeBuildDeveloperAccess",
+        "starts builds of any project with its own buildspec",
+    ),
+    (
+        "AmazonSSMFullAccess",
+        "commands and shells on any managed instance",
+    ),
+    (
+        "AmazonEC2FullAccess",
+        "user data and launch templates of any instance",
+    ),
+    (
+        "AmazonECS_FullAccess",
+        "passes ECS task and instance roles; updates stacks",
+    ),
+    (
+        "AmazonElasticMapReduceFullAccess",
+        "passes EMR roles; instance user data",
+    ),
+    (
+        "BedrockAgentCoreFullAccess",
+        "runs code in any code interpreter, as its execution role",
+    ),
+    (
+        "EC2InstanceConnect",
+        "logs in to any instance, with its instance profile",
+    ),
+    (
+        "ResourceGroupsTaggingAPITagUntagSupportedResources",
+        "tags and untags roles and policies (kftenant's ownership)",
+    ),
+];
 
 /// `[prune]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -538,6 +866,7 @@ fn check(c: &Config, text: &str, diags: &mut Diagnostics) {
     for (key, list) in [
         ("allowed_policy_arns", &g.allowed_policy_arns),
         ("denied_policy_arns", &g.denied_policy_arns),
+        ("escalation_policy_arns", &g.escalation_policy_arns),
     ] {
         for pat in list {
             if !pat.starts_with("arn:") {
@@ -552,9 +881,14 @@ fn check(c: &Config, text: &str, diags: &mut Diagnostics) {
             }
         }
     }
-    for a in &g.denied_actions {
-        if let Some(msg) = crate::policy::action_syntax(a) {
-            err("guardrails", "denied_actions", msg, None);
+    for (key, list) in [
+        ("denied_actions", &g.denied_actions),
+        ("escalation_actions", &g.escalation_actions),
+    ] {
+        for a in list {
+            if let Some(msg) = crate::policy::action_syntax(a) {
+                err("guardrails", key, msg, None);
+            }
         }
     }
     if let Some(q) = &c.profile.default_resource_quota {
@@ -1009,6 +1343,42 @@ oidc_issuer = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLE"
         );
         let mut d = Diagnostics::default();
         assert_eq!(load(GOOD, &mut d).unwrap().default_quota(), None);
+    }
+
+    #[test]
+    fn escalation_lists_are_checked() {
+        let text = format!(
+            "{GOOD}\n[guardrails]\nescalation_actions = [\"iam:PassRole\", \"iam PassRole\"]\nescalation_policy_arns = [\"PowerUserAccess\"]\n"
+        );
+        let e = errors(&text);
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("kftenant.toml:9:1: `iam PassRole` is not a valid IAM action"),
+            "{e:?}"
+        );
+        assert!(e[1].starts_with("kftenant.toml:10:1: `PowerUserAccess` in escalation_policy_arns is not an ARN pattern"), "{e:?}");
+        // The defaults are valid, and every entry has its reason.
+        let g = Guardrails::default();
+        assert!(
+            g.escalation_actions
+                .iter()
+                .all(|a| crate::policy::action_syntax(a).is_none())
+        );
+        assert!(
+            ESCALATION_ACTIONS
+                .iter()
+                .chain(ESCALATION_POLICIES)
+                .all(|(_, why)| !why.is_empty())
+        );
+        assert_eq!(
+            g.escalation_policy_arns[0],
+            "arn:*:iam::aws:policy/PowerUserAccess"
+        );
+        // Entries are not listed twice.
+        let mut names: Vec<&str> = ESCALATION_ACTIONS.iter().map(|(a, _)| *a).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ESCALATION_ACTIONS.len());
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! `Version` filled in. Comparing strings would make every plan show changes
 //! forever (the most reported bug of ACK, Crossplane and the Terraform AWS
 //! provider), so every comparison goes through [`normalize`].
+//!
+//! The guardrails hold action patterns against action patterns
+//! ([`granted_actions`]): globs on both sides, compared as IAM does (case
+//! aside), with [`globs_intersect`] (exact) and [`glob_covers`] (sound).
 
 use crate::diag::{Diagnostics, Pos};
 pub use crate::names::glob_match;
@@ -437,17 +441,218 @@ fn check_condition(v: &Node, file: &str, diags: &mut Diagnostics) {
     }
 }
 
-/// True when the action pattern `granted` (an IAM glob) grants every action
-/// that `denied` names. `*` covers `iam:*`; `iam:Create*` does not cover `iam:*`.
+// ---------------------------------------------------------------------------
+// Action patterns, for the guardrails.
+//
+// IAM compares actions without regard to case; in a pattern `*` stands for any
+// run of characters and `?` for any one. The grammar ([`action_syntax`]) admits
+// `*` alone or `service:name` with a literal service, so the one detail of the
+// action namespace the functions below must know is that a name is never empty.
+
+/// The lowercased characters of a glob, each run of wildcards written one way:
+/// its `?`s, then one `*` if it had any (`*?*`, `?*` and `*?` mean the same, and
+/// [`glob_covers`] compares patterns symbol by symbol).
+fn canonical_glob(p: &str) -> Vec<char> {
+    fn flush(out: &mut Vec<char>, q: &mut usize, star: &mut bool) {
+        out.extend(std::iter::repeat_n('?', *q));
+        if *star {
+            out.push('*');
+        }
+        (*q, *star) = (0, false);
+    }
+    let mut out = Vec::with_capacity(p.len());
+    let (mut q, mut star) = (0, false);
+    for c in p.chars() {
+        match c {
+            '?' => q += 1,
+            '*' => star = true,
+            c => {
+                flush(&mut out, &mut q, &mut star);
+                out.push(c.to_ascii_lowercase());
+            }
+        }
+    }
+    flush(&mut out, &mut q, &mut star);
+    out
+}
+
+fn is_wild(c: char) -> bool {
+    c == '*' || c == '?'
+}
+
+/// True when some string matches both globs (`*` any run, `?` any one
+/// character, letters compared without regard to ASCII case). Exact.
+///
+/// A dynamic programme over suffixes: `common[i][j]` says whether `a[i..]` and
+/// `b[j..]` match a common string. A character of the common string is taken
+/// by a symbol of each side, or by a `*` of one side and a symbol of the other;
+/// a character both sides take with a `*` can be dropped from the common string,
+/// so that step is never needed. O(|a|·|b|).
+pub fn globs_intersect(a: &str, b: &str) -> bool {
+    // A pattern without wildcards is a string: match it.
+    if !a.contains(is_wild) {
+        return glob_match(&b.to_ascii_lowercase(), &a.to_ascii_lowercase());
+    }
+    if !b.contains(is_wild) {
+        return glob_match(&a.to_ascii_lowercase(), &b.to_ascii_lowercase());
+    }
+    let (a, b) = (canonical_glob(a), canonical_glob(b));
+    let (n, m) = (a.len(), b.len());
+    let at = |i: usize, j: usize| i * (m + 1) + j;
+    let mut common = vec![false; (n + 1) * (m + 1)];
+    for i in (0..=n).rev() {
+        for j in (0..=m).rev() {
+            common[at(i, j)] = match (a.get(i).copied(), b.get(j).copied()) {
+                (None, None) => true,
+                (x, y) => {
+                    // A `*` that takes nothing more.
+                    (x == Some('*') && common[at(i + 1, j)])
+                        || (y == Some('*') && common[at(i, j + 1)])
+                        // One character of the common string.
+                        || match (x, y) {
+                            (Some('*'), Some(y)) if y != '*' => common[at(i, j + 1)],
+                            (Some(x), Some('*')) if x != '*' => common[at(i + 1, j)],
+                            (Some(x), Some(y)) if x != '*' && y != '*' => {
+                                (x == y || x == '?' || y == '?') && common[at(i + 1, j + 1)]
+                            }
+                            _ => false,
+                        }
+                }
+            };
+        }
+    }
+    common[at(0, 0)]
+}
+
+/// True when every string `inner` matches is matched by `outer` (glob
+/// containment, letters compared without regard to ASCII case).
+///
+/// **Sound, not complete.** `outer` is read as letters and wildcard runs (a run
+/// of `k` `?`s with or without a `*`, in any order); `inner` as symbols. The
+/// containment is proved when `outer`'s elements can take consecutive pieces of
+/// `inner` in order: a letter takes the same letter; a run without `*` takes
+/// `k` symbols none of which is a `*`; a run with `*` takes any piece holding at
+/// least `k` symbols that are not `*` (so `*?` contains `*a`, `?*` contains `a*`).
+/// Each piece's strings are then the run's, so the proof is sound. A `*` of
+/// `inner` is never split across elements of `outer`, so in principle a
+/// containment that needs such a split is missed; no pair of patterns of up to
+/// five symbols over two letters is (checked once exhaustively; the test below
+/// checks up to four). Every caller refuses on `false`, so a miss would err
+/// toward denial. O(|outer|·|inner|²).
+pub fn glob_covers(outer: &str, inner: &str) -> bool {
+    enum El {
+        Letter(char),
+        Run { q: usize, star: bool },
+    }
+    let mut els = Vec::new();
+    for c in canonical_glob(outer) {
+        match (c, els.last_mut()) {
+            ('?', Some(El::Run { q, star: false })) => *q += 1,
+            ('*', Some(El::Run { star, .. })) => *star = true,
+            ('?', _) => els.push(El::Run { q: 1, star: false }),
+            ('*', _) => els.push(El::Run { q: 0, star: true }),
+            (c, _) => els.push(El::Letter(c)),
+        }
+    }
+    let b = canonical_glob(inner);
+    let (n, m) = (els.len(), b.len());
+    let at = |i: usize, j: usize| i * (m + 1) + j;
+    // covers[i][j]: els[i..] takes all of b[j..].
+    let mut covers = vec![false; (n + 1) * (m + 1)];
+    covers[at(n, m)] = true;
+    for i in (0..n).rev() {
+        for j in (0..=m).rev() {
+            covers[at(i, j)] = match els[i] {
+                El::Letter(c) => j < m && b[j] == c && covers[at(i + 1, j + 1)],
+                El::Run { q, star: false } => {
+                    j + q <= m && !b[j..j + q].contains(&'*') && covers[at(i + 1, j + q)]
+                }
+                El::Run { q, star: true } => {
+                    let mut letters = 0;
+                    (j..=m).any(|k| {
+                        if k > j && b[k - 1] != '*' {
+                            letters += 1;
+                        }
+                        letters >= q && covers[at(i + 1, k)]
+                    })
+                }
+            };
+        }
+    }
+    covers[at(0, 0)]
+}
+
+/// True when the pattern `granted` may grant at least one action the pattern
+/// `listed` names (`iam:*Polic*` and `iam:Put*` share `iam:PutRolePolicy`).
+/// Exact for patterns the grammar admits.
+pub fn action_overlaps(granted: &str, listed: &str) -> bool {
+    // Different literal services share nothing: skip the programme.
+    if let (Some((s1, _)), Some((s2, _))) = (granted.split_once(':'), listed.split_once(':')) {
+        if !s1.eq_ignore_ascii_case(s2) {
+            return false;
+        }
+    }
+    globs_intersect(granted, listed)
+}
+
+/// True when every action the pattern `inner` names is named by `outer`: a
+/// `NotAction` entry `outer` excludes all of `inner`. Conservative (see
+/// [`glob_covers`]): a `false` may be a containment it could not prove.
+pub fn action_contains(outer: &str, inner: &str) -> bool {
+    // Names are never empty, so `svc:*` names exactly what `svc:?*` names.
+    match inner.split_once(':') {
+        Some((svc, name)) if name.chars().all(|c| c == '*') => {
+            glob_covers(outer, &format!("{svc}:?*"))
+        }
+        _ => glob_covers(outer, inner),
+    }
+}
+
+/// True when the pattern `granted` may grant *every* action that `denied`
+/// names: `*` covers `iam:*`; `iam:Create*` does not cover `iam:*`.
+///
+/// `denied`'s text is matched against the glob `granted`, so a wildcard of
+/// `denied` counts as covered by a wildcard of `granted` (`iam:?` "covers"
+/// `iam:*`): this over-approximates containment, which errs toward refusing.
 pub fn action_covers(granted: &str, denied: &str) -> bool {
     glob_match(&granted.to_ascii_lowercase(), &denied.to_ascii_lowercase())
 }
 
-/// The denied actions an `Allow` statement of `doc` grants, with the statement index.
+/// How a guardrail's list of action patterns is held against a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The statement may not grant *all* the actions of a listed pattern
+    /// (`[guardrails] denied_actions`: `*` refuses `"Action": "*"`, not
+    /// `s3:GetObject`). `Action` entries are held with [`action_covers`].
+    Whole,
+    /// The statement may not grant *any* action of a listed pattern
+    /// (`[guardrails] escalation_actions`: `iam:PassRole` refuses `iam:Pass*`,
+    /// `iam:*Role*` and `*`). `Action` entries are held with [`action_overlaps`].
+    Any,
+}
+
+/// An `Allow` statement that grants (some of) a listed action pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Index of the statement in source order (for locating it).
+    pub statement: usize,
+    /// The listed pattern it grants.
+    pub listed: String,
+    /// What grants it, for messages: ``Action `iam:*` `` or `NotAction`.
+    pub through: String,
+}
+
+/// Every listed pattern an `Allow` statement of `doc` grants, statement by
+/// statement, in the order of `listed`.
 ///
-/// `NotAction` in an `Allow` statement grants every denied pattern that none
-/// of its entries covers.
-pub fn granted_denied_actions(doc: &Json, denied: &[String]) -> Vec<(usize, String, String)> {
+/// `Action`: see [`Reach`]. `NotAction` in an `Allow` grants every action that
+/// none of its entries names, so it grants a listed pattern unless one entry
+/// contains the whole pattern ([`action_contains`]; several entries that only
+/// together cover it are not credited — erring toward refusal), whatever the reach.
+/// `Resource` and `Condition` are not considered: a narrow resource can still be
+/// an escalation (passing one admin role is enough), and `Deny` statements are
+/// not subtracted.
+pub fn granted_actions(doc: &Json, listed: &[String], reach: Reach) -> Vec<Grant> {
     // Statements are taken in source order (the index locates them for messages).
     let stmts: Vec<Json> = match doc.get("Statement") {
         Some(Json::Array(items)) => items.iter().cloned().map(normalize_statement).collect(),
@@ -459,24 +664,32 @@ pub fn granted_denied_actions(doc: &Json, denied: &[String]) -> Vec<(usize, Stri
         if s.get("Effect").and_then(Json::as_str) != Some("Allow") {
             continue;
         }
-        let list = |k: &str| -> Vec<String> {
+        let list = |k: &str| -> Vec<&str> {
             s.get(k)
                 .and_then(Json::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(Json::as_str).collect())
                 .unwrap_or_default()
         };
-        for d in denied {
-            if let Some(a) = list("Action").into_iter().find(|a| action_covers(a, d)) {
-                found.push((i, d.clone(), format!("Action `{a}`")));
+        let (actions, not_actions) = (list("Action"), list("NotAction"));
+        for d in listed {
+            let grants = |a: &str| match reach {
+                Reach::Whole => action_covers(a, d),
+                Reach::Any => action_overlaps(a, d),
+            };
+            let through = if let Some(a) = actions.iter().find(|a| grants(a)) {
+                format!("Action `{a}`")
             } else if s.get("NotAction").is_some()
-                && !list("NotAction").iter().any(|n| action_covers(n, d))
+                && !not_actions.iter().any(|n| action_contains(n, d))
             {
-                found.push((i, d.clone(), "NotAction".to_string()));
-            }
+                "NotAction".to_string()
+            } else {
+                continue;
+            };
+            found.push(Grant {
+                statement: i,
+                listed: d.clone(),
+                through,
+            });
         }
     }
     found
@@ -587,9 +800,9 @@ mod tests {
             {"Effect": "Deny", "Action": "*", "Resource": "*"},
             {"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"}
         ]});
-        let found: Vec<(String, String)> = granted_denied_actions(&doc, &denied)
+        let found: Vec<(String, String)> = granted_actions(&doc, &denied, Reach::Whole)
             .into_iter()
-            .map(|(_, d, how)| (d, how))
+            .map(|g| (g.listed, g.through))
             .collect();
         assert_eq!(
             found,
@@ -601,5 +814,155 @@ mod tests {
         );
         assert!(action_covers("*", "iam:*"));
         assert!(!action_covers("iam:Create*", "iam:*"));
+        // A NotAction entry excludes a denied pattern only when it contains all
+        // of it: `iam:?` (one-letter names) leaves every IAM action granted.
+        // (The entry's text was once matched as a glob against the pattern's
+        // text, where `?` matched the `*`, and the statement passed.)
+        let doc = json!({"Statement": {"Effect": "Allow", "NotAction": ["iam:?", "s3:*"], "Resource": "*"}});
+        let found: Vec<String> = granted_actions(&doc, &denied, Reach::Whole)
+            .into_iter()
+            .map(|g| g.listed)
+            .collect();
+        assert_eq!(found, vec!["*", "iam:*"]);
+    }
+
+    #[test]
+    fn globs_intersect_tricky_cases() {
+        let yes = [
+            ("iam:*Polic*", "iam:Put*"),       // iam:PutRolePolicy
+            ("iam:Put*", "iam:PutRolePolicy"), // pattern against a literal
+            ("iam:PutRolePolicy", "iam:Put*"), // ... both ways
+            ("IAM:PASSROLE", "iam:passrole"),  // case
+            ("*", "iam:PassRole"),
+            ("*a", "*b*"),  // "ba"
+            ("a*", "*b"),   // "ab"
+            ("*x*", "*y*"), // "xy"
+            ("?", "a"),
+            ("??", "a*"),
+            ("a?c", "*b*"), // "abc"
+            ("", ""),
+            ("", "*"),
+            ("***", ""),
+            ("iam:*Role*", "iam:*Policy"), // iam:AttachRolePolicy
+            ("iam:?assRole", "iam:P*"),
+        ];
+        for (a, b) in yes {
+            assert!(globs_intersect(a, b), "{a} ∩ {b}");
+            assert!(globs_intersect(b, a), "{b} ∩ {a}");
+        }
+        let no = [
+            ("iam:Get*", "iam:Put*"),
+            ("iam:*Role", "iam:*Policy"),
+            ("a*", "b*"),
+            ("*a", "*b"),
+            ("?", ""),
+            ("??", "?"),
+            ("a", ""),
+            ("", "?*"),
+            ("a?", "*bc"),
+            ("iam:PassRole", "iam:PassRoles"),
+            ("s3:*", "iam:*"),
+        ];
+        for (a, b) in no {
+            assert!(!globs_intersect(a, b), "{a} ∩ {b}");
+            assert!(!globs_intersect(b, a), "{b} ∩ {a}");
+        }
+    }
+
+    #[test]
+    fn glob_covers_tricky_cases() {
+        let yes = [
+            ("*", ""),
+            ("*", "iam:*"),
+            ("iam:*", "iam:Put*"),
+            ("iam:Put*", "IAM:PUTROLEPOLICY"),
+            ("iam:*Polic*", "iam:Put*Policy"),
+            ("*a*", "?*a"),
+            ("*a*", "a*?"),
+            ("?*", "*?"), // canonical runs
+            ("*?", "??*"),
+            ("a?c", "abc"),
+            ("a*c", "a?c"),
+            ("a*c", "a*b*c"),
+            ("", ""),
+        ];
+        for (a, b) in yes {
+            assert!(glob_covers(a, b), "{a} ⊇ {b}");
+        }
+        let no = [
+            ("iam:Put*", "iam:*"),
+            ("?*", "*"), // the empty string
+            ("a?c", "a*c"),
+            ("abc", "a?c"),
+            ("iam:?", "iam:*"), // which action_covers over-approximates
+            ("*a", "*"),
+            ("", "?"),
+            ("a*b", "a*"),
+        ];
+        for (a, b) in no {
+            assert!(!glob_covers(a, b), "{a} ⊇ {b}");
+        }
+        // Names are never empty: `iam:?*` names every IAM action.
+        assert!(action_contains("iam:?*", "iam:*"));
+        assert!(action_contains("iam:*", "iam:*"));
+        assert!(!action_contains("iam:?", "iam:*"));
+        assert!(!action_contains("iam:*", "*"));
+        assert!(action_contains("*", "*"));
+    }
+
+    /// Every pattern over `alphabet` of length up to `max`.
+    fn patterns(alphabet: &[char], max: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..max {
+            last = last
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    /// Property check against brute force: every pair of globs of up to 4
+    /// symbols over `a`, `b`, `*`, `?`, against every string of up to 8 letters
+    /// over `a`, `b`, `c` (`c` stands for any letter neither pattern names).
+    /// Two such globs that share a string share one of at most 8 letters, so
+    /// `globs_intersect` must agree exactly; `glob_covers` must never claim a
+    /// containment that a string refutes, and (on this domain) misses none.
+    #[test]
+    fn globs_agree_with_brute_force() {
+        let pats = patterns(&['a', 'b', '*', '?'], 4);
+        let strings = patterns(&['a', 'b', 'c'], 8);
+        // Which strings each pattern matches, as a bit set.
+        let words = strings.len().div_ceil(64);
+        let sets: Vec<Vec<u64>> = pats
+            .iter()
+            .map(|p| {
+                let mut set = vec![0u64; words];
+                for (k, s) in strings.iter().enumerate() {
+                    if glob_match(p, s) {
+                        set[k / 64] |= 1 << (k % 64);
+                    }
+                }
+                set
+            })
+            .collect();
+        let (mut missed, mut proved) = (Vec::new(), 0);
+        for (i, a) in pats.iter().enumerate() {
+            for (j, b) in pats.iter().enumerate() {
+                let share = sets[i].iter().zip(&sets[j]).any(|(x, y)| x & y != 0);
+                assert_eq!(globs_intersect(a, b), share, "`{a}` ∩ `{b}`");
+                let subset = sets[j].iter().zip(&sets[i]).all(|(y, x)| y & !x == 0);
+                if glob_covers(a, b) {
+                    assert!(subset, "`{a}` ⊇ `{b}` claimed, but a string refutes it");
+                    proved += 1;
+                } else if subset {
+                    missed.push(format!("{a} ⊇ {b}"));
+                }
+            }
+        }
+        assert!(proved > 10_000, "{proved}");
+        assert!(missed.is_empty(), "containments not proved: {missed:?}");
     }
 }

@@ -133,6 +133,89 @@ fn committed_schemas_are_fresh() {
 }
 
 #[test]
+fn readme_lists_the_default_escalation_guardrails() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for (action, why) in kftenant::config::ESCALATION_ACTIONS {
+        let row = format!("| `{action}` | {why} |");
+        assert!(readme.contains(&row), "README.md lacks the row {row}");
+    }
+    for (policy, grants) in kftenant::config::ESCALATION_POLICIES {
+        let row = format!("| `{policy}` | {grants} |");
+        assert!(readme.contains(&row), "README.md lacks the row {row}");
+    }
+}
+
+/// The README's example: sample-repo without its boundary, and a shared policy
+/// that passes roles.
+#[test]
+fn a_tenant_without_a_boundary_may_not_escalate() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("sample-repo"), tmp.path());
+    let edit = |file: &str, from: &str, to: &str| {
+        let path = tmp.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file}: {from}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    };
+    edit(
+        "kftenant.toml",
+        "permissions_boundary = \"tenant-boundary\"",
+        "# permissions_boundary = \"tenant-boundary\"",
+    );
+    edit(
+        "kftenant.toml",
+        "require_boundary = true",
+        "require_boundary = false",
+    );
+    edit(
+        "tenants/forecasting.yaml",
+        "      - ecr-pull\n",
+        "      - ecr-pull\n      - pipelines\n",
+    );
+    std::fs::write(
+        tmp.path().join("policies/pipelines.json"),
+        r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {
+      "Effect": "Allow",
+      "Action": ["states:StartExecution", "states:DescribeExecution"],
+      "Resource": "*"
+    },
+    {
+      "Effect": "Allow",
+      "Action": ["iam:GetRole", "iam:Pass*"],
+      "Resource": "arn:aws:iam::123456789012:role/pipelines/*"
+    }
+  ]
+}
+"#,
+    )
+    .unwrap();
+    let out = kftenant(&["validate", tmp.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let example: String = readme
+        .split("  $ kftenant validate .\n")
+        .nth(1)
+        .and_then(|rest| rest.split("  ```").next())
+        .expect("the README has the example")
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l)))
+        .collect();
+    assert!(example.contains("statement 2 grants the escalation action `iam:PassRole`"));
+    assert!(
+        err.starts_with(&example),
+        "README example differs from:\n{err}"
+    );
+    assert!(
+        err.ends_with("1 problem found; nothing was planned or applied.\n"),
+        "{err}"
+    );
+}
+
+#[test]
 fn sample_tenant_files_point_editors_at_the_schema() {
     for entry in std::fs::read_dir(root().join("sample-repo/tenants")).unwrap() {
         let path = entry.unwrap().path();
@@ -436,7 +519,15 @@ fn removing_a_tenant_deletes_nothing_until_git_decommissions_it() {
     .unwrap();
     let out = kftenant(&["validate", repo]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("kftenant.toml:42:1: [prune] decommissioned lists `fraud-detection`, which tenants/fraud-detection.yaml:5:9 still defines"), "{}", text(&out.stderr));
+    let line = 1 + std::fs::read_to_string(&toml)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("decommissioned"))
+        .unwrap();
+    let want = format!(
+        "kftenant.toml:{line}:1: [prune] decommissioned lists `fraud-detection`, which tenants/fraud-detection.yaml:5:9 still defines"
+    );
+    assert!(text(&out.stderr).contains(&want), "{}", text(&out.stderr));
 }
 
 #[test]

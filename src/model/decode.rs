@@ -3,7 +3,10 @@
 //! goes on, so one run reports every mistake of a file.
 
 use super::{API_VERSION, INLINE_POLICIES_MAX_CHARS};
-use super::{Loaded, PolicyRef, Reader, Tenant, check_denied_actions, load_policy_text};
+use super::{
+    ESCALATION_HINT, Escalation, Loaded, PolicyRef, Reader, Tenant, check_denied_actions,
+    escalations_in, load_policy_text,
+};
 use crate::config::Config;
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
 use crate::kubeflow::{DEFAULT_SERVICE_ACCOUNT, MemberRole, binding_name};
@@ -25,6 +28,18 @@ pub(super) struct Cx<'a> {
     /// `[profile] default_resource_quota`'s valid entries, parsed once.
     pub(super) default_quota: Option<&'a Quota>,
     pub(super) policy_names: &'a BTreeSet<String>,
+    /// What each valid repo policy grants of `[guardrails] escalation_actions`.
+    pub(super) repo_escalations: &'a BTreeMap<String, Vec<Escalation>>,
+}
+
+/// A valid inline policy of the tenant, kept with its positions until the
+/// escalation check (which needs to know whether the role has a boundary).
+struct InlineDocument {
+    /// The file its positions refer to.
+    file: String,
+    node: Node,
+    /// The document; moved into the tenant once the policy has a valid name.
+    doc: Json,
 }
 
 /// Field names accepted by the decoder, kept beside the serde types so a test
@@ -402,6 +417,11 @@ impl Cx<'_> {
         let Some(entries) = self.mapping(node, "spec.iam", fields::IAM) else {
             return;
         };
+        // For the escalation check, done once the boundary is known.
+        let mut attached: Vec<(PolicyRef, Pos)> = Vec::new();
+        let mut inline: Vec<(String, InlineDocument)> = Vec::new();
+        // A written boundary counts even when invalid: its own error says so.
+        let mut bounded = false;
         for (k, v) in entries {
             match k.as_str().unwrap_or_default() {
                 "managedPolicies" => {
@@ -418,12 +438,14 @@ impl Cx<'_> {
                         }
                         if let Some(r) = self.policy_ref(&s, n, "spec.iam.managedPolicies") {
                             self.check_attachable(&r, n);
+                            attached.push((r.clone(), n.pos));
                             t.managed_policies.push(r);
                         }
                     }
                 }
-                "inlinePolicies" => self.inline_policies(v, k.pos, t),
+                "inlinePolicies" => self.inline_policies(v, k.pos, t, &mut inline),
                 "permissionsBoundary" => {
+                    bounded = true;
                     if let Some(s) = self.string(v, "spec.iam.permissionsBoundary") {
                         t.permissions_boundary = self.policy_ref(&s, v, "spec.iam.permissionsBoundary");
                     }
@@ -459,6 +481,11 @@ impl Cx<'_> {
                     }
                 }
                 _ => {}
+            }
+        }
+        if let Some(c) = self.config {
+            if !bounded && c.iam.permissions_boundary.is_none() {
+                self.check_escalations(c, tenant, t, &attached, &inline);
             }
         }
         let sa_key = entries
@@ -522,7 +549,86 @@ impl Cx<'_> {
         }
     }
 
-    fn inline_policies(&mut self, node: &Node, key_pos: Pos, t: &mut Tenant) {
+    /// The guardrail for roles without a permissions boundary (no
+    /// `spec.iam.permissionsBoundary`, no `[iam] permissions_boundary`): no
+    /// escalation action in an inline policy (reported at the statement), nor in
+    /// an attached repo policy (reported at the attachment, naming the policy's
+    /// statement), and no managed policy of `escalation_policy_arns`.
+    fn check_escalations(
+        &mut self,
+        c: &Config,
+        tenant: &str,
+        t: &Tenant,
+        attached: &[(PolicyRef, Pos)],
+        inline: &[(String, InlineDocument)],
+    ) {
+        let g = &c.guardrails;
+        for (name, d) in inline {
+            let Some(doc) = t.inline_policies.get(name) else {
+                continue;
+            };
+            for e in escalations_in(&d.node, doc, g, &d.file) {
+                self.diags.push(
+                    Diagnostic::at(
+                        &e.file,
+                        e.pos,
+                        format!(
+                            "guardrail: {}, and tenant `{tenant}` has no permissions boundary",
+                            e.describe()
+                        ),
+                    )
+                    .with_hint(ESCALATION_HINT),
+                );
+            }
+        }
+        for (r, pos) in attached {
+            match r {
+                PolicyRef::Repo(name) => {
+                    for e in self.repo_escalations.get(name).into_iter().flatten() {
+                        self.err_hint(
+                            *pos,
+                            format!(
+                                "guardrail: tenant `{tenant}` has no permissions boundary, and `{name}` ({}:{}:{}) {}",
+                                e.file,
+                                e.pos.line,
+                                e.pos.column,
+                                e.describe()
+                            ),
+                            ESCALATION_HINT,
+                        );
+                    }
+                }
+                PolicyRef::Arn(arn) => {
+                    // A denied ARN has its own error already.
+                    if g.denied_policy_arns
+                        .iter()
+                        .any(|p| policy::glob_match(p, arn))
+                    {
+                        continue;
+                    }
+                    if let Some(p) = g
+                        .escalation_policy_arns
+                        .iter()
+                        .find(|p| policy::glob_match(p, arn))
+                    {
+                        self.err_hint(
+                            *pos,
+                            format!("guardrail: tenant `{tenant}` has no permissions boundary, and `{arn}` grants privilege-escalation actions (`{p}` in [guardrails] escalation_policy_arns)"),
+                            "give the tenant a permissions boundary (spec.iam.permissionsBoundary, or [iam] permissions_boundary in kftenant.toml), or attach a policy that grants only what it needs",
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn inline_policies(
+        &mut self,
+        node: &Node,
+        key_pos: Pos,
+        t: &mut Tenant,
+        kept: &mut Vec<(String, InlineDocument)>,
+    ) {
         let Value::Seq(items) = &node.value else {
             if node.value != Value::Null {
                 self.err(
@@ -580,7 +686,11 @@ impl Cx<'_> {
                             self.diags,
                         );
                     }
-                    (self.diags.len() == before).then_some(doc)
+                    (self.diags.len() == before).then(|| InlineDocument {
+                        file: self.file.to_string(),
+                        node: d.clone(),
+                        doc,
+                    })
                 }
             };
             if let Some((name, pos)) = name {
@@ -588,9 +698,11 @@ impl Cx<'_> {
                     self.err(pos, format!("inline policy name `{name}`: {msg}"));
                 } else if !seen.insert(name.clone()) {
                     self.err(pos, format!("inline policy `{name}` is defined twice"));
-                } else if let Some(doc) = doc {
-                    total += policy::iam_size(&doc);
-                    t.inline_policies.insert(name, doc);
+                } else if let Some(mut inline) = doc {
+                    total += policy::iam_size(&inline.doc);
+                    t.inline_policies
+                        .insert(name.clone(), std::mem::take(&mut inline.doc));
+                    kept.push((name, inline));
                 }
             }
         }
@@ -599,7 +711,7 @@ impl Cx<'_> {
         }
     }
 
-    fn inline_file(&mut self, f: &Node) -> Option<Json> {
+    fn inline_file(&mut self, f: &Node) -> Option<InlineDocument> {
         let path = self.string(f, "inline policy file")?;
         if path.starts_with('/') || path.split('/').any(|p| p == "..") {
             self.err(
@@ -636,7 +748,11 @@ impl Cx<'_> {
                         return None;
                     }
                 }
-                Some(doc)
+                Some(InlineDocument {
+                    file: path,
+                    node,
+                    doc,
+                })
             }
         }
     }

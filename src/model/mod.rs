@@ -14,6 +14,12 @@
 //! valid in every respect, or every problem found, each with `file:line:column`.
 //! Nothing half-valid ever leaves this module. The only I/O is reading files
 //! through a [`Source`], so tests can also feed it from memory.
+//!
+//! Guardrails (`[guardrails]`) are checked here too: `denied_actions` on every
+//! policy document, where it is written; `escalation_actions` and
+//! `escalation_policy_arns` only for tenants whose role has no permissions
+//! boundary, so a repo policy's escalations are computed once and reported at
+//! each such tenant's `managedPolicies` entry.
 
 mod decode;
 pub mod layout;
@@ -26,7 +32,7 @@ pub use source::{DirSource, MemSource, ReadError, Source};
 use crate::config::{self, Config};
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::names::check_policy_name;
-use crate::policy::{self, PolicyKind};
+use crate::policy::{self, PolicyKind, Reach};
 use crate::quota::Quota;
 use crate::yaml::{self, Node, Value};
 use decode::Cx;
@@ -261,7 +267,7 @@ pub fn load(src: &dyn Source) -> Result<Repository, Vec<Diagnostic>> {
         }
     };
     let layout = Layout::of(&src.tree(), &mut diags);
-    let policies = load_policies(&reader, &layout, config.as_ref(), &mut diags);
+    let (policies, repo_escalations) = load_policies(&reader, &layout, config.as_ref(), &mut diags);
     // Every file in policies/ names a policy, even one with errors of its own,
     // so a broken policy is reported once and not again at each tenant using it.
     let policy_names: BTreeSet<String> = layout
@@ -280,6 +286,7 @@ pub fn load(src: &dyn Source) -> Result<Repository, Vec<Diagnostic>> {
                 config.as_ref(),
                 default_quota.as_ref(),
                 &policy_names,
+                &repo_escalations,
                 &mut tenants,
                 &mut diags,
             ),
@@ -320,13 +327,17 @@ impl Reader<'_> {
     }
 }
 
+/// Loads `policies/*.json`. Besides the policies, returns what each valid one
+/// grants of `[guardrails] escalation_actions`: a repo policy is shared, so that
+/// is refused at each tenant without a boundary that attaches it, not here.
 fn load_policies(
     reader: &Reader<'_>,
     layout: &Layout,
     config: Option<&Config>,
     diags: &mut Diagnostics,
-) -> Vec<RepoPolicy> {
+) -> (Vec<RepoPolicy>, BTreeMap<String, Vec<Escalation>>) {
     let mut out = Vec::new();
+    let mut escalations = BTreeMap::new();
     for (path, name) in &layout.policy_files {
         if let Some(msg) = check_policy_name(name) {
             diags.push(Diagnostic::file(
@@ -354,6 +365,10 @@ fn load_policies(
         }
         if let Some(c) = config {
             check_denied_actions(&node, &doc, &c.guardrails.denied_actions, path, diags);
+            let found = escalations_in(&node, &doc, &c.guardrails, path);
+            if !found.is_empty() {
+                escalations.insert(name.to_string(), found);
+            }
         }
         out.push(RepoPolicy {
             name: name.clone(),
@@ -361,7 +376,7 @@ fn load_policies(
             document: doc,
         });
     }
-    out
+    (out, escalations)
 }
 
 /// Parses a JSON policy document: JSON syntax first (serde_json's messages are
@@ -396,6 +411,19 @@ pub(super) fn load_policy_text(
     (diags.len() == before).then_some((node, doc))
 }
 
+/// Where each statement of a policy document starts (the document's own
+/// position when a statement cannot be found).
+fn statement_pos(node: &Node, statement: usize) -> Pos {
+    match node.get("Statement") {
+        Some(Node {
+            value: Value::Seq(items),
+            ..
+        }) => items.get(statement).map_or(node.pos, |n| n.pos),
+        Some(s) if statement == 0 => s.pos,
+        _ => node.pos,
+    }
+}
+
 pub(super) fn check_denied_actions(
     node: &Node,
     doc: &Json,
@@ -403,18 +431,93 @@ pub(super) fn check_denied_actions(
     file: &str,
     diags: &mut Diagnostics,
 ) {
-    let stmt_nodes: Vec<&Node> = match node.get("Statement").map(|s| &s.value) {
-        Some(Value::Seq(items)) => items.iter().collect(),
-        Some(_) => vec![node.get("Statement").expect("checked")],
-        None => vec![],
-    };
-    for (i, d, how) in policy::granted_denied_actions(doc, denied) {
-        let pos = stmt_nodes.get(i).map_or(node.pos, |n| n.pos);
+    for g in policy::granted_actions(doc, denied, Reach::Whole) {
+        let pos = statement_pos(node, g.statement);
         diags.push(
-            Diagnostic::at(file, pos, format!("guardrail: statement {} allows the denied action `{d}` through {how}", i + 1))
+            Diagnostic::at(file, pos, format!("guardrail: statement {} allows the denied action `{}` through {}", g.statement + 1, g.listed, g.through))
                 .with_hint("name the actions the tenant needs, or change [guardrails] denied_actions in kftenant.toml"),
         );
     }
+}
+
+/// A statement that grants actions of `[guardrails] escalation_actions`: refused
+/// for tenants whose role has no permissions boundary.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Escalation {
+    /// The policy file (or tenant file, for a `document`).
+    pub(super) file: String,
+    /// Where the statement starts.
+    pub(super) pos: Pos,
+    /// Index of the statement (0-based).
+    pub(super) statement: usize,
+    /// What grants them: ``Action `iam:*Role*` `` or `NotAction`.
+    pub(super) through: String,
+    /// The escalation actions (patterns of the list) it grants, in the list's order.
+    pub(super) actions: Vec<String>,
+}
+
+impl Escalation {
+    /// "statement 2 grants the escalation action `iam:PassRole` through Action `iam:Pass*`"
+    pub(super) fn describe(&self) -> String {
+        const SHOWN: usize = 6;
+        let names: Vec<String> = self
+            .actions
+            .iter()
+            .take(SHOWN)
+            .map(|a| format!("`{a}`"))
+            .collect();
+        let (what, more) = match self.actions.len() {
+            1 => ("the escalation action", String::new()),
+            n if n > SHOWN => ("the escalation actions", format!(" and {} more", n - SHOWN)),
+            _ => ("the escalation actions", String::new()),
+        };
+        format!(
+            "statement {} grants {what} {}{more} through {}",
+            self.statement + 1,
+            names.join(", "),
+            self.through
+        )
+    }
+}
+
+/// The hint of every escalation diagnostic.
+pub(super) const ESCALATION_HINT: &str = "give the tenant a permissions boundary (spec.iam.permissionsBoundary, or [iam] permissions_boundary in kftenant.toml), or grant only the actions it needs; [guardrails] escalation_actions in kftenant.toml lists those that need a boundary";
+
+/// What the statements of a policy document grant of `[guardrails]
+/// escalation_actions`, one entry per statement and granting element. A
+/// statement element that `denied_actions` already refuses is left out (one
+/// error for one mistake).
+pub(super) fn escalations_in(
+    node: &Node,
+    doc: &Json,
+    guardrails: &config::Guardrails,
+    file: &str,
+) -> Vec<Escalation> {
+    let refused: BTreeSet<(usize, String)> =
+        policy::granted_actions(doc, &guardrails.denied_actions, Reach::Whole)
+            .into_iter()
+            .map(|g| (g.statement, g.through))
+            .collect();
+    let mut out: Vec<Escalation> = Vec::new();
+    for g in policy::granted_actions(doc, &guardrails.escalation_actions, Reach::Any) {
+        if refused.contains(&(g.statement, g.through.clone())) {
+            continue;
+        }
+        match out
+            .iter_mut()
+            .find(|e| e.statement == g.statement && e.through == g.through)
+        {
+            Some(e) => e.actions.push(g.listed),
+            None => out.push(Escalation {
+                file: file.to_string(),
+                pos: statement_pos(node, g.statement),
+                statement: g.statement,
+                through: g.through,
+                actions: vec![g.listed],
+            }),
+        }
+    }
+    out
 }
 
 /// What the loader keeps of a tenant for the cross-file checks.
@@ -431,6 +534,7 @@ fn load_tenant_file(
     config: Option<&Config>,
     default_quota: Option<&Quota>,
     policy_names: &BTreeSet<String>,
+    repo_escalations: &BTreeMap<String, Vec<Escalation>>,
     out: &mut Vec<Loaded>,
     diags: &mut Diagnostics,
 ) {
@@ -459,6 +563,7 @@ fn load_tenant_file(
             config,
             default_quota,
             policy_names,
+            repo_escalations,
         };
         if let Some(t) = cx.tenant(doc) {
             out.push(t);
@@ -557,28 +662,31 @@ fn check_decommissioned(
     }
 }
 #[cfg(test)]
+mod escalation_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    const CONFIG: &str = "[cluster]\nname = \"prod\"\naccount_id = \"123456789012\"\nregion = \"us-west-2\"\noidc_issuer = \"oidc.eks.us-west-2.amazonaws.com/id/X\"\n";
-    const POLICY: &str = "{\"Version\": \"2012-10-17\", \"Statement\": [{\"Effect\": \"Allow\", \"Action\": \"s3:GetObject\", \"Resource\": \"*\"}]}";
+    pub(super) const CONFIG: &str = "[cluster]\nname = \"prod\"\naccount_id = \"123456789012\"\nregion = \"us-west-2\"\noidc_issuer = \"oidc.eks.us-west-2.amazonaws.com/id/X\"\n";
+    pub(super) const POLICY: &str = "{\"Version\": \"2012-10-17\", \"Statement\": [{\"Effect\": \"Allow\", \"Action\": \"s3:GetObject\", \"Resource\": \"*\"}]}";
 
-    fn base() -> MemSource {
+    pub(super) fn base() -> MemSource {
         MemSource::default()
             .with("kftenant.toml", CONFIG)
             .with("policies/shared.json", POLICY)
             .with("tenants/.keep", "")
     }
 
-    fn tenant(name: &str, spec: &str) -> String {
+    pub(super) fn tenant(name: &str, spec: &str) -> String {
         format!(
             "apiVersion: kftenant.io/v1alpha1\nkind: Tenant\nmetadata:\n  name: {name}\nspec:\n{spec}"
         )
     }
 
     /// Loads `src` and returns the rendered problems (empty when valid).
-    fn problems(src: &MemSource) -> Vec<String> {
+    pub(super) fn problems(src: &MemSource) -> Vec<String> {
         match load(src) {
             Ok(_) => Vec::new(),
             Err(d) => d.iter().map(ToString::to_string).collect(),
