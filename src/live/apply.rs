@@ -777,15 +777,13 @@ async fn set_owner_marks(clients: &Clients, namespace: &str, owner: &str) -> Res
 }
 
 /// Waits (bounded) until the Kubeflow controller has made the namespace of a
-/// new Profile.
+/// new Profile. Every waiting step shares one LIST of namespaces (at most one
+/// every 250 ms, see [`super::NamespaceCache`]), so a cold apply of many
+/// tenants reads namespaces a few times, not once per tenant.
 async fn wait_namespace(clients: &Clients, name: &str, timeout: Duration) -> Result<(), Error> {
-    let api: Api<Namespace> = Api::all(clients.kube.clone());
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let found = clients
-            .kube_call("get", format!("get Namespace {name}"), api.get_opt(name))
-            .await?;
-        if found.is_some() {
+        if clients.namespaces.contains(clients, name).await? {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {

@@ -178,6 +178,41 @@ pub struct Clients {
     pub kube: kube::Client,
     /// Calls made.
     pub calls: std::sync::Arc<CallCounter>,
+    /// Namespaces seen, for steps that wait for the Kubeflow controller.
+    pub namespaces: std::sync::Arc<NamespaceCache>,
+}
+
+/// The namespaces that exist, read with one LIST shared by every step that
+/// waits for one (at most one LIST per [`NamespaceCache::REFRESH`]).
+#[derive(Debug, Default)]
+pub struct NamespaceCache {
+    seen: tokio::sync::Mutex<(Option<Instant>, std::collections::BTreeSet<String>)>,
+}
+
+impl NamespaceCache {
+    /// How old the list may be before a waiting step reads it again.
+    pub const REFRESH: Duration = Duration::from_millis(250);
+
+    /// True when namespace `name` exists (as of a LIST at most
+    /// [`NamespaceCache::REFRESH`] old).
+    pub async fn contains(&self, clients: &Clients, name: &str) -> Result<bool, Error> {
+        let mut seen = self.seen.lock().await;
+        if seen.0.is_none_or(|at| at.elapsed() >= Self::REFRESH) {
+            let api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+                kube::Api::all(clients.kube.clone());
+            let list = clients
+                .kube_call("list", "list Namespaces", api.list_metadata(&Default::default()))
+                .await?;
+            seen.1 = list
+                .items
+                .into_iter()
+                .filter(|n| n.metadata.deletion_timestamp.is_none())
+                .filter_map(|n| n.metadata.name)
+                .collect();
+            seen.0 = Some(Instant::now());
+        }
+        Ok(seen.1.contains(name))
+    }
 }
 
 impl Clients {
@@ -199,6 +234,7 @@ impl Clients {
             iam: aws_sdk_iam::Client::new(&sdk),
             kube,
             calls: Default::default(),
+            namespaces: Default::default(),
         })
     }
 
