@@ -660,8 +660,18 @@ async fn a_held_deletion_stops_nothing_else_and_every_write_is_audited() {
         .filter(|l| l["target"] == "kftenant::audit" && l["tenant"] == repo.tenant("forecasting"))
         .filter_map(|l| l["op"].as_str())
         .collect();
-    assert_eq!(ops.first(), Some(&"delete_profile"), "{ops:?}");
+    // After its creation at the start: the Profile goes first, the role last.
+    let from = ops
+        .iter()
+        .position(|op| *op == "delete_profile")
+        .expect("deleted");
     assert_eq!(ops.last(), Some(&"delete_role"), "{ops:?}");
+    assert!(
+        ops[from..]
+            .iter()
+            .all(|op| op.starts_with("delete_") || *op == "detach_policy"),
+        "{ops:?}"
+    );
     let events = world.stack.kubectl(&[
         "get",
         "events",

@@ -201,7 +201,11 @@ impl NamespaceCache {
             let api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
                 kube::Api::all(clients.kube.clone());
             let list = clients
-                .kube_call("list", "list Namespaces", api.list_metadata(&Default::default()))
+                .kube_call(
+                    "list",
+                    "list Namespaces",
+                    api.list_metadata(&Default::default()),
+                )
                 .await?;
             seen.1 = list
                 .items
