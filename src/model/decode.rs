@@ -50,7 +50,15 @@ pub mod fields {
     /// `metadata`.
     pub const METADATA: &[&str] = &["name"];
     /// `spec`.
-    pub const SPEC: &[&str] = &["owner", "iam", "profile", "members"];
+    pub const SPEC: &[&str] = &[
+        "owner",
+        "iam",
+        "profile",
+        "members",
+        "clusters",
+        "clusterSelector",
+        "overrides",
+    ];
     /// `spec.members[]`.
     pub const MEMBER: &[&str] = &["user", "role"];
     /// `spec.iam`.

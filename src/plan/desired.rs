@@ -172,7 +172,7 @@ pub fn render(repo: &Repository) -> Desired {
         .iter()
         .map(|p| {
             let d = DesiredPolicy {
-                name: p.name.clone(),
+                name: c.policy_name(&p.name),
                 path: c.iam.role_path.clone(),
                 arn: c.repo_policy_arn(&p.name),
                 document: Document::from(&p.document),
