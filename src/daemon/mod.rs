@@ -85,6 +85,9 @@ pub struct DaemonOptions {
     pub region: String,
     /// Attempts per AWS call.
     pub aws_max_attempts: u32,
+    /// The cluster to reconcile in a repository of several (`clusters/`):
+    /// only its part of the repository is read.
+    pub cluster: Option<String>,
     /// Hands the heap's free pages back to the operating system. Called after
     /// every cycle, when the cycle's observed world, plan inputs and API
     /// responses have just been freed: glibc keeps freed pages mapped (and
@@ -337,7 +340,7 @@ pub async fn run(
     options: DaemonOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
-    let clients = Clients::from_env(&options.region, options.aws_max_attempts).await?;
+    let clients = Clients::from_env(&options.region, options.aws_max_attempts, None).await?;
     let shared = Arc::new(Shared {
         leader: AtomicBool::new(options.lease.is_none()),
         options: options.clone(),
@@ -441,7 +444,12 @@ fn source_code(e: &SourceError) -> &'static str {
 }
 
 /// Fetches and, for a new head, validates it, recording both in `out`.
-async fn sync(source: &GitSource, state: &mut LoopState, out: &mut CycleOutcome) {
+async fn sync(
+    source: &GitSource,
+    cluster: Option<&str>,
+    state: &mut LoopState,
+    out: &mut CycleOutcome,
+) {
     let src = source.clone();
     let checkout = match tokio::task::spawn_blocking(move || src.sync()).await {
         Ok(Ok(c)) => c,
@@ -474,7 +482,12 @@ async fn sync(source: &GitSource, state: &mut LoopState, out: &mut CycleOutcome)
             return;
         }
     }
-    match model::load_dir(&root) {
+    let src = model::DirSource::new(&root);
+    let loaded = match cluster {
+        Some(name) => model::load_cluster(&src, name),
+        None => model::load(&src),
+    };
+    match loaded {
         Ok(repo) => {
             tracing::info!(tenants = repo.tenants.len(), "new commit is valid");
             out.validation = Some(Validation::Valid {
@@ -506,7 +519,7 @@ async fn cycle_once(
         cycle,
         ..Default::default()
     };
-    sync(source, state, &mut out).await;
+    sync(source, shared.options.cluster.as_deref(), state, &mut out).await;
     // Observe, plan, apply against the last good desired world.
     let Some((commit, want)) = state.desired.as_ref() else {
         if out.errors.is_empty() {

@@ -221,8 +221,14 @@ impl NamespaceCache {
 
 impl Clients {
     /// Clients from the standard settings. `region` is used when the
-    /// environment names none (IAM is global; any region signs).
-    pub async fn from_env(region: &str, max_attempts: u32) -> Result<Clients, Error> {
+    /// environment names none (IAM is global; any region signs). The API
+    /// server is the kubeconfig's `context`, or the current context (or the
+    /// in-cluster service account) when `None`.
+    pub async fn from_env(
+        region: &str,
+        max_attempts: u32,
+        context: Option<&str>,
+    ) -> Result<Clients, Error> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(RetryConfig::adaptive().with_max_attempts(max_attempts));
         if std::env::var_os("AWS_REGION").is_none()
@@ -231,9 +237,21 @@ impl Clients {
             loader = loader.region(aws_config::Region::new(region.to_string()));
         }
         let sdk = loader.load().await;
-        let kube = kube::Client::try_default()
-            .await
-            .map_err(|e| Error::Connect(e.to_string()))?;
+        let kube = match context {
+            None => kube::Client::try_default()
+                .await
+                .map_err(|e| Error::Connect(e.to_string()))?,
+            Some(context) => {
+                let options = kube::config::KubeConfigOptions {
+                    context: Some(context.to_string()),
+                    ..Default::default()
+                };
+                let config = kube::Config::from_kubeconfig(&options)
+                    .await
+                    .map_err(|e| Error::Connect(format!("kubeconfig context `{context}`: {e}")))?;
+                kube::Client::try_from(config).map_err(|e| Error::Connect(e.to_string()))?
+            }
+        };
         Ok(Clients {
             iam: aws_sdk_iam::Client::new(&sdk),
             kube,
