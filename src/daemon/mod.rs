@@ -437,6 +437,7 @@ fn source_code(e: &SourceError) -> &'static str {
         SourceError::Git { .. } => "FetchFailed",
         SourceError::NoBranch(_) => "NoBranch",
         SourceError::Unverified { .. } => "UnverifiedCommit",
+        SourceError::NotOnBranch { .. } => "NotOnBranch",
     }
 }
 
