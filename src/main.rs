@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kftenant::daemon::lease::LeaseConfig;
 use kftenant::daemon::{self, DaemonOptions};
+use kftenant::git::verify::AllowedSigners;
 use kftenant::git::{self, GitAuth, GitSource, GitTreeSource};
 use kftenant::live::observe::{IamMode, Scope, observe};
 use kftenant::live::{Clients, apply as live_apply};
@@ -227,7 +228,15 @@ struct RunArgs {
     /// Where the clone lives.
     #[arg(long, default_value = "/var/cache/kftenant")]
     cache_dir: PathBuf,
-    /// Lease for leader election (only the holder writes); omit to run as the only writer.
+    /// Apply only head commits with an SSH signature by a key in FILE (git's
+    /// gpg.ssh.allowedSignersFile format: `principals [options] key-type key`
+    /// per line). Unsigned or wrongly signed heads are refused, reported on
+    /// /status and in kftenant_refused_commits_total, and never applied.
+    #[arg(long, value_name = "FILE")]
+    verify_signers: Option<PathBuf>,
+    /// Lease for leader election (only the holder writes, and only while it is
+    /// sure to hold it); omit to run as the only writer. The lease also keeps
+    /// the last good commit, so a restart on a broken head still heals drift.
     #[arg(long)]
     lease_name: Option<String>,
     /// Namespace of the lease.
@@ -821,13 +830,15 @@ fn run_daemon(a: RunArgs) -> Result<u8> {
     let identity = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| format!("kftenant-{}", std::process::id()));
-    let lease = a.lease_name.map(|name| LeaseConfig {
-        name,
-        namespace: a.lease_namespace,
-        identity,
-        duration: Duration::from_secs(15),
-        renew: Duration::from_secs(5),
-    });
+    let lease = a
+        .lease_name
+        .map(|name| LeaseConfig::new(name, a.lease_namespace, identity));
+    let signers = a
+        .verify_signers
+        .as_deref()
+        .map(AllowedSigners::load)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let options = DaemonOptions {
         interval: a.interval,
         jitter: a.jitter,
@@ -840,6 +851,7 @@ fn run_daemon(a: RunArgs) -> Result<u8> {
             ..Default::default()
         },
         lease,
+        signers,
         ready_grace: a
             .ready_grace
             .unwrap_or(a.interval * 3 + Duration::from_secs(30)),

@@ -603,6 +603,12 @@ pub fn write_apply_text(r: &ApplyReport, w: &mut impl Write) -> io::Result<()> {
                 s.action.symbol(),
                 s.address
             )?,
+            Outcome::Stopped { code, reason } => writeln!(
+                w,
+                "  skipped  {} {} ({code}: {reason})",
+                s.action.symbol(),
+                s.address
+            )?,
         }
     }
     for c in &r.conflicts {
@@ -653,6 +659,9 @@ pub fn write_apply_markdown(r: &ApplyReport, w: &mut impl Write) -> io::Result<(
             }
             Outcome::Skipped { after_failure_of } => {
                 format!("skipped (after `{after_failure_of}` failed)")
+            }
+            Outcome::Stopped { code, reason } => {
+                format!("skipped (`{code}`: {})", reason.replace('|', "\\|"))
             }
         };
         writeln!(
