@@ -177,6 +177,9 @@ impl GitTreeSource {
         seen: &mut std::collections::BTreeSet<Vec<String>>,
         tree: &mut Tree,
     ) {
+        if tree.is_full() {
+            return;
+        }
         if shown.len() > MAX_DEPTH {
             tree.truncated = Some(format!(
                 "`{}` is nested more than {MAX_DEPTH} folders deep; it was not read",
@@ -217,7 +220,9 @@ impl GitTreeSource {
             };
             match target {
                 Some(dir) => {
-                    tree.dirs.insert(path.join("/"));
+                    if !tree.add_dir(path.join("/")) {
+                        return;
+                    }
                     self.walk(&dir, &path, seen, tree);
                     seen.remove(&dir);
                 }

@@ -6,8 +6,10 @@
 //!   stays inside is followed, any other is a [`ReadError::OutsideRoot`],
 //!   whose message never contains what the link points at.
 //! - Bounded: a file over [`MAX_FILE_BYTES`] is not read
-//!   ([`ReadError::TooLarge`]); a tree over [`MAX_FILES`] files or
-//!   [`MAX_DEPTH`] folders deep is reported, not walked further.
+//!   ([`ReadError::TooLarge`]); a tree over [`MAX_FILES`] files and folders,
+//!   [`MAX_PATH_BYTES`] bytes of paths or [`MAX_DEPTH`] folders deep is
+//!   reported, and the walk stops there (links to folders list them again,
+//!   so without the stop a few links can make a listing exponential).
 //! - Hidden files and folders (a name starting with `.`: `.git`, `.github`,
 //!   `.gitkeep`) are not part of the [`Tree`]; they can still be read by path.
 
@@ -16,8 +18,11 @@ use std::path::{Path, PathBuf};
 
 /// Files larger than this are not read (tenant files and policies are a few KiB).
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
-/// A tree with more files than this is not walked further.
+/// A tree with more files and folders than this is not walked further.
 pub const MAX_FILES: usize = 100_000;
+/// A tree whose paths add up to more bytes than this is not walked further
+/// (100,000 paths of 160 bytes; a real repository has a few hundred KiB).
+pub const MAX_PATH_BYTES: usize = 16 << 20;
 /// Folders nested deeper than this are not walked.
 pub const MAX_DEPTH: usize = 32;
 
@@ -38,6 +43,14 @@ pub enum ReadError {
     /// Not UTF-8 text.
     #[error("is not UTF-8 text")]
     NotText,
+    /// The repository's files read so far already add up to the limit.
+    #[error(
+        "not read: the repository's files add up to more than {limit} bytes, over kftenant's limit"
+    )]
+    RepositoryTooLarge {
+        /// The limit.
+        limit: u64,
+    },
     /// Any other I/O error.
     #[error("cannot be read: {0}")]
     Io(String),
@@ -53,18 +66,51 @@ pub struct Tree {
     pub dirs: BTreeSet<String>,
     /// Why the walk stopped early, if it did.
     pub truncated: Option<String>,
+    /// Bytes of the paths listed so far.
+    path_bytes: usize,
 }
 
 impl Tree {
     /// Records a file, unless the tree is full.
     pub(crate) fn add_file(&mut self, path: String) -> bool {
-        if self.files.len() >= MAX_FILES {
-            self.truncated = Some(format!(
-                "the repository has more than {MAX_FILES} files; the rest were not read"
-            ));
+        if !self.room_for(&path) {
             return false;
         }
         self.files.insert(path);
+        true
+    }
+
+    /// Records a folder, unless the tree is full.
+    pub(crate) fn add_dir(&mut self, path: String) -> bool {
+        if !self.room_for(&path) {
+            return false;
+        }
+        self.dirs.insert(path);
+        true
+    }
+
+    /// True once the walk has stopped: nothing more is listed.
+    pub fn is_full(&self) -> bool {
+        self.truncated.is_some()
+    }
+
+    fn room_for(&mut self, path: &str) -> bool {
+        if self.is_full() {
+            return false;
+        }
+        if self.files.len() + self.dirs.len() >= MAX_FILES {
+            self.truncated = Some(format!(
+                "the repository has more than {MAX_FILES} files and folders; the rest were not read"
+            ));
+            return false;
+        }
+        if self.path_bytes + path.len() > MAX_PATH_BYTES {
+            self.truncated = Some(format!(
+                "the repository's paths add up to more than {MAX_PATH_BYTES} bytes; the rest were not read"
+            ));
+            return false;
+        }
+        self.path_bytes += path.len();
         true
     }
 }
@@ -126,6 +172,9 @@ impl DirSource {
         seen: &mut BTreeSet<PathBuf>,
         tree: &mut Tree,
     ) {
+        if tree.is_full() {
+            return;
+        }
         if depth > MAX_DEPTH {
             tree.truncated = Some(format!(
                 "`{rel}` is nested more than {MAX_DEPTH} folders deep; it was not read"
@@ -167,7 +216,9 @@ impl DirSource {
                 // twice is reported as a duplicate).
                 let real = std::fs::canonicalize(&target).unwrap_or(target.clone());
                 if seen.insert(real.clone()) {
-                    tree.dirs.insert(rel.clone());
+                    if !tree.add_dir(rel.clone()) {
+                        return;
+                    }
                     self.walk(&target, &rel, depth + 1, seen, tree);
                     seen.remove(&real);
                 }
@@ -241,8 +292,8 @@ impl Source for MemSource {
             for d in dirs {
                 visible &= !hidden(d);
                 dir = join(&dir, d);
-                if visible {
-                    tree.dirs.insert(dir.clone());
+                if visible && !tree.dirs.contains(&dir) {
+                    tree.add_dir(dir.clone());
                 }
             }
             if visible && !hidden(name) {
