@@ -250,7 +250,12 @@ impl Config {
 
 /// Parses and validates `kftenant.toml`. Every problem is recorded in `diags`;
 /// the config is returned whenever it could be decoded.
+///
+/// A byte-order mark at the start is skipped. TOML's specification does not
+/// mention one, but editors on Windows write it, the `toml` parser skips it,
+/// and it cannot mean anything else; positions are counted without it.
 pub fn load(text: &str, diags: &mut Diagnostics) -> Option<Config> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     // Syntax, unknown keys, missing keys and wrong types first, every one of
     // them with its position (serde would stop at the first).
     if !shape::check(text, diags) {
@@ -294,9 +299,34 @@ pub fn offset_to_pos(text: &str, offset: usize) -> Pos {
 /// `[iam]` sections. The section's own position when the key is not written
 /// (a default), and 1:1 when the text does not parse.
 pub fn locate(text: &str, section: &str, key: &str) -> Pos {
-    let Ok(root) = toml::de::DeTable::parse(text) else {
-        return Pos::new(1, 1);
-    };
+    Locator::new(text).locate(section, key)
+}
+
+/// [`locate`] for many keys of one text, parsed once: a config can have a
+/// problem per entry of a list, and parsing a megabyte again for each would
+/// take hours.
+struct Locator<'t> {
+    text: &'t str,
+    root: Option<toml::de::DeTable<'t>>,
+}
+
+impl<'t> Locator<'t> {
+    fn new(text: &'t str) -> Self {
+        let root = toml::de::DeTable::parse(text)
+            .ok()
+            .map(toml::Spanned::into_inner);
+        Locator { text, root }
+    }
+
+    fn locate(&self, section: &str, key: &str) -> Pos {
+        let Some(root) = &self.root else {
+            return Pos::new(1, 1);
+        };
+        locate_in(self.text, root, section, key)
+    }
+}
+
+fn locate_in(text: &str, root: &toml::de::DeTable<'_>, section: &str, key: &str) -> Pos {
     fn entry<'t, 'i>(
         table: &'t toml::de::DeTable<'i>,
         name: &str,
@@ -306,8 +336,7 @@ pub fn locate(text: &str, section: &str, key: &str) -> Pos {
             .find(|(k, _)| k.get_ref() == name)
             .map(|(k, v)| (k.span(), v.get_ref()))
     }
-    let Some((section_span, toml::de::DeValue::Table(table))) = entry(root.get_ref(), section)
-    else {
+    let Some((section_span, toml::de::DeValue::Table(table))) = entry(root, section) else {
         return Pos::new(1, 1);
     };
     let span = entry(table, key).map_or(section_span, |(span, _)| span);
@@ -315,8 +344,9 @@ pub fn locate(text: &str, section: &str, key: &str) -> Pos {
 }
 
 fn check(c: &Config, text: &str, diags: &mut Diagnostics) {
+    let locator = Locator::new(text);
     let mut err = |section: &str, key: &str, msg: String, hint: Option<&str>| {
-        let mut d = Diagnostic::at(CONFIG_FILE, locate(text, section, key), msg);
+        let mut d = Diagnostic::at(CONFIG_FILE, locator.locate(section, key), msg);
         if let Some(h) = hint {
             d = d.with_hint(h);
         }
