@@ -510,7 +510,7 @@ impl Cx<'_> {
                 None
             }
             Some(Ok(text)) => {
-                let (node, doc) = load_policy_text(&path, &text, self.diags)?;
+                let (node, doc) = load_policy_text(self.src, &path, &text, self.diags)?;
                 if let Some(c) = self.config {
                     let before = self.diags.len();
                     check_denied_actions(

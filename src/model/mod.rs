@@ -14,6 +14,22 @@
 //! valid in every respect, or every problem found, each with `file:line:column`.
 //! Nothing half-valid ever leaves this module. The only I/O is reading files
 //! through a [`Source`], so tests can also feed it from memory.
+//!
+//! # Bounds
+//! Pull requests from anyone are loaded, so the work and memory of [`load`]
+//! are bounded whatever the files say:
+//! - each file: [`source::MAX_FILE_BYTES`] of UTF-8 text, and the tree built
+//!   from it within [`yaml::Limits::FILE`] (depth, documents, nodes and text,
+//!   aliases counted as what they copy);
+//! - the repository: the walk within [`source::MAX_FILES`] entries and
+//!   [`source::MAX_PATH_BYTES`] of paths; at most [`MAX_REPO_BYTES`] of text
+//!   read in all (an inline policy file named by many tenants counts at each
+//!   read); at most [`MAX_REPO_NODES`] nodes and [`MAX_REPO_TEXT`] bytes of
+//!   scalar text built from all files together, which bounds everything kept
+//!   of them; problems within [`crate::diag::MAX_TOTAL`].
+//!
+//! Each limit crossed is a problem at the file (and line and column) where it
+//! was crossed. A byte-order mark at the start of any file is skipped.
 
 mod decode;
 pub mod layout;
@@ -41,6 +57,15 @@ pub const API_VERSION: &str = "kftenant.io/v1alpha1";
 pub const MANAGED_POLICY_MAX_CHARS: usize = 6144;
 /// AWS quota: all inline policies of one role together.
 pub const INLINE_POLICIES_MAX_CHARS: usize = 10240;
+/// Text read from all files of a repository together. 10,000 realistic
+/// tenants are about 10 MiB, and IAM allows at most 5,000 roles per account.
+pub const MAX_REPO_BYTES: u64 = 64 << 20;
+/// Nodes built from all YAML and JSON files together (aliases counted as
+/// what they copy; see [`yaml::Limits`]). 10,000 realistic tenants build
+/// about 400,000.
+pub const MAX_REPO_NODES: usize = 2_000_000;
+/// Bytes of scalar text built from all files together.
+pub const MAX_REPO_TEXT: usize = 64 << 20;
 
 // ---------------------------------------------------------------------------
 // The file format (these types generate `schema/tenant.schema.json`).
@@ -207,10 +232,7 @@ pub fn load_dir(root: &Path) -> Result<Repository, Vec<Diagnostic>> {
 /// Loads and validates a repository. Returns every problem when there is any.
 pub fn load(src: &dyn Source) -> Result<Repository, Vec<Diagnostic>> {
     let mut diags = Diagnostics::default();
-    let reader = Reader {
-        src,
-        read: Default::default(),
-    };
+    let reader = Reader::new(src);
     let config = match reader.read(config::CONFIG_FILE) {
         Some(Ok(text)) => config::load(&text, &mut diags),
         Some(Err(e)) => {
@@ -269,20 +291,89 @@ pub fn load(src: &dyn Source) -> Result<Repository, Vec<Diagnostic>> {
     })
 }
 
-/// Reads through a [`Source`], remembering what was read.
+/// Reads and parses through a [`Source`], remembering what was read and
+/// holding the repository to its limits (see the module docs, Bounds).
 pub(super) struct Reader<'s> {
     src: &'s dyn Source,
     read: std::cell::RefCell<BTreeSet<String>>,
+    /// Bytes of text read so far, against [`MAX_REPO_BYTES`].
+    bytes: std::cell::Cell<u64>,
+    /// What the YAML loader built so far, against [`MAX_REPO_NODES`] and [`MAX_REPO_TEXT`].
+    built: std::cell::Cell<yaml::Usage>,
 }
 
-impl Reader<'_> {
-    /// The text of `path`; see [`Source::read`].
-    pub(super) fn read(&self, path: &str) -> Option<Result<String, ReadError>> {
-        let r = self.src.read(path);
-        if matches!(r, Some(Ok(_))) {
-            self.read.borrow_mut().insert(path.to_string());
+impl<'s> Reader<'s> {
+    fn new(src: &'s dyn Source) -> Self {
+        Reader {
+            src,
+            read: Default::default(),
+            bytes: Default::default(),
+            built: Default::default(),
         }
-        r
+    }
+
+    /// The text of `path` without a leading byte-order mark; see [`Source::read`].
+    pub(super) fn read(&self, path: &str) -> Option<Result<String, ReadError>> {
+        let mut text = match self.src.read(path)? {
+            Ok(text) => text,
+            Err(e) => return Some(Err(e)),
+        };
+        let total = self.bytes.get().saturating_add(text.len() as u64);
+        if total > MAX_REPO_BYTES {
+            return Some(Err(ReadError::RepositoryTooLarge {
+                limit: MAX_REPO_BYTES,
+            }));
+        }
+        self.bytes.set(total);
+        self.read.borrow_mut().insert(path.to_string());
+        if text.starts_with('\u{feff}') {
+            text.drain(..'\u{feff}'.len_utf8());
+        }
+        Some(Ok(text))
+    }
+
+    /// The documents of `text` (the file `path`), within the file's and the
+    /// repository's limits; the problem when there is one. `what` names the
+    /// format in syntax errors ("YAML", or "JSON (read as YAML)").
+    pub(super) fn parse(
+        &self,
+        path: &str,
+        text: &str,
+        what: &str,
+    ) -> Result<Vec<Node>, Diagnostic> {
+        let built = self.built.get();
+        if built.nodes >= MAX_REPO_NODES || built.scalar_bytes >= MAX_REPO_TEXT {
+            return Err(Diagnostic::file(
+                path,
+                "not read: the repository's files before it already reached kftenant's limit on what all files together may build",
+            ));
+        }
+        let (docs, used) = yaml::load(text, &yaml::Limits::FILE).map_err(|e| {
+            let message = match &e {
+                yaml::LoadError::Syntax { message, .. } => {
+                    format!("{what} syntax error: {message}")
+                }
+                other => other.to_string(),
+            };
+            let d = Diagnostic::at(path, e.pos(), message);
+            match e.hint() {
+                Some(h) => d.with_hint(h),
+                None => d,
+            }
+        })?;
+        let total = yaml::Usage {
+            nodes: built.nodes.saturating_add(used.nodes),
+            scalar_bytes: built.scalar_bytes.saturating_add(used.scalar_bytes),
+        };
+        self.built.set(total);
+        if total.nodes > MAX_REPO_NODES || total.scalar_bytes > MAX_REPO_TEXT {
+            return Err(Diagnostic::file(
+                path,
+                format!("not read: with this file, the repository's files together build more than {MAX_REPO_NODES} values or {MAX_REPO_TEXT} bytes of text, over kftenant's limit"),
+            )
+            .with_hint("aliases (*name) count as every value they copy; split the repository, or write fewer aliases"));
+        }
+        Ok(docs)
     }
 }
 
@@ -308,7 +399,7 @@ fn load_policies(
             }
             None => continue,
         };
-        let Some((node, doc)) = load_policy_text(path, &text, diags) else {
+        let Some((node, doc)) = load_policy_text(reader, path, &text, diags) else {
             continue;
         };
         let size = policy::iam_size(&doc);
@@ -333,26 +424,38 @@ fn load_policies(
 /// Parses a JSON policy document: JSON syntax first (serde_json's messages are
 /// the clearest), then the IAM grammar with positions.
 pub(super) fn load_policy_text(
+    reader: &Reader<'_>,
     path: &str,
     text: &str,
     diags: &mut Diagnostics,
 ) -> Option<(Node, Json)> {
     if let Err(e) = serde_json::from_str::<Json>(text) {
-        diags.push(Diagnostic::at(
-            path,
-            Pos::new(e.line().max(1), e.column().max(1)),
-            format!("invalid JSON: {e}"),
-        ));
+        let pos = Pos::new(e.line().max(1), e.column().max(1));
+        // serde_json stops at 128 levels; the same limit as the YAML loader's
+        // gets the same message, whichever of the two meets it first.
+        if e.to_string().starts_with("recursion limit exceeded") {
+            let e = yaml::LoadError::Limit {
+                pos,
+                limit: yaml::Limit::Depth(yaml::Limits::FILE.depth),
+            };
+            let d = Diagnostic::at(path, pos, e.to_string());
+            diags.push(match e.hint() {
+                Some(h) => d.with_hint(h),
+                None => d,
+            });
+        } else {
+            diags.push(Diagnostic::at(path, pos, format!("invalid JSON: {e}")));
+        }
         return None;
     }
-    let node = match yaml::load_documents(text) {
+    let node = match reader.parse(path, text, "JSON (read as YAML for positions)") {
         Ok(mut docs) if !docs.is_empty() => docs.remove(0),
         Ok(_) => {
             diags.push(Diagnostic::file(path, "empty policy document"));
             return None;
         }
-        Err(e) => {
-            diags.push(Diagnostic::at(path, e.pos, e.message));
+        Err(d) => {
+            diags.push(d);
             return None;
         }
     };
@@ -399,14 +502,10 @@ fn load_tenant_file(
     out: &mut Vec<Loaded>,
     diags: &mut Diagnostics,
 ) {
-    let docs = match yaml::load_documents(text) {
+    let docs = match src.parse(path, text, "YAML") {
         Ok(d) => d,
-        Err(e) => {
-            diags.push(Diagnostic::at(
-                path,
-                e.pos,
-                format!("YAML syntax error: {}", e.message),
-            ));
+        Err(d) => {
+            diags.push(d);
             return;
         }
     };
@@ -587,6 +686,108 @@ mod tests {
             p[0].starts_with("tenants/a.yaml:3:5: YAML syntax error:"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_accepted_in_every_kind_of_file() {
+        const BOM: &str = "\u{feff}";
+        let src = base()
+            .with("kftenant.toml", &format!("{BOM}{CONFIG}"))
+            .with("policies/shared.json", &format!("{BOM}{POLICY}"))
+            .with("inline/a.json", &format!("{BOM}{POLICY}"))
+            .with(
+                "tenants/a.yaml",
+                &format!(
+                    "{BOM}{}",
+                    tenant(
+                        "team-a",
+                        "  owner: a@example.com\n  iam:\n    inlinePolicies: [{name: a, file: inline/a.json}]\n"
+                    )
+                ),
+            );
+        let repo = load(&src).unwrap();
+        assert_eq!(repo.tenants[0].inline_policies.len(), 1);
+        // Positions on the first line are counted without it, as editors show them.
+        let p = problems(&base().with("tenants/a.yaml", &format!("{BOM}kind: [\n")));
+        assert!(
+            p[0].starts_with("tenants/a.yaml:2:1: YAML syntax error"),
+            "{p:?}"
+        );
+        let p = problems(&base().with("kftenant.toml", &format!("{BOM}{CONFIG}nmae = 1\n")));
+        assert!(
+            p[0].starts_with("kftenant.toml:6:1: unknown key `nmae`"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn an_alias_bomb_is_one_located_problem() {
+        let mut bomb = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..9 {
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                vec![format!("*a{}", i - 1); 9].join(", ")
+            ));
+        }
+        let p = problems(&base().with("tenants/a.yaml", &bomb));
+        assert_eq!(
+            p,
+            vec![
+                "tenants/a.yaml:6:15: builds more than 250000 values (an alias counts as every value it copies), over kftenant's limit; the file was not read further\n  hint: an alias (*name) copies its anchor (&name), and aliases of aliases multiply: write the values out, or split the file"
+            ]
+        );
+        // The same in an inline policy file and in a shared policy: JSON has
+        // no aliases, but depth is bounded the same way by both parsers.
+        let deep = |n: usize| format!("{{\"Statement\": {}1{}}}", "[".repeat(n), "]".repeat(n));
+        let p = problems(&base().with("policies/deep.json", &deep(100)));
+        assert_eq!(
+            p,
+            vec![
+                "policies/deep.json:1:78: nested more than 64 levels deep (aliases included), over kftenant's limit; the file was not read further\n  hint: a tenant document is about 12 levels deep at most; flatten this structure"
+            ]
+        );
+        let p = problems(&base().with("policies/deep.json", &deep(200)));
+        assert_eq!(
+            p,
+            vec![
+                "policies/deep.json:1:141: nested more than 64 levels deep (aliases included), over kftenant's limit; the file was not read further\n  hint: a tenant document is about 12 levels deep at most; flatten this structure"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_repository_as_a_whole_is_bounded() {
+        // Each file builds about 216,000 nodes: under the file's limit; the
+        // tenth crosses the repository's 2,000,000, and later files are not parsed.
+        let mut file = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..5 {
+            file.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                vec![format!("*a{}", i - 1); 9].join(", ")
+            ));
+        }
+        file.push_str("b: [*a4]\n");
+        let mut src = base();
+        for i in 10..22 {
+            src = src.with(&format!("tenants/t{i}.yaml"), &file);
+        }
+        let p = problems(&src);
+        assert!(p.contains(&"tenants/t19.yaml: not read: with this file, the repository's files together build more than 2000000 values or 67108864 bytes of text, over kftenant's limit\n  hint: aliases (*name) count as every value they copy; split the repository, or write fewer aliases".to_string()), "{p:#?}");
+        assert!(p.contains(&"tenants/t21.yaml: not read: the repository's files before it already reached kftenant's limit on what all files together may build".to_string()), "{p:#?}");
+        // Text read: an inline policy file named again and again counts each time.
+        let big = "x".repeat(1 << 20);
+        let inline: String = (0..70)
+            .map(|i| format!("      - {{name: p{i}, file: big.json}}\n"))
+            .collect();
+        let src = base().with("big.json", &big).with(
+            "tenants/a.yaml",
+            &tenant(
+                "team-a",
+                &format!("  owner: a@example.com\n  iam:\n    inlinePolicies:\n{inline}"),
+            ),
+        );
+        let p = problems(&src);
+        assert!(p.contains(&"tenants/a.yaml:72:27: inline policy file `big.json` not read: the repository's files add up to more than 67108864 bytes, over kftenant's limit".to_string()), "{p:#?}");
     }
 
     #[test]
