@@ -330,20 +330,51 @@ impl From<IamModeArg> for IamMode {
     }
 }
 
-/// `90s`, `5m`, `1h 30m`, `250ms` (any `humantime` duration), or plain seconds.
+/// The longest `--interval`, `--jitter` or `--ready-grace`. Longer ones are
+/// mistakes, and the daemon adds and multiplies them (the default grace is
+/// three intervals): a limit keeps that arithmetic far from overflowing.
+const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `90s`, `5m`, `1h 30m`, `250ms` (any `humantime` duration), or plain
+/// seconds; at most [`MAX_DURATION`].
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
-        return s
-            .parse()
+    let d = if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
+        s.parse()
             .map(Duration::from_secs)
-            .map_err(|_| format!("`{s}` is too many seconds"));
+            .map_err(|_| format!("`{s}` is too many seconds"))?
+    } else {
+        humantime::parse_duration(s)
+            .map_err(|e| format!("`{s}` is not a duration such as 30s, 5m or 1h: {e}"))?
+    };
+    if d > MAX_DURATION {
+        return Err(format!(
+            "`{s}` is longer than 30 days, the longest kftenant takes"
+        ));
     }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration such as 30s, 5m or 1h: {e}"))
+    Ok(d)
+}
+
+/// Parses the command line. A usage error (unknown flag, bad value, missing
+/// argument) exits 1, not clap's 2: `plan` and `drift` exit 2 for "changes
+/// present", and CI must not read a typo as that. `--help` and `--version`
+/// exit 0.
+fn parse_args() -> Result<Cli, ExitCode> {
+    Cli::try_parse().map_err(|e| {
+        // Printing can only fail on a closed stream, where there is no one to tell.
+        let _ = e.print();
+        if e.use_stderr() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        }
+    })
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let result = match cli.command {
         Command::Validate(a) => validate(a),
         Command::Plan(a) => plan_cmd(a),
@@ -534,6 +565,16 @@ fn apply(a: ApplyArgs) -> Result<u8> {
         return Ok(1);
     };
     let format = Format::from(a.format);
+    // A saved plan of another format version is refused before anything is
+    // read from AWS or the cluster.
+    let saved = match &a.plan_file {
+        Some(f) => {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            Some(Plan::from_json(&text).with_context(|| f.display().to_string())?)
+        }
+        None => None,
+    };
     let want = desired::render(&repository);
     let rt = runtime()?;
     let clients = rt.block_on(Clients::from_env(
@@ -541,17 +582,14 @@ fn apply(a: ApplyArgs) -> Result<u8> {
         a.live.aws_max_attempts,
     ))?;
     let observed = rt.block_on(observe(&clients, &Scope::of(&want), a.live.iam_mode.into()))?;
-    let p = match &a.plan_file {
-        Some(f) => {
-            let text =
-                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-            let saved = Plan::from_json(&text).with_context(|| f.display().to_string())?;
+    let p = match (saved, &a.plan_file) {
+        (Some(saved), Some(f)) => {
             saved
                 .check_fresh(&observed)
                 .with_context(|| f.display().to_string())?;
             saved
         }
-        None => {
+        _ => {
             let opts = PlanOptions {
                 allow_mass_delete: a.allow_mass_delete,
                 source_commit: git::head_commit(&a.repo),
@@ -653,6 +691,7 @@ fn run_daemon(a: RunArgs) -> Result<u8> {
             ..Default::default()
         },
         lease,
+        // At most 90 days and 30 seconds: the parser caps every duration.
         ready_grace: a
             .ready_grace
             .unwrap_or(a.interval * 3 + Duration::from_secs(30)),
