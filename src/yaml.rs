@@ -52,8 +52,9 @@ pub enum Value {
     Null,
     /// `true` or `false`.
     Bool(bool),
-    /// An integer.
-    Int(i64),
+    /// An integer within `i64` or `u64` (as serde_json reads JSON integers;
+    /// a larger one is a [`Value::Float`], as there).
+    Int(i128),
     /// A floating point number.
     Float(f64),
     /// Any other scalar, or a quoted one.
@@ -103,7 +104,12 @@ impl Node {
         match &self.value {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
-            Value::Int(i) => J::from(*i),
+            Value::Int(i) => match (i64::try_from(*i), u64::try_from(*i)) {
+                (Ok(i), _) => J::from(i),
+                (_, Ok(u)) => J::from(u),
+                // Not built by the loader (see `resolve_plain`).
+                _ => serde_json::Number::from_f64(*i as f64).map_or(J::Null, J::Number),
+            },
             Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
@@ -113,6 +119,19 @@ impl Node {
                     .map(|(k, v)| (k.scalar_text(), v.to_json()))
                     .collect(),
             ),
+        }
+    }
+
+    /// Moves the position of this node and every node in it.
+    fn move_positions(&mut self, moved: &impl Fn(Pos) -> Pos) {
+        self.pos = moved(self.pos);
+        match &mut self.value {
+            Value::Seq(items) => items.iter_mut().for_each(|i| i.move_positions(moved)),
+            Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+                k.move_positions(moved);
+                v.move_positions(moved);
+            }),
+            _ => {}
         }
     }
 
@@ -258,6 +277,10 @@ impl LoadError {
     }
 }
 
+/// What [`load`] and [`load_json`] return: the documents (empty ones
+/// skipped) and what they built.
+pub type Loaded = Result<(Vec<Node>, Usage), LoadError>;
+
 /// Parses every document of a YAML stream within [`Limits::FILE`]. Empty
 /// documents are skipped.
 pub fn load_documents(text: &str) -> Result<Vec<Node>, LoadError> {
@@ -266,13 +289,14 @@ pub fn load_documents(text: &str) -> Result<Vec<Node>, LoadError> {
 
 /// Parses every document of a YAML stream within `limits`, and says how much
 /// it built. Empty documents are skipped.
-pub fn load(text: &str, limits: &Limits) -> Result<(Vec<Node>, Usage), LoadError> {
+pub fn load(text: &str, limits: &Limits) -> Loaded {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut builder = Builder::new(limits);
+    let end = end_of(text);
+    let mut builder = Builder::new(limits, end);
     let mut parser = Parser::new_from_str(text);
     loop {
         let (event, mark) = parser.next_token().map_err(|e| LoadError::Syntax {
-            pos: to_pos(e.marker()),
+            pos: to_pos(e.marker()).min(end),
             message: e.info().to_string(),
         })?;
         if event == Event::StreamEnd {
@@ -286,6 +310,121 @@ pub fn load(text: &str, limits: &Limits) -> Result<(Vec<Node>, Usage), LoadError
         .filter(|d| d.value != Value::Null)
         .collect();
     Ok((docs, builder.used))
+}
+
+/// Parses a JSON text (a policy file) as YAML within `limits`, for its
+/// positions. JSON is YAML 1.2 but for one thing: a character outside the
+/// Basic Multilingual Plane may be escaped as a UTF-16 surrogate pair
+/// (`"\ud83d\ude00"`, as Python's `json.dumps` writes it), which YAML's `\u`
+/// does not read. Each pair is rewritten as YAML's `\U0001f600` before
+/// parsing, and the positions after it on its line are moved back by the two
+/// characters that took. Call it on text serde_json accepts.
+pub fn load_json(text: &str, limits: &Limits) -> Loaded {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let (rewritten, shifts) = rewrite_surrogate_pairs(text);
+    if shifts.is_empty() {
+        return load(text, limits);
+    }
+    let moved = |pos: Pos| {
+        let before = shifts
+            .iter()
+            .filter(|(line, col)| *line == pos.line && *col <= pos.column)
+            .count();
+        Pos::new(pos.line, pos.column + 2 * before)
+    };
+    match load(&rewritten, limits) {
+        Ok((mut docs, used)) => {
+            for d in &mut docs {
+                d.move_positions(&moved);
+            }
+            Ok((docs, used))
+        }
+        Err(LoadError::Syntax { pos, message }) => Err(LoadError::Syntax {
+            pos: moved(pos),
+            message,
+        }),
+        Err(LoadError::Limit { pos, limit }) => Err(LoadError::Limit {
+            pos: moved(pos),
+            limit,
+        }),
+        Err(LoadError::Tag { pos, message }) => Err(LoadError::Tag {
+            pos: moved(pos),
+            message,
+        }),
+    }
+}
+
+/// `text` with every `\uD8xx\uDCxx` escape pair inside a JSON string
+/// written as one `\U000xxxxx`, and where each rewrite ends: its line and
+/// the column just after it, in the rewritten text.
+fn rewrite_surrogate_pairs(text: &str) -> (std::borrow::Cow<'_, str>, Vec<(usize, usize)>) {
+    if !text.contains("\\u") {
+        return (std::borrow::Cow::Borrowed(text), Vec::new());
+    }
+    let hex4 = |s: &[char]| -> Option<u32> {
+        let h: String = s.iter().collect();
+        (s.len() == 4 && s.iter().all(char::is_ascii_hexdigit))
+            .then(|| u32::from_str_radix(&h, 16).ok())
+            .flatten()
+    };
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut shifts = Vec::new();
+    let (mut line, mut col) = (1, 1);
+    let (mut in_string, mut i) = (false, 0);
+    while i < chars.len() {
+        let c = chars[i];
+        if in_string && c == '\\' && chars.get(i + 1) == Some(&'u') {
+            let high = chars.get(i + 2..i + 6).and_then(hex4);
+            let low = (chars.get(i + 6) == Some(&'\\') && chars.get(i + 7) == Some(&'u'))
+                .then(|| chars.get(i + 8..i + 12).and_then(hex4))
+                .flatten();
+            if let (Some(h @ 0xD800..=0xDBFF), Some(l @ 0xDC00..=0xDFFF)) = (high, low) {
+                let code = 0x10000 + ((h - 0xD800) << 10) + (l - 0xDC00);
+                let escape = format!("\\U{code:08x}");
+                col += escape.len();
+                out.push_str(&escape);
+                shifts.push((line, col));
+                i += 12;
+                continue;
+            }
+            // Any other escape: copied as it is (both characters).
+            out.push_str("\\u");
+            col += 2;
+            i += 2;
+            continue;
+        }
+        if in_string && c == '\\' {
+            out.push(c);
+            if let Some(&next) = chars.get(i + 1) {
+                out.push(next);
+            }
+            col += 2;
+            i += 2;
+            continue;
+        }
+        if c == '"' {
+            in_string = !in_string;
+        }
+        out.push(c);
+        if c == '\n' {
+            line += 1;
+            col = 1;
+        } else {
+            col += 1;
+        }
+        i += 1;
+    }
+    (std::borrow::Cow::Owned(out), shifts)
+}
+
+/// The position just after the last character of `text`: the parser marks
+/// what ends there (an empty value, an unclosed bracket) on the line after a
+/// last line without a newline, which an editor does not have.
+fn end_of(text: &str) -> Pos {
+    let lines = text.split('\n').count();
+    let last = text.rsplit('\n').next().unwrap_or_default();
+    Pos::new(lines, last.chars().count() + 1)
 }
 
 fn to_pos(m: &Marker) -> Pos {
@@ -314,6 +453,8 @@ struct Frame {
 
 struct Builder<'l> {
     limits: &'l Limits,
+    /// Where the text ends; no position is after it.
+    end: Pos,
     docs: Vec<Node>,
     stack: Vec<Frame>,
     /// Anchored nodes of the current document, kept for their aliases.
@@ -323,9 +464,10 @@ struct Builder<'l> {
 }
 
 impl<'l> Builder<'l> {
-    fn new(limits: &'l Limits) -> Self {
+    fn new(limits: &'l Limits, end: Pos) -> Self {
         Builder {
             limits,
+            end,
             docs: Vec::new(),
             stack: Vec::new(),
             anchors: Vec::new(),
@@ -406,7 +548,7 @@ impl<'l> Builder<'l> {
     }
 
     fn on_event(&mut self, ev: Event, mark: Marker) -> Result<(), LoadError> {
-        let pos = to_pos(&mark);
+        let pos = to_pos(&mark).min(self.end);
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
                 let size = Size {
@@ -580,7 +722,10 @@ fn resolve_plain(text: &str) -> Value {
         .starts_with(|c: char| c.is_ascii_digit() || c == '.');
     if looks_numeric {
         if let Ok(i) = text.parse::<i64>() {
-            return Value::Int(i);
+            return Value::Int(i.into());
+        }
+        if let Ok(u) = text.parse::<u64>() {
+            return Value::Int(u.into());
         }
         if let Ok(f) = text.parse::<f64>() {
             if text.contains(|c: char| c.is_ascii_digit()) {
@@ -740,6 +885,34 @@ mod tests {
             assert_eq!(e.to_string(), message);
             assert_eq!(e.pos().line, 1);
         }
+    }
+
+    #[test]
+    fn an_error_at_the_end_is_on_the_last_line() {
+        let e = load_documents("a: [[[").unwrap_err();
+        assert_eq!(e.pos(), Pos::new(1, 7), "{e:?}");
+        let e = load_documents("a: [[[\n").unwrap_err();
+        assert_eq!(e.pos(), Pos::new(2, 1), "{e:?}");
+        let docs = load_documents("a: 1\nb:").unwrap();
+        assert_eq!(docs[0].get("b").unwrap().pos, Pos::new(2, 3));
+    }
+
+    #[test]
+    fn json_surrogate_pairs_and_large_integers_read_as_serde_json_reads_them() {
+        let text = "{\"a\": [\"\\ud83d\\ude00-\\ud83e\\udd80\", \"x\"], \"b\": 18446744073709551615,\n \"c\": \"\\u00e9\"}";
+        let (docs, _) = load_json(text, &Limits::FILE).unwrap();
+        let want: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(docs[0].to_json(), want);
+        assert_eq!(want["a"][0], "😀-🦀");
+        // Positions after a rewritten pair are those of the text as written.
+        let Value::Seq(a) = &docs[0].get("a").unwrap().value else {
+            panic!()
+        };
+        assert_eq!(a[1].pos, Pos::new(1, 37));
+        assert_eq!(docs[0].get("b").unwrap().pos, Pos::new(1, 48));
+        assert_eq!(docs[0].get("c").unwrap().pos, Pos::new(2, 7));
+        // YAML's own `\u` stays as YAML reads it.
+        assert!(load_documents("a: \"\\ud83d\\ude00\"").is_err());
     }
 
     #[test]

@@ -16,6 +16,10 @@ use crate::yaml::{Node, Value};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Kubernetes: keys and values of all annotations of one object together
+/// (`TotalAnnotationSizeLimitB` in apimachinery).
+const ANNOTATIONS_MAX_BYTES: usize = 256 << 10;
+
 pub(super) struct Cx<'a> {
     pub(super) file: &'a str,
     pub(super) diags: &'a mut Diagnostics,
@@ -556,12 +560,21 @@ impl Cx<'_> {
                     }
                 }
                 "annotations" => {
+                    let mut total = 0;
                     for (key, kn, val) in self.string_map(v, "spec.profile.annotations") {
+                        total += key.len() + val.len();
                         if let Some(msg) = check_label_key(&key) {
                             self.err(kn.pos, format!("annotation `{key}`: {msg}"));
                         } else {
                             t.annotations.insert(key, val);
                         }
+                    }
+                    if total > ANNOTATIONS_MAX_BYTES {
+                        self.err_hint(
+                            k.pos,
+                            format!("annotations total {total} bytes, over Kubernetes' limit of {ANNOTATIONS_MAX_BYTES} per object"),
+                            "the API server would refuse the Profile; keep large data out of annotations",
+                        );
                     }
                 }
                 _ => {}
@@ -583,7 +596,7 @@ impl Cx<'_> {
                     };
                     for (rk, rv) in hard {
                         let q_val = match &rv.value {
-                            Value::Int(i) => Some(config::Quantity::Int(*i)),
+                            Value::Int(i) => i64::try_from(*i).ok().map(config::Quantity::Int),
                             Value::Str(s) if is_quantity(s) => {
                                 Some(config::Quantity::Str(s.clone()))
                             }
