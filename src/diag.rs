@@ -35,6 +35,22 @@ pub struct Diagnostic {
     /// How to fix it, when there is something useful to say.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// On the one line per file that stands for problems left out (see
+    /// [`MAX_PER_FILE`]): how many. Zero on every real problem.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub not_shown: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// How many problems `diags` stands for: each one, plus those left out.
+pub fn count(diags: &[Diagnostic]) -> usize {
+    diags
+        .iter()
+        .map(|d| if d.not_shown > 0 { d.not_shown } else { 1 })
+        .sum()
 }
 
 impl Diagnostic {
@@ -45,6 +61,7 @@ impl Diagnostic {
             pos: Some(pos),
             message: message.into(),
             hint: None,
+            not_shown: 0,
         }
     }
 
@@ -55,6 +72,7 @@ impl Diagnostic {
             pos: None,
             message: message.into(),
             hint: None,
+            not_shown: 0,
         }
     }
 
@@ -151,13 +169,16 @@ impl Diagnostics {
             let kept = kept_per_file.get(file).copied().unwrap_or(0);
             if *n > kept {
                 let left = n - kept;
-                self.kept.push(Diagnostic::file(
-                    file.clone(),
-                    format!(
-                        "{left} more problem{} in this file not shown (at most {MAX_PER_FILE} per file, {MAX_TOTAL} in all)",
-                        if left == 1 { "" } else { "s" }
-                    ),
-                ));
+                self.kept.push(Diagnostic {
+                    not_shown: left,
+                    ..Diagnostic::file(
+                        file.clone(),
+                        format!(
+                            "{left} more problem{} in this file not shown (at most {MAX_PER_FILE} per file, {MAX_TOTAL} in all)",
+                            if left == 1 { "" } else { "s" }
+                        ),
+                    )
+                });
             }
         }
         self.kept
@@ -232,6 +253,7 @@ mod tests {
         assert_eq!(d.len(), MAX_PER_FILE + 6, "every problem counts");
         let shown = d.sorted();
         assert_eq!(shown.len(), MAX_PER_FILE + 2);
+        assert_eq!(count(&shown), MAX_PER_FILE + 6);
         assert_eq!(
             shown[0].to_string(),
             "a.yaml: 5 more problems in this file not shown (at most 100 per file, 10000 in all)"

@@ -1,5 +1,7 @@
 //! The `kftenant` binary end to end: exit codes, output, committed fixtures.
 
+#[path = "cli/broken.rs"]
+mod broken;
 mod support;
 
 use kftenant::plan::{desired, observed::Observed};

@@ -253,7 +253,7 @@ impl Source for GitTreeSource {
                 limit: MAX_FILE_BYTES,
             }));
         }
-        Some(String::from_utf8(blob.content().to_vec()).map_err(|_| ReadError::NotText))
+        Some(crate::model::source::utf8(blob.content().to_vec()))
     }
 
     fn tree(&self) -> Tree {

@@ -322,6 +322,7 @@ impl Cx<'_> {
                 }
                 "maxSessionDuration" => match v.value {
                     Value::Int(i) if (3600..=43200).contains(&i) => t.max_session_duration = Some(i as u32),
+                    Value::Str(_) => self.err_hint(v.pos, format!("spec.iam.maxSessionDuration must be a number of seconds from 3600 to 43200, found the string \"{}\"", v.scalar_text()), "remove the quotes"),
                     _ => self.err(v.pos, format!("spec.iam.maxSessionDuration must be a number of seconds from 3600 to 43200, found {}", v.scalar_text())),
                 },
                 "tags" => {

@@ -238,7 +238,7 @@ pub fn load(src: &dyn Source) -> Result<Repository, Vec<Diagnostic>> {
     let config = match reader.read(config::CONFIG_FILE) {
         Some(Ok(text)) => config::load(&text, &mut diags),
         Some(Err(e)) => {
-            diags.push(Diagnostic::file(config::CONFIG_FILE, e.to_string()));
+            diags.push(e.diagnostic(config::CONFIG_FILE));
             None
         }
         None => {
@@ -273,7 +273,7 @@ pub fn load(src: &dyn Source) -> Result<Repository, Vec<Diagnostic>> {
                 &mut tenants,
                 &mut diags,
             ),
-            Some(Err(e)) => diags.push(Diagnostic::file(path, e.to_string())),
+            Some(Err(e)) => diags.push(e.diagnostic(path)),
             None => {}
         }
     }
@@ -410,7 +410,7 @@ fn load_policies(
         let text = match reader.read(path) {
             Some(Ok(text)) => text,
             Some(Err(e)) => {
-                diags.push(Diagnostic::file(path, e.to_string()));
+                diags.push(e.diagnostic(path));
                 continue;
             }
             None => continue,

@@ -13,6 +13,7 @@
 //! - Hidden files and folders (a name starting with `.`: `.git`, `.github`,
 //!   `.gitkeep`) are not part of the [`Tree`]; they can still be read by path.
 
+use crate::diag::{Diagnostic, Pos};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -41,8 +42,14 @@ pub enum ReadError {
         limit: u64,
     },
     /// Not UTF-8 text.
-    #[error("is not UTF-8 text")]
-    NotText,
+    #[error("is not UTF-8 text (byte 0x{byte:02x} at line {}, column {})", pos.line, pos.column)]
+    NotText {
+        /// Where the first byte that is not part of a UTF-8 character is
+        /// (the column counts the characters before it on its line).
+        pos: Pos,
+        /// That byte.
+        byte: u8,
+    },
     /// The repository's files read so far already add up to the limit.
     #[error(
         "not read: the repository's files add up to more than {limit} bytes, over kftenant's limit"
@@ -54,6 +61,36 @@ pub enum ReadError {
     /// Any other I/O error.
     #[error("cannot be read: {0}")]
     Io(String),
+}
+
+impl ReadError {
+    /// The problem, at the place in the file when there is one.
+    pub fn diagnostic(&self, path: &str) -> Diagnostic {
+        match self {
+            ReadError::NotText { pos, byte } => Diagnostic::at(
+                path,
+                *pos,
+                format!("not UTF-8 text: byte 0x{byte:02x} is not part of a UTF-8 character"),
+            )
+            .with_hint("save the file as UTF-8; kftenant does not read Latin-1 or UTF-16"),
+            other => Diagnostic::file(path, other.to_string()),
+        }
+    }
+}
+
+/// `bytes` as text, or where they stop being UTF-8.
+pub(crate) fn utf8(bytes: Vec<u8>) -> Result<String, ReadError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let at = e.utf8_error().valid_up_to();
+        let before = std::str::from_utf8(&bytes[..at]).expect("valid up to here");
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ReadError::NotText {
+            pos: Pos::new(line, column),
+            byte: bytes[at],
+        }
+    })
 }
 
 /// The files and folders of a repository, as paths relative to its root
@@ -248,7 +285,7 @@ impl Source for DirSource {
             }));
         }
         Some(match std::fs::read(&real) {
-            Ok(bytes) => String::from_utf8(bytes).map_err(|_| ReadError::NotText),
+            Ok(bytes) => utf8(bytes),
             Err(e) => Err(ReadError::Io(e.kind().to_string())),
         })
     }
@@ -359,7 +396,20 @@ mod tests {
             src.read("big.json"),
             Some(Err(ReadError::TooLarge { .. }))
         ));
-        assert_eq!(src.read("bin.json"), Some(Err(ReadError::NotText)));
+        assert_eq!(
+            src.read("bin.json"),
+            Some(Err(ReadError::NotText {
+                pos: Pos::new(1, 1),
+                byte: 0xff
+            }))
+        );
+        assert_eq!(
+            utf8(b"a: 1\nowner: caf\xe9\n".to_vec())
+                .unwrap_err()
+                .diagnostic("t.yaml")
+                .to_string(),
+            "t.yaml:2:11: not UTF-8 text: byte 0xe9 is not part of a UTF-8 character\n  hint: save the file as UTF-8; kftenant does not read Latin-1 or UTF-16"
+        );
     }
 
     #[test]
