@@ -386,6 +386,34 @@ mod tests {
     }
 
     #[test]
+    fn links_that_multiply_the_tree_stop_at_the_limit() {
+        // d0 holds two links to d1, d1 two to d2, ...: 2^17 listings of
+        // d17's file, unless the walk stops at MAX_FILES entries.
+        let repo = tempfile::tempdir().unwrap();
+        let r = repo.path();
+        let depth = 17;
+        for i in 0..=depth {
+            std::fs::create_dir_all(r.join(format!("d{i}"))).unwrap();
+        }
+        std::fs::write(r.join(format!("d{depth}/t.yaml")), "x").unwrap();
+        for i in 0..depth {
+            for l in ["a", "b"] {
+                std::os::unix::fs::symlink(
+                    r.join(format!("d{}", i + 1)),
+                    r.join(format!("d{i}/{l}")),
+                )
+                .unwrap();
+            }
+        }
+        let tree = DirSource::new(r).tree();
+        assert_eq!(tree.files.len() + tree.dirs.len(), MAX_FILES);
+        assert_eq!(
+            tree.truncated.as_deref(),
+            Some("the repository has more than 100000 files and folders; the rest were not read")
+        );
+    }
+
+    #[test]
     fn large_and_binary_files_are_not_read() {
         let repo = tempfile::tempdir().unwrap();
         let big = vec![b'a'; (MAX_FILE_BYTES + 1) as usize];
