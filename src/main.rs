@@ -4,7 +4,8 @@
 //! plain structs (no file or environment is touched), then each command's
 //! function turns them into what the library needs (reading files and
 //! environment variables) and calls it. `main` turns the result into an exit
-//! code and prints an error's whole cause chain.
+//! code and prints an error's whole cause chain. A usage error exits 1, like
+//! any other error: 2 is `plan`'s and `drift`'s "changes present".
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
