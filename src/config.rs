@@ -63,34 +63,17 @@ impl Origin {
     /// deepest key written there ([`locate_path`]). The first file at 1:1 when
     /// none writes it (a default).
     pub fn locate(&self, path: &[&str]) -> (String, Pos) {
-        let writes = |text: &str| {
-            toml::de::DeTable::parse(text).is_ok_and(|root| {
-                let mut table = root.get_ref();
-                for (depth, name) in path.iter().enumerate() {
-                    match table.iter().find(|(k, _)| k.get_ref() == name) {
-                        Some((_, v)) => match v.get_ref() {
-                            toml::de::DeValue::Table(t) if depth + 1 < path.len() => table = t,
-                            _ => return true,
-                        },
-                        None => return false,
-                    }
-                }
-                true
-            })
-        };
-        let (file, text) = self
-            .files
-            .iter()
-            .find(|(_, text)| writes(text))
-            .or_else(|| self.files.first())
-            .map_or((CONFIG_FILE, ""), |(f, t)| (f.as_str(), t.as_str()));
-        (file.to_string(), locate_path(text, path))
+        self.locator().locate(path)
     }
 
     /// A diagnostic at the key `path`.
     pub fn at(&self, path: &[&str], message: impl Into<String>) -> Diagnostic {
-        let (file, pos) = self.locate(path);
-        Diagnostic::at(file, pos, message)
+        self.locator().at(path, message)
+    }
+
+    /// Every file parsed once, for many lookups.
+    pub fn locator(&self) -> OriginLocator<'_> {
+        OriginLocator::new(self)
     }
 }
 
@@ -722,7 +705,12 @@ impl Config {
 
 /// Parses and validates `kftenant.toml`. Every problem is recorded in `diags`;
 /// the config is returned whenever it could be decoded.
+///
+/// A byte-order mark at the start is skipped. TOML's specification does not
+/// mention one, but editors on Windows write it, the `toml` parser skips it,
+/// and it cannot mean anything else; positions are counted without it.
 pub fn load(text: &str, diags: &mut Diagnostics) -> Option<Config> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     // Syntax, unknown keys, missing keys and wrong types first, every one of
     // them with its position (serde would stop at the first).
     if !shape::check(text, CONFIG_FILE, shape::Required::All, diags) {
@@ -872,10 +860,14 @@ pub fn locate(text: &str, section: &str, key: &str) -> Pos {
 /// `cpu` under `[profile.default_resource_quota.hard]`, in an inline table or
 /// as a dotted key). 1:1 when not even the first key is written.
 pub fn locate_path(text: &str, path: &[&str]) -> Pos {
-    let Ok(root) = toml::de::DeTable::parse(text) else {
-        return Pos::new(1, 1);
-    };
-    let mut table = root.get_ref();
+    match toml::de::DeTable::parse(text) {
+        Ok(root) => locate_path_in(text, root.get_ref(), path),
+        Err(_) => Pos::new(1, 1),
+    }
+}
+
+fn locate_path_in(text: &str, root: &toml::de::DeTable<'_>, path: &[&str]) -> Pos {
+    let mut table = root;
     let mut found = None;
     for name in path {
         let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref() == name) else {
@@ -890,9 +882,69 @@ pub fn locate_path(text: &str, path: &[&str]) -> Pos {
     found.map_or(Pos::new(1, 1), |span| offset_to_pos(text, span.start))
 }
 
+/// [`Origin::locate`] for many keys, each file parsed once: a config can have
+/// a problem per entry of a list, and parsing a megabyte again for each would
+/// take hours.
+pub struct OriginLocator<'o> {
+    files: Vec<(&'o str, &'o str, Option<toml::de::DeTable<'o>>)>,
+}
+
+impl<'o> OriginLocator<'o> {
+    fn new(origin: &'o Origin) -> Self {
+        let files = origin
+            .files
+            .iter()
+            .map(|(f, t)| {
+                let root = toml::de::DeTable::parse(t)
+                    .ok()
+                    .map(toml::Spanned::into_inner);
+                (f.as_str(), t.as_str(), root)
+            })
+            .collect();
+        OriginLocator { files }
+    }
+
+    /// See [`Origin::locate`].
+    pub fn locate(&self, path: &[&str]) -> (String, Pos) {
+        let writes = |root: &toml::de::DeTable<'_>| {
+            let mut table = root;
+            for (depth, name) in path.iter().enumerate() {
+                match table.iter().find(|(k, _)| k.get_ref() == name) {
+                    Some((_, v)) => match v.get_ref() {
+                        toml::de::DeValue::Table(t) if depth + 1 < path.len() => table = t,
+                        _ => return true,
+                    },
+                    None => return false,
+                }
+            }
+            true
+        };
+        let found = self
+            .files
+            .iter()
+            .find(|(_, _, root)| root.as_ref().is_some_and(writes))
+            .or_else(|| self.files.first());
+        match found {
+            Some((file, text, root)) => (
+                file.to_string(),
+                root.as_ref()
+                    .map_or(Pos::new(1, 1), |r| locate_path_in(text, r, path)),
+            ),
+            None => (CONFIG_FILE.to_string(), Pos::new(1, 1)),
+        }
+    }
+
+    /// A diagnostic at the key `path`.
+    pub fn at(&self, path: &[&str], message: impl Into<String>) -> Diagnostic {
+        let (file, pos) = self.locate(path);
+        Diagnostic::at(file, pos, message)
+    }
+}
+
 fn check(c: &Config, diags: &mut Diagnostics) {
+    let locator = c.origin.locator();
     let mut err = |section: &str, key: &str, msg: String, hint: Option<&str>| {
-        let mut d = c.origin.at(&[section, key], msg);
+        let mut d = locator.at(&[section, key], msg);
         if let Some(h) = hint {
             d = d.with_hint(h);
         }
@@ -1111,13 +1163,13 @@ fn check(c: &Config, diags: &mut Diagnostics) {
         }
     }
     if let Some(q) = &c.profile.default_resource_quota {
-        check_default_quota(q, &c.origin, diags);
+        check_default_quota(q, &locator, diags);
     }
 }
 
 /// `[profile.default_resource_quota]`: the names, values and scopes
 /// Kubernetes accepts, each problem at its key.
-fn check_default_quota(q: &ResourceQuotaSpec, origin: &Origin, diags: &mut Diagnostics) {
+fn check_default_quota(q: &ResourceQuotaSpec, origin: &OriginLocator<'_>, diags: &mut Diagnostics) {
     const AT: [&str; 2] = ["profile", "default_resource_quota"];
     let mut push = |key: &[&str], p: quota::Problem| {
         let path: Vec<&str> = AT.iter().chain(key).copied().collect();

@@ -40,6 +40,9 @@
 //!   trees for `plan --base`, signature verification.
 //! - [`daemon`] — `kftenant run`.
 //!
+//! `live`, `git` and `daemon` need the `live` feature (on by default); without
+//! it the crate is the pure core, which the fuzz targets (`fuzz/`) build.
+//!
 //! The pure modules (`diag`, `names`, `ownership`, `document`, `kubeflow`,
 //! `quantity`, `quota`, `yaml`, `policy`, `config`, `model`, `plan`, `report`,
 //! `applied`, `schema`, `scaffold`)
@@ -51,11 +54,14 @@
 
 pub mod applied;
 pub mod config;
+#[cfg(feature = "live")]
 pub mod daemon;
 pub mod diag;
 pub mod document;
+#[cfg(feature = "live")]
 pub mod git;
 pub mod kubeflow;
+#[cfg(feature = "live")]
 pub mod live;
 pub mod model;
 pub mod names;

@@ -4,7 +4,8 @@
 //! plain structs (no file or environment is touched), then each command's
 //! function turns them into what the library needs (reading files and
 //! environment variables) and calls it. `main` turns the result into an exit
-//! code and prints an error's whole cause chain.
+//! code and prints an error's whole cause chain. A usage error exits 1, like
+//! any other error: 2 is `plan`'s and `drift`'s "changes present".
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -362,20 +363,51 @@ impl From<IamModeArg> for IamMode {
     }
 }
 
-/// `90s`, `5m`, `1h 30m`, `250ms` (any `humantime` duration), or plain seconds.
+/// The longest `--interval`, `--jitter` or `--ready-grace`. Longer ones are
+/// mistakes, and the daemon adds and multiplies them (the default grace is
+/// three intervals): a limit keeps that arithmetic far from overflowing.
+const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `90s`, `5m`, `1h 30m`, `250ms` (any `humantime` duration), or plain
+/// seconds; at most [`MAX_DURATION`].
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
-        return s
-            .parse()
+    let d = if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
+        s.parse()
             .map(Duration::from_secs)
-            .map_err(|_| format!("`{s}` is too many seconds"));
+            .map_err(|_| format!("`{s}` is too many seconds"))?
+    } else {
+        humantime::parse_duration(s)
+            .map_err(|e| format!("`{s}` is not a duration such as 30s, 5m or 1h: {e}"))?
+    };
+    if d > MAX_DURATION {
+        return Err(format!(
+            "`{s}` is longer than 30 days, the longest kftenant takes"
+        ));
     }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration such as 30s, 5m or 1h: {e}"))
+    Ok(d)
+}
+
+/// Parses the command line. A usage error (unknown flag, bad value, missing
+/// argument) exits 1, not clap's 2: `plan` and `drift` exit 2 for "changes
+/// present", and CI must not read a typo as that. `--help` and `--version`
+/// exit 0.
+fn parse_args() -> Result<Cli, ExitCode> {
+    Cli::try_parse().map_err(|e| {
+        // Printing can only fail on a closed stream, where there is no one to tell.
+        let _ = e.print();
+        if e.use_stderr() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        }
+    })
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let result = match cli.command {
         Command::Validate(a) => validate(a),
         Command::Plan(a) => plan_cmd(a),
@@ -700,31 +732,43 @@ fn apply(a: ApplyArgs) -> Result<u8> {
         );
     }
     let format = Format::from(a.format);
+    // A saved plan of another format version, or of another cluster, is
+    // refused before anything is read from AWS or the cluster.
+    let saved = match &a.plan_file {
+        Some(f) => {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            Some((
+                f,
+                Plan::from_json(&text).with_context(|| f.display().to_string())?,
+            ))
+        }
+        None => None,
+    };
     let rt = runtime()?;
     // Every cluster is planned (and the plans shown) before anything is
     // written, and the answer is asked once.
     let mut work = Vec::new();
     for repository in repos {
         let want = desired::render(&repository);
+        if let Some((f, saved)) = &saved {
+            if saved.cluster != want.cluster {
+                anyhow::bail!(
+                    "{}: the plan is for cluster `{}`, not `{}`",
+                    f.display(),
+                    saved.cluster,
+                    want.cluster
+                );
+            }
+        }
         let clients = rt.block_on(connect(&repository, several, &a.live))?;
         let observed = rt.block_on(observe(&clients, &Scope::of(&want), a.live.iam_mode.into()))?;
-        let p = match &a.plan_file {
-            Some(f) => {
-                let text = std::fs::read_to_string(f)
-                    .with_context(|| format!("reading {}", f.display()))?;
-                let saved = Plan::from_json(&text).with_context(|| f.display().to_string())?;
-                if saved.cluster != want.cluster {
-                    anyhow::bail!(
-                        "{}: the plan is for cluster `{}`, not `{}`",
-                        f.display(),
-                        saved.cluster,
-                        want.cluster
-                    );
-                }
+        let p = match &saved {
+            Some((f, saved)) => {
                 saved
                     .check_fresh(&observed)
                     .with_context(|| f.display().to_string())?;
-                saved
+                saved.clone()
             }
             None => {
                 let opts = PlanOptions {
@@ -852,6 +896,7 @@ fn run_daemon(a: RunArgs) -> Result<u8> {
         },
         lease,
         signers,
+        // At most 90 days and 30 seconds: the parser caps every duration.
         ready_grace: a
             .ready_grace
             .unwrap_or(a.interval * 3 + Duration::from_secs(30)),

@@ -740,11 +740,17 @@ pub fn write_diagnostics(diags: &[Diagnostic], w: &mut impl Write) -> io::Result
     for d in diags {
         writeln!(w, "{d}")?;
     }
+    let total = crate::diag::count(diags);
+    let not_shown: usize = diags.iter().map(|d| d.not_shown).sum();
     writeln!(
         w,
-        "{} problem{} found; nothing was planned or applied.",
-        diags.len(),
-        if diags.len() == 1 { "" } else { "s" }
+        "{total} problem{} found{}; nothing was planned or applied.",
+        if total == 1 { "" } else { "s" },
+        if not_shown > 0 {
+            format!(" ({not_shown} not shown)")
+        } else {
+            String::new()
+        }
     )
 }
 

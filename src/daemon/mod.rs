@@ -341,7 +341,7 @@ impl Shared {
             drifted: summary.map_or(0, |s| s.drift),
             conflicts: summary.map_or(0, |s| s.conflicts),
             held: summary.map_or(0, |s| s.held),
-            validation_errors: st.validation_errors.len(),
+            validation_errors: crate::diag::count(&st.validation_errors),
         });
     }
 

@@ -20,6 +20,10 @@ use crate::yaml::{Node, Value};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Kubernetes: keys and values of all annotations of one object together
+/// (`TotalAnnotationSizeLimitB` in apimachinery).
+const ANNOTATIONS_MAX_BYTES: usize = 256 << 10;
+
 pub(super) struct Cx<'a> {
     pub(super) file: &'a str,
     pub(super) diags: &'a mut Diagnostics,
@@ -460,6 +464,7 @@ impl Cx<'_> {
                 }
                 "maxSessionDuration" => match v.value {
                     Value::Int(i) if (3600..=43200).contains(&i) => t.max_session_duration = Some(i as u32),
+                    Value::Str(_) => self.err_hint(v.pos, format!("spec.iam.maxSessionDuration must be a number of seconds from 3600 to 43200, found the string \"{}\"", v.scalar_text()), "remove the quotes"),
                     _ => self.err(v.pos, format!("spec.iam.maxSessionDuration must be a number of seconds from 3600 to 43200, found {}", v.scalar_text())),
                 },
                 "tags" => {
@@ -742,7 +747,7 @@ impl Cx<'_> {
                 None
             }
             Some(Ok(text)) => {
-                let (node, doc) = load_policy_text(&path, &text, self.diags)?;
+                let (node, doc) = load_policy_text(self.src, &path, &text, self.diags)?;
                 if let Some(c) = self.config {
                     let before = self.diags.len();
                     check_denied_actions(
@@ -792,12 +797,21 @@ impl Cx<'_> {
                     }
                 }
                 "annotations" => {
+                    let mut total = 0;
                     for (key, kn, val) in self.string_map(v, "spec.profile.annotations") {
+                        total += key.len() + val.len();
                         if let Some(msg) = check_label_key(&key) {
                             self.err(kn.pos, format!("annotation `{key}`: {msg}"));
                         } else {
                             t.annotations.insert(key, val);
                         }
+                    }
+                    if total > ANNOTATIONS_MAX_BYTES {
+                        self.err_hint(
+                            k.pos,
+                            format!("annotations total {total} bytes, over Kubernetes' limit of {ANNOTATIONS_MAX_BYTES} per object"),
+                            "the API server would refuse the Profile; keep large data out of annotations",
+                        );
                     }
                 }
                 _ => {}

@@ -20,6 +20,22 @@
 //! `escalation_policy_arns` only for tenants whose role has no permissions
 //! boundary, so a repo policy's escalations are computed once and reported at
 //! each such tenant's `managedPolicies` entry.
+//!
+//! # Bounds
+//! Pull requests from anyone are loaded, so the work and memory of [`load`]
+//! are bounded whatever the files say:
+//! - each file: [`source::MAX_FILE_BYTES`] of UTF-8 text, and the tree built
+//!   from it within [`yaml::Limits::FILE`] (depth, documents, nodes and text,
+//!   aliases counted as what they copy);
+//! - the repository: the walk within [`source::MAX_FILES`] entries and
+//!   [`source::MAX_PATH_BYTES`] of paths; at most [`MAX_REPO_BYTES`] of text
+//!   read in all (each file is read once, however many tenants or clusters
+//!   name it, and kept once); at most [`MAX_REPO_NODES`] nodes and [`MAX_REPO_TEXT`] bytes of
+//!   scalar text built from all files together, which bounds everything kept
+//!   of them; problems within [`crate::diag::MAX_TOTAL`].
+//!
+//! Each limit crossed is a problem at the file (and line and column) where it
+//! was crossed. A byte-order mark at the start of any file is skipped.
 
 pub mod clusters;
 mod decode;
@@ -49,6 +65,17 @@ pub const API_VERSION: &str = "kftenant.io/v1alpha1";
 pub const MANAGED_POLICY_MAX_CHARS: usize = 6144;
 /// AWS quota: all inline policies of one role together.
 pub const INLINE_POLICIES_MAX_CHARS: usize = 10240;
+/// Text read from all files of a repository together. The 10,000 tenants of
+/// the benchmarks (`benches/synthetic.rs`) are 6 MiB in 10,022 files, and IAM
+/// allows at most 5,000 roles per account.
+pub const MAX_REPO_BYTES: u64 = 64 << 20;
+/// Nodes built from all YAML and JSON files together (aliases counted as
+/// what they copy; see [`yaml::Limits`]). The benchmarks' 10,000 tenants
+/// build 570,000.
+pub const MAX_REPO_NODES: usize = 2_000_000;
+/// Bytes of scalar text built from all files together. The benchmarks'
+/// 10,000 tenants build 4 MiB.
+pub const MAX_REPO_TEXT: usize = 32 << 20;
 
 // ---------------------------------------------------------------------------
 // The file format (these types generate `schema/tenant.schema.json`).
@@ -356,16 +383,12 @@ struct ClusterLoad {
 
 fn load_with(src: &dyn Source, only: Option<&str>) -> Result<Vec<Repository>, Vec<Diagnostic>> {
     let mut diags = Diagnostics::default();
-    let reader = Reader {
-        src,
-        read: Default::default(),
-        cache: Default::default(),
-    };
+    let reader = Reader::new(src);
     let layout = Layout::of(&src.tree(), &mut diags);
     let base = match reader.read(config::CONFIG_FILE) {
         Some(Ok(text)) => Some(text),
         Some(Err(e)) => {
-            diags.push(Diagnostic::file(config::CONFIG_FILE, e.to_string()));
+            diags.push(e.diagnostic(config::CONFIG_FILE));
             None
         }
         None => {
@@ -399,7 +422,7 @@ fn load_with(src: &dyn Source, only: Option<&str>) -> Result<Vec<Repository>, Ve
     let mut docs: Vec<(&str, Vec<Node>)> = Vec::new();
     for path in &layout.tenant_files {
         match reader.read(path) {
-            Some(Ok(text)) => match yaml::load_documents(&text) {
+            Some(Ok(text)) => match reader.parse_yaml(path, &text) {
                 Ok(d) => {
                     if d.is_empty() {
                         diags.push(
@@ -409,18 +432,14 @@ fn load_with(src: &dyn Source, only: Option<&str>) -> Result<Vec<Repository>, Ve
                     }
                     docs.push((path, d));
                 }
-                Err(e) => diags.push(Diagnostic::at(
-                    path,
-                    e.pos,
-                    format!("YAML syntax error: {}", e.message),
-                )),
+                Err(d) => diags.push(d),
             },
-            Some(Err(e)) => diags.push(Diagnostic::file(path, e.to_string())),
+            Some(Err(e)) => diags.push(e.diagnostic(path)),
             None => {}
         }
     }
     let several = loads.len() > 1;
-    let mut per_cluster: Vec<(String, Vec<Diagnostic>)> = Vec::new();
+    let mut per_cluster: Vec<(String, Diagnostics)> = Vec::new();
     let mut out = Vec::new();
     let mut roles: Vec<RoleName> = Vec::new();
     for load in loads {
@@ -480,7 +499,7 @@ fn load_with(src: &dyn Source, only: Option<&str>) -> Result<Vec<Repository>, Ve
                 });
             }
         }
-        per_cluster.push((load.info.name, cd.0));
+        per_cluster.push((load.info.name, cd));
     }
     merge_cluster_diagnostics(per_cluster, several, &mut diags);
     if only.is_none() && several {
@@ -581,7 +600,7 @@ fn cluster_configs(
             Some(Ok(text)) if base_ok => config::load_layered(base, name, path, &text, diags),
             Some(Ok(_)) => None,
             Some(Err(e)) => {
-                diags.push(Diagnostic::file(path, e.to_string()));
+                diags.push(e.diagnostic(path));
                 None
             }
             None => None,
@@ -596,26 +615,117 @@ fn cluster_configs(
     }
     loads
 }
-/// Reads through a [`Source`], remembering what was read.
+
+/// Reads and parses through a [`Source`], remembering what was read and
+/// holding the repository to its limits (see the module docs, Bounds).
 pub(super) struct Reader<'s> {
     src: &'s dyn Source,
     read: std::cell::RefCell<BTreeSet<String>>,
     /// What was read, so each cluster of a repository reads a file once.
     cache: std::cell::RefCell<BTreeMap<String, Option<Result<String, ReadError>>>>,
+    /// Bytes of text read so far, against [`MAX_REPO_BYTES`].
+    bytes: std::cell::Cell<u64>,
+    /// What the YAML loader built so far, against [`MAX_REPO_NODES`] and [`MAX_REPO_TEXT`].
+    built: std::cell::Cell<yaml::Usage>,
 }
 
-impl Reader<'_> {
-    /// The text of `path`; see [`Source::read`].
+impl<'s> Reader<'s> {
+    fn new(src: &'s dyn Source) -> Self {
+        Reader {
+            src,
+            read: Default::default(),
+            cache: Default::default(),
+            bytes: Default::default(),
+            built: Default::default(),
+        }
+    }
+
+    /// The text of `path` without a leading byte-order mark; see
+    /// [`Source::read`]. Read once: a second call answers from memory.
     pub(super) fn read(&self, path: &str) -> Option<Result<String, ReadError>> {
         if let Some(r) = self.cache.borrow().get(path) {
             return r.clone();
         }
-        let r = self.src.read(path);
+        let r = self.read_uncached(path);
         self.cache.borrow_mut().insert(path.to_string(), r.clone());
-        if matches!(r, Some(Ok(_))) {
-            self.read.borrow_mut().insert(path.to_string());
-        }
         r
+    }
+
+    fn read_uncached(&self, path: &str) -> Option<Result<String, ReadError>> {
+        let mut text = match self.src.read(path)? {
+            Ok(text) => text,
+            Err(e) => return Some(Err(e)),
+        };
+        let total = self.bytes.get().saturating_add(text.len() as u64);
+        if total > MAX_REPO_BYTES {
+            return Some(Err(ReadError::RepositoryTooLarge {
+                limit: MAX_REPO_BYTES,
+            }));
+        }
+        self.bytes.set(total);
+        self.read.borrow_mut().insert(path.to_string());
+        if text.starts_with('\u{feff}') {
+            text.drain(..'\u{feff}'.len_utf8());
+        }
+        Some(Ok(text))
+    }
+
+    /// The documents of the YAML `text` (the file `path`), within the file's
+    /// and the repository's limits; the problem when there is one.
+    pub(super) fn parse_yaml(&self, path: &str, text: &str) -> Result<Vec<Node>, Diagnostic> {
+        self.parse(path, text, "YAML", yaml::load)
+    }
+
+    /// [`Reader::parse_yaml`] for a JSON text that serde_json accepted.
+    pub(super) fn parse_json(&self, path: &str, text: &str) -> Result<Vec<Node>, Diagnostic> {
+        self.parse(
+            path,
+            text,
+            "JSON (read as YAML for positions)",
+            yaml::load_json,
+        )
+    }
+
+    fn parse(
+        &self,
+        path: &str,
+        text: &str,
+        what: &str,
+        load: fn(&str, &yaml::Limits) -> yaml::Loaded,
+    ) -> Result<Vec<Node>, Diagnostic> {
+        let built = self.built.get();
+        if built.nodes >= MAX_REPO_NODES || built.scalar_bytes >= MAX_REPO_TEXT {
+            return Err(Diagnostic::file(
+                path,
+                "not read: the repository's files before it already reached kftenant's limit on what all files together may build",
+            ));
+        }
+        let (docs, used) = load(text, &yaml::Limits::FILE).map_err(|e| {
+            let message = match &e {
+                yaml::LoadError::Syntax { message, .. } => {
+                    format!("{what} syntax error: {message}")
+                }
+                other => other.to_string(),
+            };
+            let d = Diagnostic::at(path, e.pos(), message);
+            match e.hint() {
+                Some(h) => d.with_hint(h),
+                None => d,
+            }
+        })?;
+        let total = yaml::Usage {
+            nodes: built.nodes.saturating_add(used.nodes),
+            scalar_bytes: built.scalar_bytes.saturating_add(used.scalar_bytes),
+        };
+        self.built.set(total);
+        if total.nodes > MAX_REPO_NODES || total.scalar_bytes > MAX_REPO_TEXT {
+            return Err(Diagnostic::file(
+                path,
+                format!("not read: with this file, the repository's files together build more than {MAX_REPO_NODES} values or {MAX_REPO_TEXT} bytes of text, over kftenant's limit"),
+            )
+            .with_hint("aliases (*name) count as every value they copy; split the repository, or write fewer aliases"));
+        }
+        Ok(docs)
     }
 }
 
@@ -640,12 +750,12 @@ fn load_policies(
         let text = match reader.read(path) {
             Some(Ok(text)) => text,
             Some(Err(e)) => {
-                diags.push(Diagnostic::file(path, e.to_string()));
+                diags.push(e.diagnostic(path));
                 continue;
             }
             None => continue,
         };
-        let Some((node, doc)) = load_policy_text(path, &text, diags) else {
+        let Some((node, doc)) = load_policy_text(reader, path, &text, diags) else {
             continue;
         };
         let size = policy::iam_size(&doc);
@@ -674,26 +784,38 @@ fn load_policies(
 /// Parses a JSON policy document: JSON syntax first (serde_json's messages are
 /// the clearest), then the IAM grammar with positions.
 pub(super) fn load_policy_text(
+    reader: &Reader<'_>,
     path: &str,
     text: &str,
     diags: &mut Diagnostics,
 ) -> Option<(Node, Json)> {
     if let Err(e) = serde_json::from_str::<Json>(text) {
-        diags.push(Diagnostic::at(
-            path,
-            Pos::new(e.line().max(1), e.column().max(1)),
-            format!("invalid JSON: {e}"),
-        ));
+        let pos = Pos::new(e.line().max(1), e.column().max(1));
+        // serde_json stops at 128 levels; the same limit as the YAML loader's
+        // gets the same message, whichever of the two meets it first.
+        if e.to_string().starts_with("recursion limit exceeded") {
+            let e = yaml::LoadError::Limit {
+                pos,
+                limit: yaml::Limit::Depth(yaml::Limits::FILE.depth),
+            };
+            let d = Diagnostic::at(path, pos, e.to_string());
+            diags.push(match e.hint() {
+                Some(h) => d.with_hint(h),
+                None => d,
+            });
+        } else {
+            diags.push(Diagnostic::at(path, pos, format!("invalid JSON: {e}")));
+        }
         return None;
     }
-    let node = match yaml::load_documents(text) {
+    let node = match reader.parse_json(path, text) {
         Ok(mut docs) if !docs.is_empty() => docs.remove(0),
         Ok(_) => {
             diags.push(Diagnostic::file(path, "empty policy document"));
             return None;
         }
-        Err(e) => {
-            diags.push(Diagnostic::at(path, e.pos, e.message));
+        Err(d) => {
+            diags.push(d);
             return None;
         }
     };
@@ -832,31 +954,47 @@ struct RoleName {
 /// several clusters, a problem that only some clusters have (a guardrail of
 /// one cluster, an override) says which.
 fn merge_cluster_diagnostics(
-    per_cluster: Vec<(String, Vec<Diagnostic>)>,
+    per_cluster: Vec<(String, Diagnostics)>,
     several: bool,
     diags: &mut Diagnostics,
 ) {
     let n = per_cluster.len();
     let mut seen: Vec<(Diagnostic, Vec<String>)> = Vec::new();
-    for (cluster, list) in per_cluster {
+    let mut index: std::collections::HashMap<Diagnostic, usize> = Default::default();
+    // Per file, the most problems one cluster found there.
+    let mut found: BTreeMap<String, usize> = BTreeMap::new();
+    for (cluster, cd) in per_cluster {
+        let (list, per_file) = cd.into_parts();
+        for (file, k) in per_file {
+            let f = found.entry(file).or_default();
+            *f = (*f).max(k);
+        }
         for d in list {
-            match seen.iter_mut().find(|(s, _)| *s == d) {
-                Some((_, on)) => {
+            match index.get(&d) {
+                Some(&i) => {
+                    let on = &mut seen[i].1;
                     if !on.contains(&cluster) {
                         on.push(cluster.clone());
                     }
                 }
-                None => seen.push((d, vec![cluster.clone()])),
+                None => {
+                    index.insert(d.clone(), seen.len());
+                    seen.push((d, vec![cluster.clone()]));
+                }
             }
         }
     }
-    for (mut d, on) in seen {
-        if several && on.len() < n && !d.file.starts_with(clusters::CLUSTERS_DIR) {
-            let s = if on.len() == 1 { "" } else { "s" };
-            d.message = format!("{} (on cluster{s} {})", d.message, on.join(", "));
-        }
-        diags.push(d);
-    }
+    let kept = seen
+        .into_iter()
+        .map(|(mut d, on)| {
+            if several && on.len() < n && !d.file.starts_with(clusters::CLUSTERS_DIR) {
+                let s = if on.len() == 1 { "" } else { "s" };
+                d.message = format!("{} (on cluster{s} {})", d.message, on.join(", "));
+            }
+            d
+        })
+        .collect();
+    diags.absorb(kept, found);
 }
 
 /// Checks across clusters: IAM names are unique per account, so two
@@ -1076,6 +1214,113 @@ mod tests {
             p[0].starts_with("tenants/a.yaml:3:5: YAML syntax error:"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_accepted_in_every_kind_of_file() {
+        const BOM: &str = "\u{feff}";
+        let src = base()
+            .with("kftenant.toml", &format!("{BOM}{CONFIG}"))
+            .with("policies/shared.json", &format!("{BOM}{POLICY}"))
+            .with("inline/a.json", &format!("{BOM}{POLICY}"))
+            .with(
+                "tenants/a.yaml",
+                &format!(
+                    "{BOM}{}",
+                    tenant(
+                        "team-a",
+                        "  owner: a@example.com\n  iam:\n    inlinePolicies: [{name: a, file: inline/a.json}]\n"
+                    )
+                ),
+            );
+        let repo = load(&src).unwrap();
+        assert_eq!(repo.tenants[0].inline_policies.len(), 1);
+        // Positions on the first line are counted without it, as editors show them.
+        let p = problems(&base().with("tenants/a.yaml", &format!("{BOM}kind: [\n")));
+        assert!(
+            p[0].starts_with("tenants/a.yaml:2:1: YAML syntax error"),
+            "{p:?}"
+        );
+        let p = problems(&base().with("kftenant.toml", &format!("{BOM}{CONFIG}nmae = 1\n")));
+        assert!(
+            p[0].starts_with("kftenant.toml:6:1: unknown key `nmae`"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn an_alias_bomb_is_one_located_problem() {
+        let mut bomb = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..9 {
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                vec![format!("*a{}", i - 1); 9].join(", ")
+            ));
+        }
+        let p = problems(&base().with("tenants/a.yaml", &bomb));
+        assert_eq!(
+            p,
+            vec![
+                "tenants/a.yaml:6:15: builds more than 250000 values (an alias counts as every value it copies), over kftenant's limit; the file was not read further\n  hint: an alias (*name) copies its anchor (&name), and aliases of aliases multiply: write the values out, or split the file"
+            ]
+        );
+        // The same in an inline policy file and in a shared policy: JSON has
+        // no aliases, but depth is bounded the same way by both parsers.
+        let deep = |n: usize| format!("{{\"Statement\": {}1{}}}", "[".repeat(n), "]".repeat(n));
+        let p = problems(&base().with("policies/deep.json", &deep(100)));
+        assert_eq!(
+            p,
+            vec![
+                "policies/deep.json:1:78: nested more than 64 levels deep (aliases included), over kftenant's limit; the file was not read further\n  hint: a tenant document is about 12 levels deep at most; flatten this structure"
+            ]
+        );
+        let p = problems(&base().with("policies/deep.json", &deep(200)));
+        assert_eq!(
+            p,
+            vec![
+                "policies/deep.json:1:141: nested more than 64 levels deep (aliases included), over kftenant's limit; the file was not read further\n  hint: a tenant document is about 12 levels deep at most; flatten this structure"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_repository_as_a_whole_is_bounded() {
+        // Each file builds about 216,000 nodes: under the file's limit; the
+        // tenth crosses the repository's 2,000,000, and later files are not parsed.
+        let mut file = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..5 {
+            file.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                vec![format!("*a{}", i - 1); 9].join(", ")
+            ));
+        }
+        file.push_str("b: [*a4]\n");
+        let mut src = base();
+        for i in 10..22 {
+            src = src.with(&format!("tenants/t{i}.yaml"), &file);
+        }
+        let p = problems(&src);
+        assert!(p.contains(&"tenants/t19.yaml: not read: with this file, the repository's files together build more than 2000000 values or 33554432 bytes of text, over kftenant's limit\n  hint: aliases (*name) count as every value they copy; split the repository, or write fewer aliases".to_string()), "{p:#?}");
+        assert!(p.contains(&"tenants/t21.yaml: not read: the repository's files before it already reached kftenant's limit on what all files together may build".to_string()), "{p:#?}");
+        // Text read: each file counts once (a file named again and again is
+        // read once); the 64th file of a mebibyte crosses the limit.
+        let big = "x".repeat(1 << 20);
+        let inline: String = (0..70)
+            .map(|i| format!("      - {{name: p{i}, file: big{i}.json}}\n"))
+            .collect();
+        let mut src = base();
+        for i in 0..70 {
+            src = src.with(&format!("big{i}.json"), &big);
+        }
+        let src = src.with(
+            "tenants/a.yaml",
+            &tenant(
+                "team-a",
+                &format!("  owner: a@example.com\n  iam:\n    inlinePolicies:\n{inline}"),
+            ),
+        );
+        let p = problems(&src);
+        assert!(p.contains(&"tenants/a.yaml:72:27: inline policy file `big63.json` not read: the repository's files add up to more than 67108864 bytes, over kftenant's limit".to_string()), "{p:#?}");
     }
 
     #[test]
@@ -1505,6 +1750,20 @@ mod tests {
                 "tenants/a.yaml:14:14: members `b@example.com` and `B@Example.com` would get the same RoleBinding `user-b-example-com-clusterrole-edit` (KFAM names bindings by the letters and digits of the user id)\n  hint: Kubernetes cannot hold both; give one of them another role or user id",
                 "tenants/a.yaml:15:7: a member needs a role\n  hint: `edit` (a contributor) or `view`",
                 "tenants/a.yaml:16:41: unknown field `extra` in a member\n  hint: known fields: user, role",
+            ]
+        );
+    }
+
+    #[test]
+    fn annotations_are_held_to_the_api_servers_limit() {
+        let big = "v".repeat(200_000);
+        let p = one_tenant(&format!(
+            "  owner: a@example.com\n  profile:\n    annotations:\n      a.example/x: {big}\n      a.example/y: {big}\n"
+        ));
+        assert_eq!(
+            p,
+            vec![
+                "tenants/a.yaml:8:5: annotations total 400022 bytes, over Kubernetes' limit of 262144 per object\n  hint: the API server would refuse the Profile; keep large data out of annotations"
             ]
         );
     }
