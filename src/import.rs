@@ -317,6 +317,8 @@ pub fn render(
         .flat_map(|v| v.iter().map(move |p| (p.clone(), v.join(", "))))
         .collect();
     let mut policies: BTreeMap<String, &ObservedPolicy> = BTreeMap::new();
+    // Who uses each policy ARN: tenant names.
+    let mut uses: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut tenants = Vec::new();
     for p in profiles {
         if let Some(all) = shared.get(p.name.as_str()) {
@@ -330,6 +332,15 @@ pub fn render(
         let Some(draft) = draft(config, p, observed, opts, &mut notes, &mut policies) else {
             continue;
         };
+        for arn in draft
+            .managed_policies
+            .iter()
+            .chain(&draft.permissions_boundary)
+        {
+            uses.entry(arn.clone())
+                .or_default()
+                .push(draft.name.clone());
+        }
         let file = format!("tenants/{}.yaml", draft.name);
         files.insert(file.clone(), tenant_yaml(&draft));
         for (path, text) in &draft.files {
@@ -346,6 +357,19 @@ pub fn render(
     for (name, p) in policies {
         let doc = policy::parse_live(&p.document).unwrap_or(Json::Null);
         files.insert(format!("policies/{name}.json"), pretty(&doc));
+        // Attached elsewhere too: kftenant's changes to it reach those.
+        let users = uses.get(&p.arn).map_or(&[][..], Vec::as_slice);
+        if p.attachment_count > users.len() {
+            notes.add(
+                users.first().map_or("", String::as_str),
+                NoteKind::Changes,
+                format!(
+                    "policy `{}` is also attached to {} roles, users or groups that are not imported: once kftenant manages policies/{name}.json, its changes reach them",
+                    p.arn,
+                    p.attachment_count - users.len()
+                ),
+            );
+        }
     }
     if tenants.is_empty() {
         // tenants/ must exist: a missing folder is refused (it would prune everything).
@@ -1104,6 +1128,184 @@ fn tenant_yaml(d: &Draft) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CONFIG: &str = "[cluster]\nname = \"prod\"\naccount_id = \"123456789012\"\nregion = \"us-west-2\"\noidc_issuer = \"oidc.example/id/X\"\n[profile.default_resource_quota]\nscopes = [\"NotTerminating\"]\n[profile.default_resource_quota.hard]\ncpu = \"16\"\nmemory = \"64Gi\"\n";
+
+    fn config() -> Config {
+        let mut diags = crate::diag::Diagnostics::default();
+        let c = crate::config::load(CONFIG, &mut diags).unwrap();
+        assert!(diags.is_empty(), "{:?}", diags.0);
+        c
+    }
+
+    fn world(trust: Json, spec: Json) -> (Vec<ObservedProfile>, Observed) {
+        let role = ObservedRole {
+            name: "Team-A-Legacy".into(),
+            path: "/ml/".into(),
+            arn: "arn:aws:iam::123456789012:role/ml/Team-A-Legacy".into(),
+            assume_role_policy_document: trust.to_string(),
+            permissions_boundary: Some("arn:aws:iam::123456789012:policy/boundary".into()),
+            max_session_duration: 3600,
+            tags: [("owner team".to_string(), "a".to_string())].into(),
+            attached_policy_arns: vec![],
+            inline_policies: BTreeMap::new(),
+        };
+        let profile = ObservedProfile {
+            name: "team-a".into(),
+            labels: [(MANAGED_BY_LABEL.to_string(), "Helm".to_string())].into(),
+            annotations: BTreeMap::new(),
+            spec: spec.into(),
+            deleting: false,
+        };
+        let observed = Observed {
+            roles: vec![role],
+            profiles: vec![profile.clone()],
+            ..Default::default()
+        };
+        (vec![profile], observed)
+    }
+
+    fn spec_with(quota: Json) -> Json {
+        serde_json::json!({
+            "owner": {"kind": "User", "name": "a@example.com"},
+            "plugins": [{"kind": "AwsIamForServiceAccount", "spec": {"awsIamRole": "arn:aws:iam::123456789012:role/ml/Team-A-Legacy", "annotateOnly": false, "extra": 1}}],
+            "resourceQuotaSpec": quota,
+        })
+    }
+
+    fn trust_with(conditions: Json) -> Json {
+        serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"Federated": "arn:aws:iam::123456789012:oidc-provider/oidc.example/id/X"},
+            "Action": "sts:AssumeRoleWithWebIdentity", "Condition": conditions}]})
+    }
+
+    #[test]
+    fn a_tenant_says_what_the_live_world_says_and_notes_the_rest() {
+        let trust = trust_with(serde_json::json!({
+            "StringEquals": {"oidc.example/id/X:aud": "sts.amazonaws.com",
+                "oidc.example/id/X:sub": ["system:serviceaccount:team-a:default-editor", "system:serviceaccount:team-a:runner", "system:serviceaccount:other:x"]},
+            "StringLike": {"oidc.example/id/X:sub": "system:serviceaccount:team-a:*"}}));
+        let (profiles, observed) = world(
+            trust,
+            spec_with(
+                serde_json::json!({"hard": {"cpu": "16", "pods": "10"}, "scopes": ["NotTerminating"]}),
+            ),
+        );
+        let imported = render(
+            CONFIG,
+            &config(),
+            &profiles,
+            &observed,
+            &ImportOptions::default(),
+        );
+        assert!(imported.problems.is_empty(), "{:#?}", imported.problems);
+        let file = &imported.files["tenants/team-a.yaml"];
+        for line in [
+            "    role: arn:aws:iam::123456789012:role/ml/Team-A-Legacy\n",
+            "    roleName: Team-A-Legacy  # the role's name (IAM cannot rename a role)\n",
+            "    rolePath: /ml/  # the role's path (IAM cannot move a role)\n",
+            "    permissionsBoundary: arn:aws:iam::123456789012:policy/boundary  # the role's boundary\n",
+            "      \"owner team\": a\n",
+            "      - runner\n",
+            // The quota over the defaults: same cpu (left out), no memory (null), pods.
+            "        memory: null  # not limited in the Profile\n        pods: \"10\"\n",
+        ] {
+            assert!(file.contains(line), "{line:?} in\n{file}");
+        }
+        assert!(!file.contains("cpu:") && !file.contains("scopes"), "{file}");
+        assert!(
+            !file.contains("Helm"),
+            "the managed-by label is kftenant's: {file}"
+        );
+        let notes: Vec<String> = imported
+            .notes
+            .iter()
+            .map(|n| format!("{:?}: {}", n.kind, n.message))
+            .collect();
+        assert_eq!(
+            notes,
+            vec![
+                "Changes: its AwsIamForServiceAccount plugin also says extra: kftenant writes awsIamRole and annotateOnly only".to_string(),
+                "Changes: its label app.kubernetes.io/managed-by=Helm becomes kftenant: if another tool manages this Profile, stop it first (it would fight kftenant, or delete the Profile when uninstalled)".to_string(),
+                "Changes: trust policy of role `Team-A-Legacy`: it lets in `system:serviceaccount:other:x`; StringLike oidc.example/id/X:sub system:serviceaccount:team-a:*, which kftenant's trust policy cannot say: adoption removes it".to_string(),
+            ]
+        );
+        // The plan then trusts exactly default-editor and runner.
+        let src = imported
+            .files
+            .iter()
+            .fold(MemSource::default(), |s, (p, t)| s.with(p, t));
+        let d = crate::plan::desired::render(&model::load(&src).unwrap());
+        assert_eq!(
+            d.roles["team-a"].trust_policy.to_json()["Statement"][0]["Condition"]["StringEquals"]["oidc.example/id/X:sub"],
+            serde_json::json!([
+                "system:serviceaccount:team-a:default-editor",
+                "system:serviceaccount:team-a:runner"
+            ])
+        );
+    }
+
+    #[test]
+    fn what_kftenant_cannot_express_is_not_imported_and_says_why() {
+        let trust = trust_with(
+            serde_json::json!({"StringEquals": {"oidc.example/id/X:aud": "sts.amazonaws.com"}}),
+        );
+        let mut spec = spec_with(
+            serde_json::json!({"hard": {"cpu": "1"}, "scopeSelector": {"matchExpressions": [{"operator": "Exists", "scopeName": "BestEffort"}]}}),
+        );
+        let (profiles, observed) = world(trust.clone(), spec.clone());
+        let imported = render(
+            CONFIG,
+            &config(),
+            &profiles,
+            &observed,
+            &ImportOptions::default(),
+        );
+        assert!(imported.tenants.is_empty());
+        assert_eq!(
+            imported.files.keys().collect::<Vec<_>>(),
+            vec!["kftenant.toml", "tenants/.gitkeep"]
+        );
+        assert!(
+            imported.problems.is_empty(),
+            "an empty tenants/ still validates"
+        );
+        assert!(
+            imported.notes[0].message.contains("scopeSelector"),
+            "{:?}",
+            imported.notes
+        );
+        // A role of another account, another kftenant's Profile.
+        spec["plugins"][0]["spec"]["awsIamRole"] = "arn:aws:iam::999999999999:role/x".into();
+        let (profiles, observed) = world(trust.clone(), spec);
+        let imported = render(
+            CONFIG,
+            &config(),
+            &profiles,
+            &observed,
+            &ImportOptions::default(),
+        );
+        assert!(
+            imported.notes[0]
+                .message
+                .contains("not a role of account 123456789012"),
+            "{:?}",
+            imported.notes
+        );
+        let (mut profiles, observed) = world(trust, spec_with(serde_json::json!({})));
+        profiles[0]
+            .labels
+            .insert(TAG_CLUSTER.into(), "staging".into());
+        let imported = render(
+            CONFIG,
+            &config(),
+            &profiles,
+            &observed,
+            &ImportOptions::default(),
+        );
+        assert_eq!(imported.notes[0].kind, NoteKind::Skipped);
+        assert!(imported.notes[0].message.contains("cluster `staging`"));
+    }
 
     #[test]
     fn scalars_are_plain_only_when_they_read_back_the_same() {
