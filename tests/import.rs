@@ -816,3 +816,137 @@ async fn a_guide_installation_is_imported_adopted_in_place_and_nothing_fights() 
     assert_eq!(code, Some(0), "{plan:#}");
     assert_eq!(role_state(&g.iam, &g.role("legacy")).await, legacy_role);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn import_policies_adopts_a_customer_managed_policy_where_it_is() {
+    let g = Guide::new("import policies").await;
+    let stack = g.world.stack;
+    std::fs::write(
+        g.path("config.toml"),
+        format!(
+            "[cluster]\nname = \"{}\"\naccount_id = \"{}\"\nregion = \"us-west-2\"\noidc_issuer = \"{}\"\n",
+            g.p,
+            g.world.account_id,
+            stack.oidc_issuer()
+        ),
+    )
+    .unwrap();
+    // The guide's tenant, and a bucket policy of the platform team at `/`.
+    g.guide_tenant("delta", "dee@acme.example", true).await;
+    let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::artifacts"}]});
+    let name = format!("{}-artifacts", g.p);
+    let policy = g
+        .iam
+        .create_policy()
+        .policy_name(&name)
+        .policy_document(doc.to_string())
+        .send()
+        .await
+        .unwrap();
+    let arn = policy.policy().unwrap().arn().unwrap().to_string();
+    assert_eq!(
+        arn,
+        format!("arn:aws:iam::{}:policy/{name}", g.world.account_id)
+    );
+    g.iam
+        .attach_role_policy()
+        .role_name(g.role("delta"))
+        .policy_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    wait_for_namespace(stack, &g.client, &g.profile("delta")).await;
+    let before = role_state(&g.iam, &g.role("delta")).await;
+    let version = |p: &aws_sdk_iam::operation::get_policy::GetPolicyOutput| {
+        p.policy()
+            .unwrap()
+            .default_version_id()
+            .unwrap()
+            .to_string()
+    };
+    let v_before = version(&g.iam.get_policy().policy_arn(&arn).send().await.unwrap());
+
+    // Only the Profile asked for, per-role reads; the policy into policies/.
+    let delta = g.profile("delta");
+    let out = g.import(
+        "repo",
+        &[
+            "--import-policies",
+            "--profile",
+            &delta,
+            "--iam-mode",
+            "per-role",
+        ],
+    );
+    expect_code(&out, 0);
+    let repo = g.path("repo");
+    let files = read_tree(&repo);
+    let file = &files[&format!("tenants/{delta}.yaml")];
+    assert!(
+        file.contains(&format!("    policies:\n      - {arn}\n")),
+        "adopt.policies names it:\n{file}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&files[&format!("policies/{name}.json")]).unwrap(),
+        doc
+    );
+    // An unknown --profile is an error that names it.
+    let out = g.import("nope", &["--profile", "no-such-profile"]);
+    expect_code(&out, 1);
+    assert!(
+        text(&out.stderr).contains("no Profile `no-such-profile`"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let (code, plan) = plan_json(&g, &repo);
+    assert_eq!(code, Some(2), "{plan:#}");
+    let ops: Vec<&str> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["operation"]["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, vec!["adopt_policy", "adopt_profile", "adopt_role"]);
+    expect_code(
+        &g.kftenant(&["apply", repo.to_str().unwrap(), "--auto-approve"]),
+        0,
+    );
+    let (code, plan) = plan_json(&g, &repo);
+    assert_eq!(code, Some(0), "{plan:#}");
+    // The same policy, at its ARN, its version untouched, now tagged as kftenant's.
+    let after = role_state(&g.iam, &g.role("delta")).await;
+    assert_eq!(after.attached, before.attached);
+    let got = g.iam.get_policy().policy_arn(&arn).send().await.unwrap();
+    assert_eq!(version(&got), v_before, "no new version: the same document");
+    let tags: BTreeMap<String, String> = g
+        .iam
+        .list_policy_tags()
+        .policy_arn(&arn)
+        .send()
+        .await
+        .unwrap()
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    assert_eq!(tags.get("kftenant.io/cluster"), Some(&g.p));
+    // A change to policies/<name>.json is now a new version of that policy.
+    let edited = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetObject"], "Resource": ["arn:aws:s3:::artifacts", "arn:aws:s3:::artifacts/*"]}]});
+    std::fs::write(
+        repo.join(format!("policies/{name}.json")),
+        edited.to_string(),
+    )
+    .unwrap();
+    let (code, plan) = plan_json(&g, &repo);
+    assert_eq!(code, Some(2), "{plan:#}");
+    assert_eq!(plan["changes"][0]["operation"]["op"], "update_policy");
+    expect_code(
+        &g.kftenant(&["apply", repo.to_str().unwrap(), "--auto-approve"]),
+        0,
+    );
+    let got = g.iam.get_policy().policy_arn(&arn).send().await.unwrap();
+    assert_ne!(version(&got), v_before);
+    let (code, plan) = plan_json(&g, &repo);
+    assert_eq!(code, Some(0), "{plan:#}");
+}
