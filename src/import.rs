@@ -32,7 +32,7 @@ use crate::config::Config;
 use crate::diag::Diagnostic;
 use crate::kubeflow::{
     DEFAULT_SERVICE_ACCOUNT, IAM_PLUGIN_KIND, MemberRole, OWNER_ROLE_BINDING, ROLE_ANNOTATION,
-    USER_ANNOTATION, UserIdentity, binding_name, member_authorization_spec,
+    ROLE_ARN_ANNOTATION, USER_ANNOTATION, UserIdentity, binding_name, member_authorization_spec,
 };
 use crate::model::{self, MemSource};
 use crate::names::{check_dns_label, check_label_key};
@@ -679,7 +679,37 @@ fn role<'o>(
         }
     }
     trust(config, r, owned, d, notes);
+    service_accounts(r, d, observed, notes);
     true
+}
+
+/// The service accounts the role trusts besides `default-editor` go into
+/// `spec.iam.serviceAccounts`, and kftenant annotates each with the role (it
+/// creates one that does not exist): a note for each not annotated so yet,
+/// since that is a change besides the adoptions.
+fn service_accounts(r: &ObservedRole, d: &Draft, observed: &Observed, notes: &mut Notes) {
+    for sa in &d.service_accounts {
+        // Only accounts annotated with some role (or kftenant's) are read,
+        // so one that is absent here may exist without the annotation.
+        let annotated = observed
+            .service_accounts
+            .iter()
+            .find(|a| a.namespace == d.name && a.name == *sa)
+            .and_then(|a| a.annotations.get(ROLE_ARN_ANNOTATION));
+        let what = match annotated {
+            Some(arn) if *arn == r.arn => continue,
+            Some(arn) => format!("is annotated with role `{arn}`"),
+            None => "is not annotated with it, or does not exist".to_string(),
+        };
+        notes.add(
+            &d.name,
+            NoteKind::Changes,
+            format!(
+                "service account `{sa}`, which the role's trust policy lets in, {what}: kftenant annotates it with `{}` (creating it when absent); remove it from spec.iam.serviceAccounts to leave it as it is (the role then no longer trusts it)",
+                r.arn
+            ),
+        );
+    }
 }
 
 /// The service accounts the role's trust policy lets in from the tenant's
@@ -1183,14 +1213,27 @@ mod tests {
     fn a_tenant_says_what_the_live_world_says_and_notes_the_rest() {
         let trust = trust_with(serde_json::json!({
             "StringEquals": {"oidc.example/id/X:aud": "sts.amazonaws.com",
-                "oidc.example/id/X:sub": ["system:serviceaccount:team-a:default-editor", "system:serviceaccount:team-a:runner", "system:serviceaccount:other:x"]},
+                "oidc.example/id/X:sub": ["system:serviceaccount:team-a:default-editor", "system:serviceaccount:team-a:runner", "system:serviceaccount:team-a:trainer", "system:serviceaccount:other:x"]},
             "StringLike": {"oidc.example/id/X:sub": "system:serviceaccount:team-a:*"}}));
-        let (profiles, observed) = world(
+        let (profiles, mut observed) = world(
             trust,
             spec_with(
                 serde_json::json!({"hard": {"cpu": "16", "pods": "10"}, "scopes": ["NotTerminating"]}),
             ),
         );
+        // `trainer` already carries the role's annotation: nothing to note.
+        observed.service_accounts.push(ObservedObject {
+            namespace: "team-a".into(),
+            name: "trainer".into(),
+            labels: BTreeMap::new(),
+            annotations: [(
+                ROLE_ARN_ANNOTATION.to_string(),
+                "arn:aws:iam::123456789012:role/ml/Team-A-Legacy".to_string(),
+            )]
+            .into(),
+            body: Json::Null.into(),
+            deleting: false,
+        });
         let imported = render(
             CONFIG,
             &config(),
@@ -1227,10 +1270,11 @@ mod tests {
             vec![
                 "Changes: its AwsIamForServiceAccount plugin also says extra: kftenant writes awsIamRole and annotateOnly only".to_string(),
                 "Changes: its label app.kubernetes.io/managed-by=Helm becomes kftenant: if another tool manages this Profile, stop it first (it would fight kftenant, or delete the Profile when uninstalled)".to_string(),
+                "Changes: service account `runner`, which the role's trust policy lets in, is not annotated with it, or does not exist: kftenant annotates it with `arn:aws:iam::123456789012:role/ml/Team-A-Legacy` (creating it when absent); remove it from spec.iam.serviceAccounts to leave it as it is (the role then no longer trusts it)".to_string(),
                 "Changes: trust policy of role `Team-A-Legacy`: it lets in `system:serviceaccount:other:x`; StringLike oidc.example/id/X:sub system:serviceaccount:team-a:*, which kftenant's trust policy cannot say: adoption removes it".to_string(),
             ]
         );
-        // The plan then trusts exactly default-editor and runner.
+        // The plan then trusts exactly default-editor, runner and trainer.
         let src = imported
             .files
             .iter()
@@ -1240,7 +1284,8 @@ mod tests {
             d.roles["team-a"].trust_policy.to_json()["Statement"][0]["Condition"]["StringEquals"]["oidc.example/id/X:sub"],
             serde_json::json!([
                 "system:serviceaccount:team-a:default-editor",
-                "system:serviceaccount:team-a:runner"
+                "system:serviceaccount:team-a:runner",
+                "system:serviceaccount:team-a:trainer"
             ])
         );
     }
