@@ -88,7 +88,12 @@ enum Command {
     /// (with `spec.adopt` naming exactly what kftenant takes over) and the
     /// inline policies as files. Reports what kftenant cannot express. Changes
     /// nothing live: review the files, then `kftenant plan DIR --live` shows one
-    /// `adopt` change per resource.
+    /// `adopt` change per resource, and `kftenant apply DIR` takes them over in
+    /// place (same role, same Profile UID, namespace untouched).
+    ///
+    /// Needs read access only (deploy/iam-readonly-policy.json); the apply
+    /// that adopts needs deploy/iam-adopt-policy.json besides kftenant's usual
+    /// policy. README: "Moving an existing installation".
     ///
     /// Exit codes: 0 written and valid; 1 an error, or the written repository
     /// does not validate (its problems are printed: a live value kftenant's
