@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kftenant::daemon::lease::LeaseConfig;
 use kftenant::daemon::{self, DaemonOptions};
+use kftenant::git::verify::AllowedSigners;
 use kftenant::git::{self, GitAuth, GitSource, GitTreeSource};
 use kftenant::live::observe::{IamMode, Scope, observe};
 use kftenant::live::{Clients, apply as live_apply};
@@ -110,6 +111,8 @@ struct ValidateArgs {
     /// Output format for problems.
     #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
     format: ValidateFormat,
+    #[command(flatten)]
+    cluster: ClusterArg,
 }
 
 /// `kftenant plan`.
@@ -143,6 +146,8 @@ struct PlanArgs {
     observe_live: bool,
     #[command(flatten)]
     live: LiveOpts,
+    #[command(flatten)]
+    cluster: ClusterArg,
 }
 
 /// `kftenant observe`.
@@ -156,6 +161,8 @@ struct ObserveArgs {
     out: Option<PathBuf>,
     #[command(flatten)]
     live: LiveOpts,
+    #[command(flatten)]
+    cluster: ClusterArg,
 }
 
 /// `kftenant apply`.
@@ -185,6 +192,8 @@ struct ApplyArgs {
     allow_mass_delete: bool,
     #[command(flatten)]
     live: LiveOpts,
+    #[command(flatten)]
+    cluster: ClusterArg,
 }
 
 /// `kftenant drift`.
@@ -198,6 +207,8 @@ struct DriftArgs {
     format: FormatArg,
     #[command(flatten)]
     live: LiveOpts,
+    #[command(flatten)]
+    cluster: ClusterArg,
 }
 
 /// `kftenant run`.
@@ -239,7 +250,15 @@ struct RunArgs {
     /// Where the clone lives.
     #[arg(long, default_value = "/var/cache/kftenant")]
     cache_dir: PathBuf,
-    /// Lease for leader election (only the holder writes); omit to run as the only writer.
+    /// Apply only head commits with an SSH signature by a key in FILE (git's
+    /// gpg.ssh.allowedSignersFile format: `principals [options] key-type key`
+    /// per line). Unsigned or wrongly signed heads are refused, reported on
+    /// /status and in kftenant_refused_commits_total, and never applied.
+    #[arg(long, value_name = "FILE")]
+    verify_signers: Option<PathBuf>,
+    /// Lease for leader election (only the holder writes, and only while it is
+    /// sure to hold it); omit to run as the only writer. The lease also keeps
+    /// the last good commit, so a restart on a broken head still heals drift.
     #[arg(long)]
     lease_name: Option<String>,
     /// Namespace of the lease.
@@ -256,6 +275,10 @@ struct RunArgs {
     log_format: LogFormat,
     #[command(flatten)]
     live: LiveOpts,
+    /// The cluster to reconcile, in a repository of several (clusters/<name>.toml);
+    /// only its part of the repository is read. One daemon (Deployment) per cluster.
+    #[arg(long, value_name = "NAME")]
+    cluster: Option<String>,
 }
 
 /// `kftenant schema`.
@@ -319,8 +342,21 @@ struct ImportArgs {
     /// Format of the report on standard output.
     #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
     format: ValidateFormat,
+    /// The kubeconfig context of the cluster to read (default: the current
+    /// one). The repository written describes that one cluster.
+    #[arg(long, value_name = "NAME")]
+    kube_context: Option<String>,
     #[command(flatten)]
     live: LiveOpts,
+}
+
+/// `--cluster`, of every command that reads a repository.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct ClusterArg {
+    /// In a repository of several clusters (clusters/<name>.toml), only this
+    /// one; the default is every cluster.
+    #[arg(long, value_name = "NAME")]
+    cluster: Option<String>,
 }
 
 /// Options of every command that reads the live world.
@@ -425,10 +461,10 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Loads the repository, printing every problem to standard error when it
-/// does not validate.
-fn load(repo: &Path) -> Result<Option<Repository>> {
-    match model::load_dir(repo) {
+/// Loads the repository (every cluster, or `cluster`), printing every
+/// problem to standard error when it does not validate.
+fn load(repo: &Path, cluster: &ClusterArg) -> Result<Option<Vec<Repository>>> {
+    match load_clusters(repo, cluster) {
         Ok(r) => Ok(Some(r)),
         Err(diags) => {
             report::write_diagnostics(&diags, &mut std::io::stderr())?;
@@ -437,24 +473,84 @@ fn load(repo: &Path) -> Result<Option<Repository>> {
     }
 }
 
+fn load_clusters(
+    repo: &Path,
+    cluster: &ClusterArg,
+) -> Result<Vec<Repository>, Vec<kftenant::diag::Diagnostic>> {
+    let src = model::DirSource::new(repo);
+    match &cluster.cluster {
+        Some(name) => model::load_cluster(&src, name).map(|r| vec![r]),
+        None => model::load_all(&src),
+    }
+}
+
+/// The one cluster a command that cannot read several works on.
+fn only_one(mut repos: Vec<Repository>, what: &str) -> Result<Repository> {
+    if repos.len() != 1 {
+        let names: Vec<&str> = repos
+            .iter()
+            .map(|r| r.config.cluster.name.as_str())
+            .collect();
+        anyhow::bail!(
+            "{what} works on one cluster and this repository describes {} ({}): name one with --cluster",
+            names.len(),
+            names.join(", ")
+        );
+    }
+    Ok(repos.remove(0))
+}
+
 fn validate(a: ValidateArgs) -> Result<u8> {
     let mut out = std::io::stdout().lock();
-    match (model::load_dir(&a.repo), a.format) {
-        (Ok(r), ValidateFormat::Text) => {
+    match (load_clusters(&a.repo, &a.cluster), a.format) {
+        (Ok(repos), ValidateFormat::Text) => {
+            let policies = repos.first().map_or(0, |r| r.policies.len());
+            if let [r] = repos.as_slice() {
+                writeln!(
+                    out,
+                    "{}: valid ({} tenants, {} shared policies)",
+                    a.repo.display(),
+                    r.tenants.len(),
+                    policies
+                )?;
+            } else {
+                let each: Vec<String> = repos
+                    .iter()
+                    .map(|r| format!("{} {} tenants", r.config.cluster.name, r.tenants.len()))
+                    .collect();
+                writeln!(
+                    out,
+                    "{}: valid ({} clusters: {}; {} shared policies)",
+                    a.repo.display(),
+                    repos.len(),
+                    each.join(", "),
+                    policies
+                )?;
+            }
+            report::write_files_read(&repos, &mut out)?;
+        }
+        (Ok(repos), ValidateFormat::Json) => {
+            let clusters: Vec<_> = repos
+                .iter()
+                .map(|r| serde_json::json!({"name": r.config.cluster.name, "tenants": r.tenants.len()}))
+                .collect();
+            let tenants: std::collections::BTreeSet<&str> = repos
+                .iter()
+                .flat_map(|r| r.tenants.iter().map(|t| t.name.as_str()))
+                .collect();
             writeln!(
                 out,
-                "{}: valid ({} tenants, {} shared policies)",
-                a.repo.display(),
-                r.tenants.len(),
-                r.policies.len()
-            )?;
-            report::write_files_read(&r, &mut out)?;
+                "{}",
+                serde_json::json!({
+                    "valid": true,
+                    "tenants": tenants.len(),
+                    "policies": repos.first().map_or(0, |r| r.policies.len()),
+                    "clusters": clusters,
+                    "files": repos.first().map(|r| &r.files),
+                    "problems": []
+                })
+            )?
         }
-        (Ok(r), ValidateFormat::Json) => writeln!(
-            out,
-            "{}",
-            serde_json::json!({"valid": true, "tenants": r.tenants.len(), "policies": r.policies.len(), "files": r.files, "problems": []})
-        )?,
         (Err(diags), ValidateFormat::Text) => {
             report::write_diagnostics(&diags, &mut std::io::stderr())?;
             return Ok(1);
@@ -471,63 +567,124 @@ fn validate(a: ValidateArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// The clients of one cluster. Reading several clusters, each is reached
+/// through its own kubeconfig context ([cluster] kube_context, default its
+/// name); reading one, through the current context.
+async fn connect(repo: &Repository, several: bool, live: &LiveOpts) -> Result<Clients> {
+    let c = &repo.config.cluster;
+    let context = several.then(|| c.kube_context.as_deref().unwrap_or(&c.name));
+    Clients::from_env(&c.region, live.aws_max_attempts, context)
+        .await
+        .with_context(|| format!("cluster `{}`", c.name))
+}
+
+/// Observes what `want` cares about; with `--stats`, prints the calls made.
+async fn observe_with(clients: &Clients, want: &Desired, o: &LiveOpts) -> Result<Observed> {
+    let observed = observe(clients, &Scope::of(want), o.iam_mode.into()).await?;
+    if o.stats {
+        eprintln!("{}", serde_json::to_string(&clients.calls.snapshot())?);
+    }
+    Ok(observed)
+}
+
+/// The verdict of several plans as an exit code: the worst of them.
+fn exit_code(plans: &[Plan]) -> u8 {
+    plans
+        .iter()
+        .map(|p| p.verdict().exit_code())
+        .max_by_key(|code| match code {
+            0 => 0,
+            2 => 1,
+            _ => 2,
+        })
+        .unwrap_or(0)
+}
+
 fn plan_cmd(a: PlanArgs) -> Result<u8> {
-    let Some(repository) = load(&a.repo)? else {
+    let Some(repos) = load(&a.repo, &a.cluster)? else {
         return Ok(1);
     };
+    let several = repos.len() > 1;
+    if several && a.observed.is_some() {
+        anyhow::bail!(
+            "--observed is one cluster's snapshot and this repository describes {} clusters: name one with --cluster",
+            repos.len()
+        );
+    }
     let format = Format::from(a.format);
-    // Memory (heap in use with 10,000 tenants): repository 46 MiB, desired
-    // world 137, observed world 85. The repository is freed once rendered,
-    // before the observed world is read, so only the two worlds the planner
-    // compares are ever held together.
-    let want = desired::render(&repository);
-    let region = repository.config.cluster.region.clone();
-    drop(repository);
-    let observed = match (&a.observed, a.observe_live) {
-        (_, true) => runtime()?.block_on(observe_live(&region, &want, &a.live))?,
-        (Some(f), false) => read_snapshot(f)?,
-        (None, false) => Observed::default(),
-    };
     let opts = PlanOptions {
         allow_mass_delete: a.allow_mass_delete,
-        source_commit: a.source_commit.or_else(|| git::head_commit(&a.repo)),
+        source_commit: a
+            .source_commit
+            .clone()
+            .or_else(|| git::head_commit(&a.repo)),
     };
-    let mut p = plan::plan(&want, &observed, &opts);
-    if a.observe_live {
-        // Lets `apply --plan-file` refuse this plan once the live world moves on.
-        p.observed_digest = Some(observed.digest());
-    }
-    if let Some(rev) = &a.base {
-        let (src, base_commit) = GitTreeSource::open(&a.repo, rev)?;
-        let base_repo = model::load(&src).ok();
-        let tenants = desired::changed_tenants(base_repo.as_ref(), &want)
-            .into_iter()
-            .map(|(t, kind)| (t, kind.to_string()))
-            .collect();
-        let pull_request = PullRequest {
-            base: rev.clone(),
-            base_commit,
-            tenants,
+    // The pull request's base, every cluster of it (a cluster the pull
+    // request adds has none).
+    let base = match &a.base {
+        Some(rev) => {
+            let (src, base_commit) = GitTreeSource::open(&a.repo, rev)?;
+            Some((rev.clone(), base_commit, model::load_all(&src).ok()))
+        }
+        None => None,
+    };
+    let rt = a.observe_live.then(runtime).transpose()?;
+    let mut plans = Vec::new();
+    for repository in repos {
+        // Memory (heap in use with 10,000 tenants): repository 46 MiB, desired
+        // world 137, observed world 85. The repository is freed once rendered,
+        // before the observed world is read, so only the two worlds the planner
+        // compares are ever held together.
+        let want = desired::render(&repository);
+        let observed = match (&a.observed, &rt) {
+            (_, Some(rt)) => rt.block_on(async {
+                let clients = connect(&repository, several, &a.live).await?;
+                drop(repository);
+                observe_with(&clients, &want, &a.live).await
+            })?,
+            (Some(f), None) => read_snapshot(f)?,
+            (None, None) => Observed::default(),
         };
-        // Drift is what the live world changed against the base; the
-        // pull request's own changes are not drift.
-        let base_plan = base_repo
-            .map(|r| plan::plan(&desired::render(&r), &observed, &opts))
-            .unwrap_or_else(|| plan::plan(&want, &Observed::default(), &opts));
-        p.against_base(&base_plan, pull_request);
+        let mut p = plan::plan(&want, &observed, &opts);
+        if a.observe_live {
+            // Lets `apply --plan-file` refuse this plan once the live world moves on.
+            p.observed_digest = Some(observed.digest());
+        }
+        if let Some((rev, base_commit, base_repos)) = &base {
+            let base_repo = base_repos
+                .iter()
+                .flatten()
+                .find(|r| r.config.cluster.name == want.cluster);
+            let tenants = desired::changed_tenants(base_repo, &want)
+                .into_iter()
+                .map(|(t, kind)| (t, kind.to_string()))
+                .collect();
+            let pull_request = PullRequest {
+                base: rev.clone(),
+                base_commit: base_commit.clone(),
+                tenants,
+            };
+            // Drift is what the live world changed against the base; the
+            // pull request's own changes are not drift.
+            let base_plan = base_repo
+                .map(|r| plan::plan(&desired::render(r), &observed, &opts))
+                .unwrap_or_else(|| plan::plan(&want, &Observed::default(), &opts));
+            p.against_base(&base_plan, pull_request);
+        }
+        // Planned: the observed world is not needed again.
+        drop(observed);
+        plans.push(p);
     }
-    // Planned: the observed world is not needed again.
-    drop(observed);
     let mut parts: Vec<Vec<u8>> = Vec::new();
     match format {
         Format::Markdown => parts.extend(
-            report::markdown_parts(&p, report::MARKDOWN_PART_LIMIT)
+            report::markdown_parts_all(&plans, report::MARKDOWN_PART_LIMIT)
                 .into_iter()
                 .map(String::into_bytes),
         ),
         _ => {
             let mut buf = Vec::new();
-            report::write_plan(&p, format, &mut buf)?;
+            report::write_plans(&plans, format, &mut buf)?;
             parts.push(buf);
         }
     }
@@ -540,23 +697,19 @@ fn plan_cmd(a: PlanArgs) -> Result<u8> {
             }
         }
     }
-    Ok(p.verdict().exit_code())
-}
-
-fn load_and_observe(repo: &Path, live: &LiveOpts) -> Result<Option<(Desired, Observed)>> {
-    let Some(repository) = load(repo)? else {
-        return Ok(None);
-    };
-    let want = desired::render(&repository);
-    let observed =
-        runtime()?.block_on(observe_live(&repository.config.cluster.region, &want, live))?;
-    Ok(Some((want, observed)))
+    Ok(exit_code(&plans))
 }
 
 fn observe_cmd(a: ObserveArgs) -> Result<u8> {
-    let Some((_, observed)) = load_and_observe(&a.repo, &a.live)? else {
+    let Some(repos) = load(&a.repo, &a.cluster)? else {
         return Ok(1);
     };
+    let repository = only_one(repos, "observe")?;
+    let want = desired::render(&repository);
+    let observed = runtime()?.block_on(async {
+        let clients = connect(&repository, false, &a.live).await?;
+        observe_with(&clients, &want, &a.live).await
+    })?;
     match &a.out {
         Some(f) => std::fs::write(f, observed.to_json())
             .with_context(|| format!("writing {}", f.display()))?,
@@ -568,65 +721,96 @@ fn observe_cmd(a: ObserveArgs) -> Result<u8> {
 }
 
 fn drift(a: DriftArgs) -> Result<u8> {
-    let Some((want, observed)) = load_and_observe(&a.repo, &a.live)? else {
+    let Some(repos) = load(&a.repo, &a.cluster)? else {
         return Ok(1);
     };
+    let several = repos.len() > 1;
     let opts = PlanOptions {
         allow_mass_delete: false,
         source_commit: git::head_commit(&a.repo),
     };
-    let p = Plan {
-        kind: PlanKind::Drift,
-        ..plan::plan(&want, &observed, &opts)
-    };
-    report::write_plan(&p, a.format.into(), &mut std::io::stdout().lock())?;
-    Ok(p.verdict().exit_code())
+    let rt = runtime()?;
+    let mut plans = Vec::new();
+    for repository in repos {
+        let want = desired::render(&repository);
+        let observed = rt.block_on(async {
+            let clients = connect(&repository, several, &a.live).await?;
+            observe_with(&clients, &want, &a.live).await
+        })?;
+        plans.push(Plan {
+            kind: PlanKind::Drift,
+            ..plan::plan(&want, &observed, &opts)
+        });
+    }
+    report::write_plans(&plans, a.format.into(), &mut std::io::stdout().lock())?;
+    Ok(exit_code(&plans))
 }
 
 fn apply(a: ApplyArgs) -> Result<u8> {
-    let Some(repository) = load(&a.repo)? else {
+    let Some(repos) = load(&a.repo, &a.cluster)? else {
         return Ok(1);
     };
+    let several = repos.len() > 1;
+    if several && a.plan_file.is_some() {
+        anyhow::bail!(
+            "--plan-file is one cluster's plan and this repository describes {} clusters: name it with --cluster",
+            repos.len()
+        );
+    }
     let format = Format::from(a.format);
-    let want = desired::render(&repository);
     let rt = runtime()?;
-    let clients = rt.block_on(Clients::from_env(
-        &repository.config.cluster.region,
-        a.live.aws_max_attempts,
-    ))?;
-    let observed = rt.block_on(observe(&clients, &Scope::of(&want), a.live.iam_mode.into()))?;
-    let p = match &a.plan_file {
-        Some(f) => {
-            let text =
-                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-            let saved = Plan::from_json(&text).with_context(|| f.display().to_string())?;
-            saved
-                .check_fresh(&observed)
-                .with_context(|| f.display().to_string())?;
-            saved
-        }
-        None => {
-            let opts = PlanOptions {
-                allow_mass_delete: a.allow_mass_delete,
-                source_commit: git::head_commit(&a.repo),
-            };
-            Plan {
-                observed_digest: Some(observed.digest()),
-                ..plan::plan(&want, &observed, &opts)
+    // Every cluster is planned (and the plans shown) before anything is
+    // written, and the answer is asked once.
+    let mut work = Vec::new();
+    for repository in repos {
+        let want = desired::render(&repository);
+        let clients = rt.block_on(connect(&repository, several, &a.live))?;
+        let observed = rt.block_on(observe(&clients, &Scope::of(&want), a.live.iam_mode.into()))?;
+        let p = match &a.plan_file {
+            Some(f) => {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?;
+                let saved = Plan::from_json(&text).with_context(|| f.display().to_string())?;
+                if saved.cluster != want.cluster {
+                    anyhow::bail!(
+                        "{}: the plan is for cluster `{}`, not `{}`",
+                        f.display(),
+                        saved.cluster,
+                        want.cluster
+                    );
+                }
+                saved
+                    .check_fresh(&observed)
+                    .with_context(|| f.display().to_string())?;
+                saved
             }
-        }
-    };
+            None => {
+                let opts = PlanOptions {
+                    allow_mass_delete: a.allow_mass_delete,
+                    source_commit: git::head_commit(&a.repo),
+                };
+                Plan {
+                    observed_digest: Some(observed.digest()),
+                    ..plan::plan(&want, &observed, &opts)
+                }
+            }
+        };
+        work.push((clients, p));
+    }
     let mut out = std::io::stdout().lock();
-    report::write_plan(&p, format, &mut out)?;
-    let print_stats = || -> Result<()> {
+    let plans: Vec<Plan> = work.iter().map(|(_, p)| p.clone()).collect();
+    report::write_plans(&plans, format, &mut out)?;
+    let print_stats = |clients: &Clients| -> Result<()> {
         if a.live.stats {
             eprintln!("{}", serde_json::to_string(&clients.calls.snapshot())?);
         }
         Ok(())
     };
-    if p.is_empty() {
-        print_stats()?;
-        return Ok(p.verdict().exit_code());
+    if plans.iter().all(Plan::is_empty) {
+        for (clients, _) in &work {
+            print_stats(clients)?;
+        }
+        return Ok(exit_code(&plans));
     }
     if !a.auto_approve && !confirm()? {
         writeln!(out, "Apply cancelled.")?;
@@ -637,10 +821,21 @@ fn apply(a: ApplyArgs) -> Result<u8> {
         profile_delete_timeout: Duration::from_secs(a.profile_delete_timeout),
         ..Default::default()
     };
-    let report = rt.block_on(live_apply::execute(&clients, &p, &opts));
-    report::write_apply(&report, format, &mut out)?;
-    print_stats()?;
-    Ok(if report.converged() { 0 } else { 1 })
+    let mut converged = true;
+    for (clients, p) in &work {
+        if p.is_empty() {
+            print_stats(clients)?;
+            continue;
+        }
+        if several {
+            writeln!(out, "\nCluster `{}`:", p.cluster)?;
+        }
+        let report = rt.block_on(live_apply::execute(clients, p, &opts));
+        report::write_apply(&report, format, &mut out)?;
+        print_stats(clients)?;
+        converged &= report.converged();
+    }
+    Ok(if converged { 0 } else { 1 })
 }
 
 /// A secret from a file, trimmed; an empty one is refused (an empty webhook
@@ -693,13 +888,15 @@ fn run_daemon(a: RunArgs) -> Result<u8> {
     let identity = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| format!("kftenant-{}", std::process::id()));
-    let lease = a.lease_name.map(|name| LeaseConfig {
-        name,
-        namespace: a.lease_namespace,
-        identity,
-        duration: Duration::from_secs(15),
-        renew: Duration::from_secs(5),
-    });
+    let lease = a
+        .lease_name
+        .map(|name| LeaseConfig::new(name, a.lease_namespace, identity));
+    let signers = a
+        .verify_signers
+        .as_deref()
+        .map(AllowedSigners::load)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let options = DaemonOptions {
         interval: a.interval,
         jitter: a.jitter,
@@ -712,11 +909,13 @@ fn run_daemon(a: RunArgs) -> Result<u8> {
             ..Default::default()
         },
         lease,
+        signers,
         ready_grace: a
             .ready_grace
             .unwrap_or(a.interval * 3 + Duration::from_secs(30)),
         region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
         aws_max_attempts: a.live.aws_max_attempts,
+        cluster: a.cluster,
         release_memory: heap::release,
     };
     tracing::info!(options = ?daemon::describe(&options), "starting");
@@ -816,6 +1015,7 @@ fn import_cmd(a: ImportArgs) -> Result<u8> {
     let clients = rt.block_on(Clients::from_env(
         &config.cluster.region,
         a.live.aws_max_attempts,
+        a.kube_context.as_deref(),
     ))?;
     let mut profiles = rt.block_on(kftenant::live::observe::list_profiles(
         &clients,
@@ -1027,17 +1227,6 @@ mod heap {
 
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     pub fn release() {}
-}
-
-/// Connects with the standard settings and reads the live world `want` cares
-/// about; with `--stats`, prints the calls made.
-async fn observe_live(region: &str, want: &Desired, o: &LiveOpts) -> Result<Observed> {
-    let clients = Clients::from_env(region, o.aws_max_attempts).await?;
-    let observed = observe(&clients, &Scope::of(want), o.iam_mode.into()).await?;
-    if o.stats {
-        eprintln!("{}", serde_json::to_string(&clients.calls.snapshot())?);
-    }
-    Ok(observed)
 }
 
 /// Asks for "yes" on a terminal; refuses when there is no terminal to ask.

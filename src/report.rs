@@ -350,8 +350,98 @@ pub fn write_json(p: &Plan, w: &mut impl Write) -> io::Result<()> {
     writeln!(w)
 }
 
+/// Renders the plans of several clusters (one plan: exactly [`write_plan`]).
+pub fn write_plans(plans: &[Plan], format: Format, w: &mut impl Write) -> io::Result<()> {
+    if let [p] = plans {
+        return write_plan(p, format, w);
+    }
+    match format {
+        Format::Text => {
+            for p in plans {
+                write_text(p, w)?;
+                writeln!(w)?;
+            }
+            writeln!(w, "{} clusters:", plans.len())?;
+            for p in plans {
+                writeln!(w, "  {}: {}", p.cluster, cluster_summary(p))?;
+            }
+            Ok(())
+        }
+        Format::Json => {
+            serde_json::to_writer_pretty(
+                &mut *w,
+                &serde_json::json!({
+                    "format_version": crate::plan::PLAN_FORMAT_VERSION,
+                    "clusters": plans,
+                }),
+            )?;
+            writeln!(w)
+        }
+        Format::Markdown => {
+            for part in markdown_parts_all(plans, MARKDOWN_PART_LIMIT) {
+                w.write_all(part.as_bytes())?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// One cluster's plan in a line: its summary, or why nothing can be done.
+fn cluster_summary(p: &Plan) -> String {
+    if p.changes.is_empty() {
+        no_changes(p)
+    } else {
+        summary_line(p)
+    }
+}
+
+/// The plans of several clusters as Markdown: a table of every cluster at
+/// the top, then each cluster's plan; split into parts under `limit`
+/// characters. One plan: exactly [`markdown_parts`].
+pub fn markdown_parts_all(plans: &[Plan], limit: usize) -> Vec<String> {
+    if let [p] = plans {
+        return markdown_parts(p, limit);
+    }
+    let what = match plans.first().map(|p| p.kind) {
+        Some(PlanKind::Drift) => "kftenant drift report",
+        _ => "kftenant plan",
+    };
+    let commit = plans
+        .iter()
+        .find_map(|p| p.source_commit.as_deref())
+        .map(|c| format!(" at commit {}", short_commit(c)))
+        .unwrap_or_default();
+    let mut head = format!(
+        "### {what}: {} clusters{commit}\n\n| cluster | create | update | delete | drift | conflicts | held | |\n|---|---:|---:|---:|---:|---:|---:|---|\n",
+        plans.len()
+    );
+    for p in plans {
+        let s = &p.summary;
+        let state = match p.verdict() {
+            Verdict::Converged => "matches git",
+            Verdict::Changes => "changes",
+            Verdict::Blocked => ":warning: blocked",
+        };
+        head.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} | {} | {} | {state} |\n",
+            p.cluster, s.create, s.update, s.delete, s.drift, s.conflicts, s.held
+        ));
+    }
+    head.push('\n');
+    let mut blocks = vec![head];
+    for p in plans {
+        blocks.extend(markdown_blocks(p));
+    }
+    pack(blocks, limit)
+}
+
 /// Renders the plan as Markdown, split into parts under [`MARKDOWN_PART_LIMIT`] characters.
 pub fn markdown_parts(p: &Plan, limit: usize) -> Vec<String> {
+    pack(markdown_blocks(p), limit)
+}
+
+/// The plan as Markdown blocks, each kept whole in one part where it fits.
+fn markdown_blocks(p: &Plan) -> Vec<String> {
     let mut blocks = Vec::new();
     let mut head = format!("### {}\n\n**{}**\n\n", header(p), summary_line(p));
     if p.changes.is_empty() {
@@ -464,7 +554,7 @@ pub fn markdown_parts(p: &Plan, limit: usize) -> Vec<String> {
         }
         blocks.push(b + "\n");
     }
-    pack(blocks, limit)
+    blocks
 }
 
 /// Packs blocks into parts under `limit` characters; a block too large on its
@@ -522,6 +612,12 @@ pub fn write_apply_text(r: &ApplyReport, w: &mut impl Write) -> io::Result<()> {
                 s.action.symbol(),
                 s.address
             )?,
+            Outcome::Stopped { code, reason } => writeln!(
+                w,
+                "  skipped  {} {} ({code}: {reason})",
+                s.action.symbol(),
+                s.address
+            )?,
         }
     }
     for c in &r.conflicts {
@@ -573,6 +669,9 @@ pub fn write_apply_markdown(r: &ApplyReport, w: &mut impl Write) -> io::Result<(
             Outcome::Skipped { after_failure_of } => {
                 format!("skipped (after `{after_failure_of}` failed)")
             }
+            Outcome::Stopped { code, reason } => {
+                format!("skipped (`{code}`: {})", reason.replace('|', "\\|"))
+            }
         };
         writeln!(
             w,
@@ -609,19 +708,37 @@ pub fn write_apply_json(r: &ApplyReport, w: &mut impl Write) -> io::Result<()> {
 /// Lists the files a valid repository was read from, with the tenants each
 /// tenant file defines: what `validate` read, so a file it did not read is
 /// noticed.
-pub fn write_files_read(repo: &Repository, w: &mut impl Write) -> io::Result<()> {
-    writeln!(w, "read {} files:", repo.files.len())?;
-    for f in &repo.files {
-        let tenants: Vec<&str> = repo
-            .tenants
+pub fn write_files_read(repos: &[Repository], w: &mut impl Write) -> io::Result<()> {
+    let Some(first) = repos.first() else {
+        return Ok(());
+    };
+    writeln!(w, "read {} files:", first.files.len())?;
+    for f in &first.files {
+        // A tenant on several clusters is named once, with where it is when
+        // that is not everywhere.
+        let mut tenants: Vec<(&str, Vec<&str>)> = Vec::new();
+        for r in repos {
+            for t in r.tenants.iter().filter(|t| t.file == *f) {
+                match tenants.iter_mut().find(|(n, _)| *n == t.name) {
+                    Some((_, on)) => on.push(&r.config.cluster.name),
+                    None => tenants.push((&t.name, vec![&r.config.cluster.name])),
+                }
+            }
+        }
+        let names: Vec<String> = tenants
             .iter()
-            .filter(|t| t.file == *f)
-            .map(|t| t.name.as_str())
+            .map(|(n, on)| {
+                if on.len() == repos.len() {
+                    n.to_string()
+                } else {
+                    format!("{n} ({})", on.join(", "))
+                }
+            })
             .collect();
-        if tenants.is_empty() {
+        if names.is_empty() {
             writeln!(w, "  {f}")?;
         } else {
-            writeln!(w, "  {f}: {}", tenants.join(", "))?;
+            writeln!(w, "  {f}: {}", names.join(", "))?;
         }
     }
     Ok(())

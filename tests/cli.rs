@@ -204,7 +204,7 @@ fn deploy_adoption_policies_are_the_owned_writes_on_every_path() {
             .filter(|s| {
                 s["Effect"] == "Allow" && s["Resource"].as_str().unwrap().contains(":role/")
             })
-            .flat_map(|s| actions(s))
+            .flat_map(&actions)
             .collect();
         let g = sid(doc, guard);
         assert_eq!(g["Effect"], "Deny");

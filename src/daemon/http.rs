@@ -103,7 +103,17 @@ async fn hook(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> 
         .map(String::from);
     let body = match Limited::new(req.into_body(), MAX_HOOK_BODY).collect().await {
         Ok(b) => b.to_bytes(),
+        Err(e) if !e.is::<http_body_util::LengthLimitError>() => {
+            return reply(StatusCode::BAD_REQUEST, "text/plain", "unreadable body\n");
+        }
         Err(_) => {
+            // Refused before the signature is even checked: an unsigned
+            // sender cannot make the daemon hold more than the cap.
+            shared.metrics.webhook("too_large");
+            tracing::warn!(
+                limit = MAX_HOOK_BODY,
+                "webhook refused: body over the limit"
+            );
             return reply(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "text/plain",

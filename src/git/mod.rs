@@ -103,7 +103,18 @@ pub enum SourceError {
         /// The refused commit.
         commit: String,
         /// Why.
-        reason: String,
+        reason: verify::Refusal,
+    },
+    /// A commit asked for is not the branch head nor an ancestor of it
+    /// (the branch was force-pushed past it), or is not in the clone at all.
+    #[error("commit {commit} is not on branch `{branch}` (head {head}): force-pushed away?")]
+    NotOnBranch {
+        /// The commit asked for.
+        commit: String,
+        /// The branch followed.
+        branch: String,
+        /// Its head.
+        head: String,
     },
 }
 
@@ -300,6 +311,45 @@ impl GitSource {
             root,
         })
     }
+
+    /// The files of `commit` from the clone's objects (the checkout is not
+    /// touched), provided it is `head` (a fetched branch head) or an
+    /// ancestor of it, and, with `signers`, signed by one of them. Blocking.
+    ///
+    /// For a daemon that restarts on a broken head: the last good commit it
+    /// recorded is healed from only while the branch still contains it.
+    pub fn commit_tree(
+        &self,
+        commit: &str,
+        head: &str,
+        signers: Option<&AllowedSigners>,
+    ) -> Result<GitTreeSource, SourceError> {
+        let repo = Repository::open(&self.cache_dir).map_err(git("open the clone"))?;
+        let not_on_branch = || SourceError::NotOnBranch {
+            commit: commit.to_string(),
+            branch: self.branch.clone(),
+            head: head.to_string(),
+        };
+        let oid = git2::Oid::from_str(commit).map_err(|_| not_on_branch())?;
+        let head_oid = git2::Oid::from_str(head).map_err(git("parse the head commit"))?;
+        let reachable = oid == head_oid
+            || (repo.find_commit(oid).is_ok()
+                && repo
+                    .graph_descendant_of(head_oid, oid)
+                    .map_err(git("walk the history"))?);
+        if !reachable {
+            return Err(not_on_branch());
+        }
+        if let Some(signers) = signers {
+            signers
+                .verify_commit(&repo, oid)
+                .map_err(|reason| SourceError::Unverified {
+                    commit: commit.to_string(),
+                    reason,
+                })?;
+        }
+        GitTreeSource::at(repo, oid, self.path.clone().unwrap_or_default())
+    }
 }
 
 /// The commit checked out in the git working tree rooted at `dir` (`dir`
@@ -435,6 +485,49 @@ pub(crate) mod tests {
             std::fs::read_to_string(moved.root.join("b.txt")).unwrap(),
             "moved"
         );
+    }
+
+    #[test]
+    fn a_recorded_commit_is_read_only_while_the_branch_contains_it() {
+        let remote = remote_with_commit();
+        std::fs::write(remote.path().join("a.txt"), "good").unwrap();
+        sh(remote.path(), &["add", "a.txt"]);
+        commit(remote.path(), &["-m", "good"]);
+        let cache = tempfile::tempdir().unwrap();
+        let src = GitSource::local(remote.path(), cache.path());
+        let good = src.sync().unwrap().commit;
+        std::fs::write(remote.path().join("a.txt"), "broken").unwrap();
+        commit(remote.path(), &["-am", "broken"]);
+        let head = src.sync().unwrap().commit;
+        // An ancestor of the head: read from the objects, the checkout untouched.
+        let tree = src.commit_tree(&good, &head, None).unwrap();
+        use crate::model::source::Source;
+        assert_eq!(tree.read("a.txt").unwrap().unwrap(), "good");
+        assert_eq!(
+            src.commit_tree(&head, &head, None)
+                .unwrap()
+                .read("a.txt")
+                .unwrap()
+                .unwrap(),
+            "broken"
+        );
+        // The branch is rewritten without it: refused, though the clone still has it.
+        sh(remote.path(), &["checkout", "-q", "--orphan", "rewritten"]);
+        commit(remote.path(), &["-m", "history rewritten"]);
+        sh(remote.path(), &["branch", "-q", "-M", "rewritten", "main"]);
+        let rewritten = src.sync().unwrap().commit;
+        match src.commit_tree(&good, &rewritten, None) {
+            Err(SourceError::NotOnBranch { commit, .. }) => assert_eq!(commit, good),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a commit off the branch was read"),
+        }
+        // Not in the clone at all, or not a commit id.
+        for unknown in ["0123456789abcdef0123456789abcdef01234567", "nonsense"] {
+            assert!(matches!(
+                src.commit_tree(unknown, &rewritten, None),
+                Err(SourceError::NotOnBranch { .. })
+            ));
+        }
     }
 
     #[test]

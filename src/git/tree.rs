@@ -81,6 +81,25 @@ impl GitTreeSource {
         ))
     }
 
+    /// The files of `commit` in `repo`, under the folder `prefix` ("" for
+    /// the root).
+    pub fn at(
+        repo: Repository,
+        commit: git2::Oid,
+        prefix: String,
+    ) -> Result<GitTreeSource, SourceError> {
+        let tree = repo
+            .find_commit(commit)
+            .map_err(git("find commit"))?
+            .tree_id();
+        Ok(GitTreeSource {
+            repo,
+            tree,
+            prefix: prefix.trim_matches('/').to_string(),
+            folders: Default::default(),
+        })
+    }
+
     fn full(&self, parts: &[String]) -> String {
         let rel = parts.join("/");
         match (self.prefix.is_empty(), rel.is_empty()) {

@@ -18,8 +18,10 @@ use kube::api::ApiResource;
 use kube::core::GroupVersionKind;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use apply::WriteGuard;
 
 use crate::kubeflow::{
     ISTIO_SECURITY_GROUP, ISTIO_SECURITY_VERSION, PROFILE_GROUP, PROFILE_KIND, PROFILE_PLURAL,
@@ -68,6 +70,10 @@ pub enum Error {
         /// Pages read.
         pages: usize,
     },
+    /// The executor's [`WriteGuard`](apply::WriteGuard) refused the call:
+    /// nothing was sent.
+    #[error(transparent)]
+    Stopped(#[from] apply::Stopped),
 }
 
 impl Error {
@@ -79,6 +85,7 @@ impl Error {
             Error::Connect(_) => "Connect",
             Error::Timeout { .. } => "Timeout",
             Error::Unbounded { .. } => "Unbounded",
+            Error::Stopped(s) => s.code,
         }
     }
 
@@ -87,6 +94,15 @@ impl Error {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
+        // The guard's interceptor refused an attempt (an SDK retry after
+        // leadership was lost): say so, rather than "DispatchFailure".
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            if let Some(stopped) = c.downcast_ref::<apply::Stopped>() {
+                return Error::Stopped(stopped.clone());
+            }
+            cause = c.source();
+        }
         let code = e.code().map(String::from).unwrap_or_else(|| {
             match &e {
                 SdkError::TimeoutError(_) => "Timeout",
@@ -180,6 +196,13 @@ pub struct Clients {
     pub calls: std::sync::Arc<CallCounter>,
     /// Namespaces seen, for steps that wait for the Kubeflow controller.
     pub namespaces: std::sync::Arc<NamespaceCache>,
+    /// Kubernetes without kube's own retry layer, which re-sends a request
+    /// answered 429, 503 or 504 for minutes (15 tries, `Retry-After`
+    /// honoured) where no guard can see it. [`Clients::for_writes`] puts it
+    /// in place of `kube`; [`Clients::kube_write`] retries in its stead.
+    kube_single_attempt: kube::Client,
+    /// Asked before every call when set ([`Clients::for_writes`]).
+    guard: Option<Arc<dyn WriteGuard>>,
 }
 
 /// The namespaces that exist, read with one LIST shared by every step that
@@ -219,10 +242,19 @@ impl NamespaceCache {
     }
 }
 
+/// Attempts of one Kubernetes write answered 429, 503 or 504.
+const KUBE_WRITE_ATTEMPTS: u32 = 4;
+
 impl Clients {
     /// Clients from the standard settings. `region` is used when the
-    /// environment names none (IAM is global; any region signs).
-    pub async fn from_env(region: &str, max_attempts: u32) -> Result<Clients, Error> {
+    /// environment names none (IAM is global; any region signs). The API
+    /// server is the kubeconfig's `context`, or the current context (or the
+    /// in-cluster service account) when `None`.
+    pub async fn from_env(
+        region: &str,
+        max_attempts: u32,
+        context: Option<&str>,
+    ) -> Result<Clients, Error> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(RetryConfig::adaptive().with_max_attempts(max_attempts));
         if std::env::var_os("AWS_REGION").is_none()
@@ -231,19 +263,101 @@ impl Clients {
             loader = loader.region(aws_config::Region::new(region.to_string()));
         }
         let sdk = loader.load().await;
-        let kube = kube::Client::try_default()
-            .await
-            .map_err(|e| Error::Connect(e.to_string()))?;
+        let connect = |e: &dyn std::fmt::Display| Error::Connect(e.to_string());
+        let config = match context {
+            None => kube::Config::infer().await.map_err(|e| connect(&e))?,
+            Some(context) => {
+                let options = kube::config::KubeConfigOptions {
+                    context: Some(context.to_string()),
+                    ..Default::default()
+                };
+                kube::Config::from_kubeconfig(&options)
+                    .await
+                    .map_err(|e| Error::Connect(format!("kubeconfig context `{context}`: {e}")))?
+            }
+        };
+        let kube = kube::Client::try_from(config.clone()).map_err(|e| connect(&e))?;
+        let mut single = config;
+        single.default_retry = false;
+        let kube_single_attempt = kube::Client::try_from(single).map_err(|e| connect(&e))?;
         Ok(Clients {
             iam: aws_sdk_iam::Client::new(&sdk),
             kube,
             calls: Default::default(),
             namespaces: Default::default(),
+            kube_single_attempt,
+            guard: None,
         })
     }
 
+    /// The Kubernetes client without kube's retry layer (leader election:
+    /// a refused renewal must count at once, not minutes later).
+    pub fn kube_single_attempt(&self) -> kube::Client {
+        self.kube_single_attempt.clone()
+    }
+
+    /// These clients for an executor whose every call `guard` must allow
+    /// first: checked before each call ([`Clients::iam_call`],
+    /// [`Clients::kube_call`], [`Clients::kube_write`]) and before each
+    /// attempt the AWS SDK makes of its own (its retries), and Kubernetes
+    /// without retries the guard cannot see. Calls are counted in the same
+    /// counter.
+    pub fn for_writes(&self, guard: Arc<dyn WriteGuard>) -> Clients {
+        let iam = aws_sdk_iam::Client::from_conf(
+            self.iam
+                .config()
+                .to_builder()
+                .interceptor(GuardInterceptor(guard.clone()))
+                .build(),
+        );
+        Clients {
+            iam,
+            kube: self.kube_single_attempt.clone(),
+            calls: self.calls.clone(),
+            namespaces: self.namespaces.clone(),
+            kube_single_attempt: self.kube_single_attempt.clone(),
+            guard: Some(guard),
+        }
+    }
+
+    /// Clients over a given Kubernetes client and IAM endpoint (unit tests:
+    /// a fake API server, an IAM endpoint that refuses connections).
+    #[cfg(test)]
+    pub(crate) fn for_tests(kube: kube::Client, iam_endpoint: &str) -> Clients {
+        let config = aws_sdk_iam::Config::builder()
+            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+            .region(aws_sdk_iam::config::Region::new("us-east-1"))
+            .endpoint_url(iam_endpoint)
+            .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(Duration::from_millis(10)),
+            )
+            .build();
+        Clients {
+            iam: aws_sdk_iam::Client::from_conf(config),
+            kube: kube.clone(),
+            calls: Default::default(),
+            namespaces: Default::default(),
+            kube_single_attempt: kube,
+            guard: None,
+        }
+    }
+
+    /// What the guard says, when there is one.
+    fn allowed(&self) -> Result<(), Error> {
+        match &self.guard {
+            Some(g) => g.check().map_err(Error::Stopped),
+            None => Ok(()),
+        }
+    }
+
     /// One IAM call (`op` is its action name): counted and timed as
-    /// `iam:<op>`, its error given a stable code.
+    /// `iam:<op>`, its error given a stable code. Not sent when the guard
+    /// refuses.
     pub(crate) async fn iam_call<T, E, R>(
         &self,
         op: &'static str,
@@ -253,6 +367,7 @@ impl Clients {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
+        self.allowed()?;
         let started = Instant::now();
         let result = call.await;
         self.calls
@@ -271,6 +386,7 @@ impl Clients {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
+        self.allowed()?;
         let started = Instant::now();
         let result = call.await;
         let n = result.as_ref().map_or(1, |pages| pages.len() as u64);
@@ -280,18 +396,74 @@ impl Clients {
     }
 
     /// One Kubernetes call: counted and timed as `kube:<verb>`; `what` names
-    /// it in errors (`apply Profile team-a`).
+    /// it in errors (`apply Profile team-a`). Not sent when the guard refuses.
     pub(crate) async fn kube_call<T>(
         &self,
         verb: &'static str,
         what: impl Into<String>,
         call: impl Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, Error> {
+        self.allowed()?;
         let started = Instant::now();
         let result = call.await;
         self.calls
             .record(&format!("kube:{verb}"), 1, started.elapsed());
         result.map_err(|e| Error::kube(what, e))
+    }
+
+    /// A Kubernetes write: as [`Clients::kube_call`], and tried again (at
+    /// most [`KUBE_WRITE_ATTEMPTS`] times, backing off) when the API server
+    /// answers 429, 503 or 504, the guard asked before every attempt.
+    pub(crate) async fn kube_write<T, Fut>(
+        &self,
+        verb: &'static str,
+        what: impl Into<String>,
+        mut call: impl FnMut() -> Fut,
+    ) -> Result<T, Error>
+    where
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let what = what.into();
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1.. {
+            self.allowed()?;
+            let started = Instant::now();
+            let result = call().await;
+            self.calls
+                .record(&format!("kube:{verb}"), 1, started.elapsed());
+            match result {
+                Err(kube::Error::Api(s))
+                    if matches!(s.code, 429 | 503 | 504) && attempt < KUBE_WRITE_ATTEMPTS =>
+                {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                other => return other.map_err(|e| Error::kube(what, e)),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+}
+
+/// Asks the guard before every attempt the AWS SDK makes, its own retries
+/// included (the adaptive retry mode may wait many seconds before one).
+/// A refused attempt fails the call without being sent, and is not retried:
+/// the SDK retries only transient transport errors, throttling and 5xx.
+#[derive(Debug)]
+struct GuardInterceptor(Arc<dyn WriteGuard>);
+
+impl aws_sdk_iam::config::Intercept for GuardInterceptor {
+    fn name(&self) -> &'static str {
+        "kftenant::live::GuardInterceptor"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_sdk_iam::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_iam::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_iam::config::ConfigBag,
+    ) -> Result<(), aws_sdk_iam::error::BoxError> {
+        self.0.check().map_err(Into::into)
     }
 }
 

@@ -53,7 +53,16 @@ pub mod fields {
     /// `metadata`.
     pub const METADATA: &[&str] = &["name"];
     /// `spec`.
-    pub const SPEC: &[&str] = &["owner", "adopt", "iam", "profile", "members"];
+    pub const SPEC: &[&str] = &[
+        "owner",
+        "adopt",
+        "iam",
+        "profile",
+        "members",
+        "clusters",
+        "clusterSelector",
+        "overrides",
+    ];
     /// `spec.adopt`.
     pub const ADOPT: &[&str] = &["role", "profile", "policies"];
     /// `spec.members[]`.
@@ -458,7 +467,7 @@ impl Cx<'_> {
                         self.err_hint(
                             v.pos,
                             format!("spec.adopt.role `{arn}` is not this tenant's role `{want}`"),
-                            "kftenant takes over only the role the tenant renders: set spec.iam.roleName and spec.iam.rolePath to the live role's name and path (`kftenant import` writes them)",
+                            "kftenant takes over only the role the tenant renders: set spec.iam.roleName and spec.iam.rolePath to the live role's name and path (`kftenant import` writes them); with several clusters, in spec.overrides.<cluster> of the role's cluster",
                         );
                     }
                 }

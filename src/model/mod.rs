@@ -21,6 +21,7 @@
 //! boundary, so a repo policy's escalations are computed once and reported at
 //! each such tenant's `managedPolicies` entry.
 
+pub mod clusters;
 mod decode;
 pub mod layout;
 pub mod source;
@@ -94,6 +95,71 @@ pub struct TenantSpec {
     /// Who may use the tenant besides its owner (the dashboard's "contributors").
     #[serde(default)]
     pub members: Vec<MemberSpec>,
+    /// The clusters the tenant is on, by name (default: every cluster of the
+    /// repository). Not with `clusterSelector`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clusters: Option<Vec<String>>,
+    /// The clusters the tenant is on, by the labels of their `[cluster]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_selector: Option<ClusterSelector>,
+    /// Changes for one cluster, by cluster name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overrides: BTreeMap<String, ClusterOverride>,
+}
+
+/// `spec.clusterSelector`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSelector {
+    /// Labels every selected cluster has, e.g. `{env: prod}`.
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// `spec.overrides.<cluster>`: what differs on that cluster.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterOverride {
+    /// Quota changes over the tenant's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ProfileOverride>,
+    /// Policies added to the tenant's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iam: Option<IamOverride>,
+    /// Contributors on that cluster, instead of the tenant's `members`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<MemberSpec>>,
+    /// What kftenant may take over on that cluster, instead of the tenant's
+    /// `adopt` (each cluster's role made before kftenant is its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt: Option<TenantAdopt>,
+}
+
+/// `spec.overrides.<cluster>.profile`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProfileOverride {
+    /// Limits set (or removed with `null`) over the tenant's quota; `scopes`
+    /// replace the tenant's when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_quota: Option<TenantResourceQuota>,
+}
+
+/// `spec.overrides.<cluster>.iam`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IamOverride {
+    /// Managed policies attached on that cluster besides the tenant's.
+    #[serde(default)]
+    pub managed_policies: Vec<String>,
+    /// Inline policies on that cluster besides the tenant's.
+    #[serde(default)]
+    pub inline_policies: Vec<InlinePolicySpec>,
+    /// The role's name on that cluster, instead of the tenant's `roleName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_name: Option<String>,
+    /// The role's path on that cluster, instead of the tenant's `rolePath`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_path: Option<String>,
 }
 
 /// `spec.adopt`: what kftenant may take over, each named exactly as it is
@@ -297,14 +363,29 @@ pub struct RepoPolicy {
     /// Its IAM path: `[iam] role_path`, or the path of the ARN tenants name
     /// it by (a policy made before kftenant; IAM cannot move a policy).
     pub path: String,
+    /// Tenants name it by an ARN (a policy made before kftenant, adopted):
+    /// its IAM name is then the file name, not `[iam] policy_name_template`'s.
+    pub pinned: bool,
     /// The document.
     pub document: Json,
 }
 
 impl RepoPolicy {
+    /// The policy's IAM name: `[iam] policy_name_template`'s, or the file
+    /// name when tenants name it by an ARN.
+    pub fn iam_name(&self, config: &Config) -> String {
+        if self.pinned {
+            self.name.clone()
+        } else {
+            config.policy_name(&self.name)
+        }
+    }
+
     /// The policy's ARN in `config`'s account.
     pub fn arn(&self, config: &Config) -> String {
-        config.account().policy_arn(&self.path, &self.name)
+        config
+            .account()
+            .policy_arn(&self.path, &self.iam_name(config))
     }
 }
 
@@ -321,20 +402,77 @@ pub struct Repository {
     pub files: BTreeSet<String>,
 }
 
-/// Loads and validates the repository at `root`.
+/// Loads and validates the repository at `root`, which must describe one
+/// cluster (see [`load`]).
 pub fn load_dir(root: &Path) -> Result<Repository, Vec<Diagnostic>> {
     load(&DirSource::new(root))
 }
 
-/// Loads and validates a repository. Returns every problem when there is any.
+/// Loads and validates a repository of one cluster. Returns every problem
+/// when there is any; a repository of several clusters is a problem too
+/// (load one with [`load_cluster`], or all with [`load_all`]).
 pub fn load(src: &dyn Source) -> Result<Repository, Vec<Diagnostic>> {
+    let mut all = load_with(src, None)?;
+    if all.len() == 1 {
+        return Ok(all.remove(0));
+    }
+    let names: Vec<&str> = all.iter().map(|r| r.config.cluster.name.as_str()).collect();
+    Err(vec![
+        Diagnostic::file(
+            clusters::CLUSTERS_DIR,
+            format!(
+                "this repository describes {} clusters ({}); name one",
+                names.len(),
+                names.join(", ")
+            ),
+        )
+        .with_hint("pass --cluster NAME"),
+    ])
+}
+
+/// Loads and validates every cluster of a repository, sorted by name: one
+/// [`Repository`] per cluster, each as that cluster sees it (its config over
+/// the shared one, its tenants with their overrides). Checks across clusters
+/// run too: no two clusters in one account render the same role or policy
+/// name.
+pub fn load_all(src: &dyn Source) -> Result<Vec<Repository>, Vec<Diagnostic>> {
+    load_with(src, None)
+}
+
+/// Loads and validates what cluster `name` needs of a repository: the shared
+/// files, its own cluster file (no other), and the tenants on it. In a
+/// repository of one cluster, `name` must be that cluster's.
+pub fn load_cluster(src: &dyn Source, name: &str) -> Result<Repository, Vec<Diagnostic>> {
+    load_with(src, Some(name)).map(|mut r| r.remove(0))
+}
+
+/// The names of the clusters a repository declares in `clusters/` (empty for
+/// a repository of one cluster), read from its tree alone.
+pub fn cluster_names(src: &dyn Source) -> Vec<String> {
+    let mut diags = Diagnostics::default();
+    Layout::of(&src.tree(), &mut diags)
+        .cluster_files
+        .into_iter()
+        .map(|(_, name)| name)
+        .collect()
+}
+
+/// One cluster being loaded.
+struct ClusterLoad {
+    info: clusters::ClusterInfo,
+    config: Option<Config>,
+}
+
+fn load_with(src: &dyn Source, only: Option<&str>) -> Result<Vec<Repository>, Vec<Diagnostic>> {
     let mut diags = Diagnostics::default();
     let reader = Reader {
         src,
         read: Default::default(),
+        cache: Default::default(),
     };
-    let config = match reader.read(config::CONFIG_FILE) {
-        Some(Ok(text)) => config::load(&text, &mut diags),
+    let layout = Layout::of(&src.tree(), &mut diags);
+    let base = match reader.read(config::CONFIG_FILE) {
+        Some(Ok(text)) => Some(text),
         Some(Err(e)) => {
             diags.push(Diagnostic::file(config::CONFIG_FILE, e.to_string()));
             None
@@ -350,62 +488,241 @@ pub fn load(src: &dyn Source) -> Result<Repository, Vec<Diagnostic>> {
             None
         }
     };
-    let layout = Layout::of(&src.tree(), &mut diags);
-    let (policies, repo_escalations) = load_policies(&reader, &layout, config.as_ref(), &mut diags);
-    // Every file in policies/ names a policy, even one with errors of its own,
-    // so a broken policy is reported once and not again at each tenant using it.
-    let policy_names: BTreeSet<String> = layout
-        .policy_files
-        .iter()
-        .map(|(_, name)| name.clone())
-        .collect();
-    let default_quota = config.as_ref().and_then(Config::default_quota);
-    let mut tenants = Vec::new();
+    let mut loads = cluster_configs(&reader, &layout, base.as_deref(), only, &mut diags);
+    // Every cluster is known by name (for spec.clusters and spec.overrides);
+    // tenants are decoded for the ones being loaded.
+    let infos: Vec<clusters::ClusterInfo> = loads.iter().map(|l| l.info.clone()).collect();
+    loads.retain(|l| only.is_none_or(|o| o == l.info.name));
+    if loads.is_empty() {
+        // No config to name a cluster: still check every file, so one run
+        // shows every problem.
+        loads.push(ClusterLoad {
+            info: clusters::ClusterInfo {
+                name: String::new(),
+                labels: Some(BTreeMap::new()),
+            },
+            config: None,
+        });
+    }
+    // Each tenant file is parsed once; each cluster decodes its own view.
+    let mut docs: Vec<(&str, Vec<Node>)> = Vec::new();
     for path in &layout.tenant_files {
         match reader.read(path) {
-            Some(Ok(text)) => load_tenant_file(
-                &reader,
-                path,
-                &text,
-                config.as_ref(),
-                default_quota.as_ref(),
-                &policy_names,
-                &repo_escalations,
-                &mut tenants,
-                &mut diags,
-            ),
+            Some(Ok(text)) => match yaml::load_documents(&text) {
+                Ok(d) => {
+                    if d.is_empty() {
+                        diags.push(
+                            Diagnostic::file(path, "no Tenant document in this file")
+                                .with_hint("delete the file if the tenant is gone"),
+                        );
+                    }
+                    docs.push((path, d));
+                }
+                Err(e) => diags.push(Diagnostic::at(
+                    path,
+                    e.pos,
+                    format!("YAML syntax error: {}", e.message),
+                )),
+            },
             Some(Err(e)) => diags.push(Diagnostic::file(path, e.to_string())),
             None => {}
         }
     }
-    let mut policies = policies;
-    if let Some(config) = &config {
-        cross_check(config, &tenants, &mut diags);
-        pin_policy_paths(&mut policies, &tenants, &mut diags);
+    let several = loads.len() > 1;
+    let mut per_cluster: Vec<(String, Vec<Diagnostic>)> = Vec::new();
+    let mut out = Vec::new();
+    let mut roles: Vec<RoleName> = Vec::new();
+    for load in loads {
+        let mut cd = Diagnostics::default();
+        let config = load.config.as_ref();
+        let (mut policies, repo_escalations) = load_policies(&reader, &layout, config, &mut cd);
+        // Every file in policies/ names a policy, even one with errors of its own,
+        // so a broken policy is reported once and not again at each tenant using it.
+        let policy_names: BTreeSet<String> = layout
+            .policy_files
+            .iter()
+            .map(|(_, name)| name.clone())
+            .collect();
+        let default_quota = config.and_then(Config::default_quota);
+        let mut tenants = Vec::new();
+        for (path, file_docs) in &docs {
+            for doc in file_docs {
+                let Some(doc) = clusters::view(doc, path, &load.info, &infos, &mut cd) else {
+                    continue;
+                };
+                let mut cx = Cx {
+                    file: path,
+                    diags: &mut cd,
+                    src: &reader,
+                    config,
+                    default_quota: default_quota.as_ref(),
+                    policy_names: &policy_names,
+                    repo_escalations: &repo_escalations,
+                    pinned: Vec::new(),
+                };
+                if let Some(t) = cx.tenant(&doc) {
+                    tenants.push(t);
+                }
+            }
+        }
+        if let Some(config) = config {
+            cross_check(config, &tenants, &mut cd);
+            pin_policy_paths(&mut policies, &tenants, &mut cd);
+            for l in &tenants {
+                roles.push(RoleName {
+                    cluster: config.cluster.name.clone(),
+                    account: config.cluster.account_id.clone(),
+                    role: l.tenant.role_name(config),
+                    tenant: l.tenant.name.clone(),
+                    file: l.tenant.file.clone(),
+                    pos: l.name_pos,
+                });
+            }
+        }
+        if cd.is_empty() && diags.is_empty() {
+            if let Some(config) = load.config {
+                let mut tenants: Vec<Tenant> = tenants.into_iter().map(|t| t.tenant).collect();
+                tenants.sort_by(|a, b| a.name.cmp(&b.name));
+                out.push(Repository {
+                    config,
+                    tenants,
+                    policies,
+                    files: BTreeSet::new(),
+                });
+            }
+        }
+        per_cluster.push((load.info.name, cd.0));
+    }
+    merge_cluster_diagnostics(per_cluster, several, &mut diags);
+    if only.is_none() && several {
+        cross_cluster_check(&roles, &out, &mut diags);
     }
     if !diags.is_empty() {
         return Err(diags.sorted());
     }
-    let mut tenants: Vec<Tenant> = tenants.into_iter().map(|t| t.tenant).collect();
-    tenants.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Repository {
-        config: config.expect("no diagnostics means the config loaded"),
-        tenants,
-        policies,
-        files: reader.read.into_inner(),
-    })
+    let files = reader.read.into_inner();
+    for r in &mut out {
+        r.files = files.clone();
+    }
+    Ok(out)
 }
 
+/// The config of each cluster to load: the one of `kftenant.toml`, or one
+/// per `clusters/<name>.toml` over it (only `only`'s when given).
+fn cluster_configs(
+    reader: &Reader<'_>,
+    layout: &Layout,
+    base: Option<&str>,
+    only: Option<&str>,
+    diags: &mut Diagnostics,
+) -> Vec<ClusterLoad> {
+    let Some(base) = base else {
+        return Vec::new();
+    };
+    if layout.cluster_files.is_empty() {
+        let Some(config) = config::load(base, diags) else {
+            return Vec::new();
+        };
+        if let Some(want) = only.filter(|n| *n != config.cluster.name) {
+            diags.push(
+                Diagnostic::at(
+                    config::CONFIG_FILE,
+                    config.origin.locate(&["cluster", "name"]).1,
+                    format!(
+                        "no cluster `{want}`: this repository describes cluster `{}`",
+                        config.cluster.name
+                    ),
+                )
+                .with_hint("drop --cluster, or name that cluster"),
+            );
+            return Vec::new();
+        }
+        return vec![ClusterLoad {
+            info: clusters::ClusterInfo {
+                name: config.cluster.name.clone(),
+                labels: Some(config.cluster.labels.clone()),
+            },
+            config: Some(config),
+        }];
+    }
+    let base_ok = config::check_base(base, diags);
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for (path, name) in &layout.cluster_files {
+        if let Some(first) = seen.insert(name.to_ascii_lowercase(), path) {
+            diags.push(
+                Diagnostic::file(path, format!("cluster `{name}` is declared twice: {first} and {path} differ only in case"))
+                    .with_hint("cluster names are compared without case (they are part of IAM names): remove one"),
+            );
+        }
+    }
+    if let Some(want) = only {
+        if !layout.cluster_files.iter().any(|(_, n)| n == want) {
+            let names: Vec<&str> = layout
+                .cluster_files
+                .iter()
+                .map(|(_, n)| n.as_str())
+                .collect();
+            diags.push(
+                Diagnostic::file(
+                    clusters::CLUSTERS_DIR,
+                    format!(
+                        "no cluster `{want}`: this repository declares {}",
+                        names.join(", ")
+                    ),
+                )
+                .with_hint(format!("add clusters/{want}.toml, or name one of those")),
+            );
+            return Vec::new();
+        }
+    }
+    let mut loads = Vec::new();
+    for (path, name) in &layout.cluster_files {
+        if only.is_some_and(|o| o != name) {
+            // Another daemon's cluster: not read, its labels unknown.
+            loads.push(ClusterLoad {
+                info: clusters::ClusterInfo {
+                    name: name.clone(),
+                    labels: None,
+                },
+                config: None,
+            });
+            continue;
+        }
+        let config = match reader.read(path) {
+            Some(Ok(text)) if base_ok => config::load_layered(base, name, path, &text, diags),
+            Some(Ok(_)) => None,
+            Some(Err(e)) => {
+                diags.push(Diagnostic::file(path, e.to_string()));
+                None
+            }
+            None => None,
+        };
+        loads.push(ClusterLoad {
+            info: clusters::ClusterInfo {
+                name: name.clone(),
+                labels: config.as_ref().map(|c| c.cluster.labels.clone()),
+            },
+            config,
+        });
+    }
+    loads
+}
 /// Reads through a [`Source`], remembering what was read.
 pub(super) struct Reader<'s> {
     src: &'s dyn Source,
     read: std::cell::RefCell<BTreeSet<String>>,
+    /// What was read, so each cluster of a repository reads a file once.
+    cache: std::cell::RefCell<BTreeMap<String, Option<Result<String, ReadError>>>>,
 }
 
 impl Reader<'_> {
     /// The text of `path`; see [`Source::read`].
     pub(super) fn read(&self, path: &str) -> Option<Result<String, ReadError>> {
+        if let Some(r) = self.cache.borrow().get(path) {
+            return r.clone();
+        }
         let r = self.src.read(path);
+        self.cache.borrow_mut().insert(path.to_string(), r.clone());
         if matches!(r, Some(Ok(_))) {
             self.read.borrow_mut().insert(path.to_string());
         }
@@ -460,6 +777,7 @@ fn load_policies(
             name: name.clone(),
             file: path.clone(),
             path: config.map_or_else(String::new, |c| c.iam.role_path.clone()),
+            pinned: false,
             document: doc,
         });
     }
@@ -628,48 +946,109 @@ pub(super) struct Pinned {
     pub(super) pos: Pos,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn load_tenant_file(
-    src: &Reader<'_>,
-    path: &str,
-    text: &str,
-    config: Option<&Config>,
-    default_quota: Option<&Quota>,
-    policy_names: &BTreeSet<String>,
-    repo_escalations: &BTreeMap<String, Vec<Escalation>>,
-    out: &mut Vec<Loaded>,
+/// A tenant's role name on one cluster, for the checks across clusters.
+struct RoleName {
+    cluster: String,
+    account: String,
+    role: String,
+    tenant: String,
+    file: String,
+    pos: Pos,
+}
+
+/// Adds each cluster's problems to `diags`, once each. In a repository of
+/// several clusters, a problem that only some clusters have (a guardrail of
+/// one cluster, an override) says which.
+fn merge_cluster_diagnostics(
+    per_cluster: Vec<(String, Vec<Diagnostic>)>,
+    several: bool,
     diags: &mut Diagnostics,
 ) {
-    let docs = match yaml::load_documents(text) {
-        Ok(d) => d,
-        Err(e) => {
-            diags.push(Diagnostic::at(
-                path,
-                e.pos,
-                format!("YAML syntax error: {}", e.message),
-            ));
-            return;
+    let n = per_cluster.len();
+    let mut seen: Vec<(Diagnostic, Vec<String>)> = Vec::new();
+    for (cluster, list) in per_cluster {
+        for d in list {
+            match seen.iter_mut().find(|(s, _)| *s == d) {
+                Some((_, on)) => {
+                    if !on.contains(&cluster) {
+                        on.push(cluster.clone());
+                    }
+                }
+                None => seen.push((d, vec![cluster.clone()])),
+            }
         }
-    };
-    if docs.is_empty() {
-        diags.push(
-            Diagnostic::file(path, "no Tenant document in this file")
-                .with_hint("delete the file if the tenant is gone"),
-        );
     }
-    for doc in &docs {
-        let mut cx = Cx {
-            file: path,
-            diags,
-            src,
-            config,
-            default_quota,
-            policy_names,
-            repo_escalations,
-            pinned: Vec::new(),
-        };
-        if let Some(t) = cx.tenant(doc) {
-            out.push(t);
+    for (mut d, on) in seen {
+        if several && on.len() < n && !d.file.starts_with(clusters::CLUSTERS_DIR) {
+            let s = if on.len() == 1 { "" } else { "s" };
+            d.message = format!("{} (on cluster{s} {})", d.message, on.join(", "));
+        }
+        diags.push(d);
+    }
+}
+
+/// Checks across clusters: IAM names are unique per account, so two
+/// clusters in one account must not render the same role name (compared
+/// without case, as IAM does) or the same policy name.
+fn cross_cluster_check(roles: &[RoleName], repos: &[Repository], diags: &mut Diagnostics) {
+    let mut by_role: BTreeMap<(&str, String), &RoleName> = BTreeMap::new();
+    for r in roles {
+        let key = (r.account.as_str(), r.role.to_ascii_lowercase());
+        match by_role.get(&key) {
+            Some(first) if first.cluster != r.cluster => diags.push(
+                Diagnostic::at(
+                    &r.file,
+                    r.pos,
+                    format!(
+                        "tenant `{}` on cluster `{}` renders IAM role name `{}`, which tenant `{}` on cluster `{}` renders too, in the same account {} (IAM role names are unique per account, without case)",
+                        r.tenant, r.cluster, r.role, first.tenant, first.cluster, r.account
+                    ),
+                )
+                .with_hint(format!(
+                    "`{}` is defined at {}:{}:{}; put `{{cluster}}` in [iam] role_name_template (the default has it)",
+                    first.tenant, first.file, first.pos.line, first.pos.column
+                )),
+            ),
+            Some(_) => {}
+            None => {
+                by_role.insert(key, r);
+            }
+        }
+    }
+    let mut by_policy: BTreeMap<(&str, String), &str> = BTreeMap::new();
+    for repo in repos {
+        let c = &repo.config;
+        for p in &repo.policies {
+            let name = p.iam_name(c);
+            let key = (c.cluster.account_id.as_str(), name.to_ascii_lowercase());
+            match by_policy.get(&key) {
+                // Named by its ARN: a policy made before kftenant, which the
+                // template cannot rename; its tags give it to one cluster.
+                Some(first) if *first != c.cluster.name && p.pinned => diags.push(
+                    Diagnostic::file(
+                        &p.file,
+                        format!(
+                            "clusters `{first}` and `{}` share account {} and both name policy `{}` by its ARN; its ownership tags give it to one cluster",
+                            c.cluster.name,
+                            c.cluster.account_id,
+                            p.arn(c)
+                        ),
+                    )
+                    .with_hint("place the tenants that name it by ARN on one cluster (spec.clusters), or give the other cluster its own copy by name"),
+                ),
+                Some(first) if *first != c.cluster.name => diags.push(
+                    c.origin
+                        .at(&["iam", "policy_name_template"], format!(
+                            "clusters `{first}` and `{}` share account {} and both would create policy `{name}` from {}",
+                            c.cluster.name, c.cluster.account_id, p.file
+                        ))
+                        .with_hint("set [iam] policy_name_template = \"{policy}-{cluster}\" in kftenant.toml, so each cluster has its own copy"),
+                ),
+                Some(_) => {}
+                None => {
+                    by_policy.insert(key, &c.cluster.name);
+                }
+            }
         }
     }
 }
@@ -761,6 +1140,7 @@ fn pin_policy_paths(policies: &mut [RepoPolicy], tenants: &[Loaded], diags: &mut
     for policy in policies {
         if let Some((p, _)) = first.get(policy.name.as_str()) {
             policy.path.clone_from(&p.path);
+            policy.pinned = true;
         }
     }
 }
@@ -771,11 +1151,13 @@ fn check_decommissioned(
     tenants: &BTreeMap<&str, &Loaded>,
     diags: &mut Diagnostics,
 ) {
-    let pos = config::locate(&config.text, "prune", "decommissioned");
     let mut seen = BTreeSet::new();
     for name in &config.prune.decommissioned {
         let err = |msg: String, hint: String| {
-            Diagnostic::at(config::CONFIG_FILE, pos, msg).with_hint(hint)
+            config
+                .origin
+                .at(&["prune", "decommissioned"], msg)
+                .with_hint(hint)
         };
         if let Some(msg) = crate::names::check_dns_label(name) {
             diags.push(err(
@@ -798,6 +1180,8 @@ fn check_decommissioned(
         }
     }
 }
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(test)]
 mod escalation_tests;
 
@@ -1388,7 +1772,7 @@ mod tests {
         assert_eq!(
             p,
             vec![
-                "tenants/a.yaml:8:11: spec.adopt.role `arn:aws:iam::123456789012:role/team-a-prod-role` is not this tenant's role `arn:aws:iam::123456789012:role/kftenant/team-a-prod-role`\n  hint: kftenant takes over only the role the tenant renders: set spec.iam.roleName and spec.iam.rolePath to the live role's name and path (`kftenant import` writes them)",
+                "tenants/a.yaml:8:11: spec.adopt.role `arn:aws:iam::123456789012:role/team-a-prod-role` is not this tenant's role `arn:aws:iam::123456789012:role/kftenant/team-a-prod-role`\n  hint: kftenant takes over only the role the tenant renders: set spec.iam.roleName and spec.iam.rolePath to the live role's name and path (`kftenant import` writes them); with several clusters, in spec.overrides.<cluster> of the role's cluster",
                 "tenants/a.yaml:9:14: spec.adopt.profile `team-b` is not this tenant's Profile `team-a`\n  hint: a tenant's Profile (and namespace) has the tenant's name",
                 "tenants/a.yaml:10:16: spec.adopt.policies: `arn:aws:iam::aws:policy/ReadOnlyAccess` is not a policy this tenant attaches by ARN from policies/\n  hint: name it by this ARN in spec.iam.managedPolicies (or permissionsBoundary), with its document in policies/<name>.json",
                 "tenants/a.yaml:11:5: unknown field `roles` in spec.adopt\n  hint: did you mean `role`?",

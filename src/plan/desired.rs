@@ -203,7 +203,7 @@ pub fn render(repo: &Repository) -> Desired {
         .iter()
         .map(|p| {
             let d = DesiredPolicy {
-                name: p.name.clone(),
+                name: p.iam_name(c),
                 path: p.path.clone(),
                 arn: p.arn(c),
                 document: Document::from(&p.document),

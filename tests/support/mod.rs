@@ -27,6 +27,7 @@ pub mod git_ssh;
 pub mod kubeflow;
 pub mod proxy;
 pub mod repo;
+pub mod tcp_proxy;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -9,7 +9,9 @@
 //! the stack answers for AWS, because no local component can produce the case.
 //!
 //! It counts every call per action and per outcome, so a test can assert the
-//! exact number of IAM calls kftenant made.
+//! exact number of IAM calls kftenant made, and keeps a timeline of calls
+//! (when each arrived and when moto's answer went back), so a test can say
+//! when a write landed.
 //!
 //! Two ways in:
 //! - Rust: [`IamProxy::start`] returns a handle; the proxy runs on its own thread
@@ -176,6 +178,24 @@ pub struct ActionCounts {
 /// Counts per IAM action; requests without an `Action` are under `"(none)"`.
 pub type Counts = BTreeMap<String, ActionCounts>;
 
+/// One call in the timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallRecord {
+    pub action: String,
+    /// When the proxy received it.
+    pub received: std::time::SystemTime,
+    /// When moto's answer was passed back (`None`: not forwarded, or not
+    /// answered yet). A write has landed by then.
+    pub answered: Option<std::time::SystemTime>,
+}
+
+impl CallRecord {
+    /// Reads (`Get*`, `List*`) change nothing.
+    pub fn is_write(&self) -> bool {
+        !(self.action.starts_with("Get") || self.action.starts_with("List"))
+    }
+}
+
 /// Where the proxy forwards to, and in which moto account.
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
@@ -228,6 +248,9 @@ impl SplitMix64 {
 struct Inner {
     rules: Vec<RuleState>,
     counts: Counts,
+    timeline: Vec<CallRecord>,
+    /// Calls received and not answered yet.
+    in_flight: u64,
 }
 
 /// State shared between the handle and the server.
@@ -284,6 +307,38 @@ impl Shared {
         let mut inner = self.lock();
         inner.rules.clear();
         inner.counts.clear();
+        inner.timeline.clear();
+    }
+
+    pub fn timeline(&self) -> Vec<CallRecord> {
+        self.lock().timeline.clone()
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.lock().in_flight
+    }
+
+    /// Notes a call's arrival; its index in the timeline.
+    fn arrived(&self, action: &str) -> usize {
+        let mut inner = self.lock();
+        inner.in_flight += 1;
+        inner.timeline.push(CallRecord {
+            action: action.to_string(),
+            received: std::time::SystemTime::now(),
+            answered: None,
+        });
+        inner.timeline.len() - 1
+    }
+
+    /// Notes that the call at `index` is over (`answered`: moto answered it).
+    fn finished(&self, index: usize, answered: bool) {
+        let mut inner = self.lock();
+        inner.in_flight -= 1;
+        if answered {
+            if let Some(r) = inner.timeline.get_mut(index) {
+                r.answered = Some(std::time::SystemTime::now());
+            }
+        }
     }
 
     pub fn counts(&self) -> Counts {
@@ -414,6 +469,16 @@ impl IamProxy {
         self.counts().remove(action).unwrap_or_default()
     }
 
+    /// Every call so far, in order of arrival.
+    pub fn timeline(&self) -> Vec<CallRecord> {
+        self.shared.timeline()
+    }
+
+    /// Calls received and not answered yet.
+    pub fn in_flight(&self) -> u64 {
+        self.shared.in_flight()
+    }
+
     /// Total calls per action, for comparing with an expected list in one assert.
     pub fn calls(&self) -> BTreeMap<String, u64> {
         self.counts()
@@ -490,12 +555,57 @@ async fn handle(
     if req.uri().path().starts_with("/_proxy/") {
         return Ok(control(&shared, req).await);
     }
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Err(DroppedOnPurpose),
     };
     let action = action_of(parts.uri.query(), &body).unwrap_or_else(|| "(none)".to_string());
+    // Finished on drop too: hyper drops this future when the client goes away.
+    let mut call = InFlight {
+        shared: &shared,
+        index: shared.arrived(&action),
+        answered: false,
+    };
+    match forward(&shared, client, parts, body, &action).await {
+        Ok(Forwarded::Answered(r)) => {
+            call.answered = true;
+            Ok(r)
+        }
+        Ok(Forwarded::Local(r)) => Ok(r),
+        Err(e) => Err(e),
+    }
+}
+
+/// A call in the timeline until it is over.
+struct InFlight<'a> {
+    shared: &'a Shared,
+    index: usize,
+    answered: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.shared.finished(self.index, self.answered);
+    }
+}
+
+/// What became of a call.
+enum Forwarded {
+    /// moto answered (whatever it said).
+    Answered(Response<Full<Bytes>>),
+    /// The proxy answered itself (a fault, or moto unreachable).
+    Local(Response<Full<Bytes>>),
+}
+
+async fn forward(
+    shared: &Shared,
+    client: Client<HttpConnector, Full<Bytes>>,
+    mut parts: hyper::http::request::Parts,
+    body: Bytes,
+    action: &str,
+) -> Result<Forwarded, DroppedOnPurpose> {
+    let action = action.to_string();
     let verdict = shared.decide(&action);
     if !verdict.delay.is_zero() {
         tokio::time::sleep(verdict.delay).await;
@@ -506,22 +616,22 @@ async fn handle(
     );
     match verdict.terminal {
         Some(FaultKind::Throttle) => {
-            return Ok(iam_error(
+            return Ok(Forwarded::Local(iam_error(
                 StatusCode::BAD_REQUEST,
                 "Sender",
                 "Throttling",
                 "Rate exceeded",
                 &request_id,
-            ));
+            )));
         }
         Some(FaultKind::ServiceFailure) => {
-            return Ok(iam_error(
+            return Ok(Forwarded::Local(iam_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Receiver",
                 "ServiceFailure",
                 "Request processing has failed due to some unknown error, exception or failure.",
                 &request_id,
-            ));
+            )));
         }
         Some(FaultKind::Drop) => return Err(DroppedOnPurpose),
         Some(FaultKind::Latency) | None => {}
@@ -530,7 +640,12 @@ async fn handle(
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     parts.uri = match format!("{}{}", shared.config.upstream, path).parse() {
         Ok(uri) => uri,
-        Err(_) => return Ok(plain(StatusCode::BAD_GATEWAY, "bad upstream URL")),
+        Err(_) => {
+            return Ok(Forwarded::Local(plain(
+                StatusCode::BAD_GATEWAY,
+                "bad upstream URL",
+            )));
+        }
     };
     if let Some(account) = &shared.config.account_id {
         if !parts.headers.contains_key(ACCOUNT_HEADER) {
@@ -544,10 +659,10 @@ async fn handle(
         Ok(response) => response,
         Err(e) => {
             shared.record(&action, |c| c.unreachable += 1);
-            return Ok(plain(
+            return Ok(Forwarded::Local(plain(
                 StatusCode::BAD_GATEWAY,
                 &format!("iam proxy: moto unreachable: {e}"),
-            ));
+            )));
         }
     };
     let (parts, body) = response.into_parts();
@@ -555,7 +670,10 @@ async fn handle(
         Ok(collected) => collected.to_bytes(),
         Err(_) => {
             shared.record(&action, |c| c.unreachable += 1);
-            return Ok(plain(StatusCode::BAD_GATEWAY, "iam proxy: moto hung up"));
+            return Ok(Forwarded::Local(plain(
+                StatusCode::BAD_GATEWAY,
+                "iam proxy: moto hung up",
+            )));
         }
     };
     let failed = parts.status.is_client_error() || parts.status.is_server_error();
@@ -565,7 +683,10 @@ async fn handle(
             c.upstream_errors += 1;
         }
     });
-    Ok(Response::from_parts(parts, Full::new(body)))
+    Ok(Forwarded::Answered(Response::from_parts(
+        parts,
+        Full::new(body),
+    )))
 }
 
 /// The `Action` parameter of a query-protocol call, from the form body or,
