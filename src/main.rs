@@ -94,7 +94,9 @@ enum Command {
     ///
     /// Needs read access only (deploy/iam-readonly-policy.json); the apply
     /// that adopts needs deploy/iam-adopt-policy.json besides kftenant's usual
-    /// policy. README: "Moving an existing installation".
+    /// policy, and roles it adopts outside /kftenant/ need
+    /// deploy/iam-adopted-policy.json from then on. README: "Moving an
+    /// existing installation".
     ///
     /// Exit codes: 0 written and valid; 1 an error, or the written repository
     /// does not validate (its problems are printed: a live value kftenant's
