@@ -35,6 +35,7 @@
 //! - [`applied`] — the apply report (data).
 //! - [`schema`] — JSON Schemas of the formats.
 //! - [`scaffold`] — the files `kftenant init` writes.
+//! - [`import`] — the repository `kftenant import` writes from a live installation.
 //! - [`live`] — IAM and Kubernetes: reading the live world, executing plans.
 //! - [`git`] — the tenant repository in git: the daemon's checkout, commit
 //!   trees for `plan --base`, signature verification.
@@ -45,7 +46,7 @@
 //!
 //! The pure modules (`diag`, `names`, `ownership`, `document`, `kubeflow`,
 //! `quantity`, `quota`, `yaml`, `policy`, `config`, `model`, `plan`, `report`,
-//! `applied`, `schema`, `scaffold`)
+//! `applied`, `schema`, `scaffold`, `import`)
 //! use no network, clock, async runtime, git or client library: what they
 //! need comes in as data. `tests/architecture.rs` checks it, and that no two
 //! top-level modules import each other.
@@ -60,6 +61,7 @@ pub mod diag;
 pub mod document;
 #[cfg(feature = "live")]
 pub mod git;
+pub mod import;
 pub mod kubeflow;
 #[cfg(feature = "live")]
 pub mod live;

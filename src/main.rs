@@ -79,6 +79,30 @@ enum Command {
     /// Start a tenant repository: kftenant.toml, a first tenant and the CI
     /// workflow that validates and plans pull requests. Writes no file that exists.
     Init(InitArgs),
+    /// Write a tenant repository from a live Kubeflow installation, so its
+    /// Profiles and IAM roles come under kftenant without being recreated.
+    ///
+    /// Reads the cluster's Profiles (all, or those of --profile / --selector),
+    /// the IAM role each names in its AwsIamForServiceAccount plugin (path,
+    /// attached and inline policies, boundary, tags, maximum session duration,
+    /// the service accounts its trust policy lets in), and the contributors of
+    /// each namespace; writes DIR: the kftenant.toml given, tenants/NAME.yaml
+    /// (with `spec.adopt` naming exactly what kftenant takes over) and the
+    /// inline policies as files. Reports what kftenant cannot express. Changes
+    /// nothing live: review the files, then `kftenant plan DIR --live` shows one
+    /// `adopt` change per resource, and `kftenant apply DIR` takes them over in
+    /// place (same role, same Profile UID, namespace untouched).
+    ///
+    /// Needs read access only (deploy/iam-readonly-policy.json); the apply
+    /// that adopts needs deploy/iam-adopt-policy.json besides kftenant's usual
+    /// policy, and roles it adopts outside /kftenant/ need
+    /// deploy/iam-adopted-policy.json from then on. README: "Moving an
+    /// existing installation".
+    ///
+    /// Exit codes: 0 written and valid; 1 an error, or the written repository
+    /// does not validate (its problems are printed: a live value kftenant's
+    /// rules refuse, e.g. a guardrail).
+    Import(ImportArgs),
 }
 
 /// `kftenant validate`.
@@ -294,6 +318,41 @@ struct InitArgs {
     owner: String,
 }
 
+/// `kftenant import`.
+#[derive(clap::Args, Debug)]
+struct ImportArgs {
+    /// A kftenant.toml with at least [cluster] (name, account_id, region,
+    /// oidc_issuer): copied into DIR as it is; its settings decide what the
+    /// tenants need to say (role name template and path, defaults).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The folder to write the repository into: new, or empty (hidden entries
+    /// such as .git and the --config file itself may be there).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Import only this Profile (repeatable); default: every Profile the selector matches.
+    #[arg(long = "profile", value_name = "NAME")]
+    profiles: Vec<String>,
+    /// Import only the Profiles with these labels (a Kubernetes label selector, e.g. `team=ml`).
+    #[arg(long, value_name = "SELECTOR", default_value = "")]
+    selector: String,
+    /// Write the account's customer-managed policies the roles attach into
+    /// policies/NAME.json (kept at their ARN and adopted in place) instead of
+    /// naming them by ARN only. Policies with tags stay ARNs (repo policies
+    /// carry only kftenant's).
+    #[arg(long)]
+    import_policies: bool,
+    /// Format of the report on standard output.
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
+    format: ValidateFormat,
+    /// The kubeconfig context of the cluster to read (default: the current
+    /// one). The repository written describes that one cluster.
+    #[arg(long, value_name = "NAME")]
+    kube_context: Option<String>,
+    #[command(flatten)]
+    live: LiveOpts,
+}
+
 /// `--cluster`, of every command that reads a repository.
 #[derive(clap::Args, Debug, Clone, Default)]
 struct ClusterArg {
@@ -417,6 +476,7 @@ fn main() -> ExitCode {
         Command::Run(a) => run_daemon(a),
         Command::Schema(a) => write_schemas(a),
         Command::Init(a) => init(a),
+        Command::Import(a) => import_cmd(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -957,6 +1017,134 @@ fn init(a: InitArgs) -> Result<u8> {
             Ok(1)
         }
     }
+}
+
+/// Refuses to write into a folder that already holds something (but hidden
+/// entries such as `.git`, and the config file given).
+fn check_empty_out(out: &Path, config: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok(());
+    };
+    let config = std::fs::canonicalize(config).ok();
+    let mut found = Vec::new();
+    for e in entries {
+        let e = e.with_context(|| format!("reading {}", out.display()))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || std::fs::canonicalize(e.path()).ok() == config {
+            continue;
+        }
+        found.push(name);
+    }
+    if !found.is_empty() {
+        found.sort();
+        anyhow::bail!(
+            "refusing to write into {}: it holds {} (import into a new or empty folder)",
+            out.display(),
+            found.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn import_cmd(a: ImportArgs) -> Result<u8> {
+    use kftenant::import::{self, ImportOptions};
+    let text = std::fs::read_to_string(&a.config)
+        .with_context(|| format!("reading {}", a.config.display()))?;
+    let mut diags = kftenant::diag::Diagnostics::default();
+    let config = kftenant::config::load(&text, &mut diags);
+    let diags = diags.sorted();
+    let Some(config) = config.filter(|_| diags.is_empty()) else {
+        report::write_diagnostics(&diags, &mut std::io::stderr())?;
+        return Ok(1);
+    };
+    check_empty_out(&a.out, &a.config)?;
+    let rt = runtime()?;
+    let clients = rt.block_on(Clients::from_env(
+        &config.cluster.region,
+        a.live.aws_max_attempts,
+        a.kube_context.as_deref(),
+    ))?;
+    let mut profiles = rt.block_on(kftenant::live::observe::list_profiles(
+        &clients,
+        &a.selector,
+    ))?;
+    if !a.profiles.is_empty() {
+        let missing: Vec<&String> = a
+            .profiles
+            .iter()
+            .filter(|n| !profiles.iter().any(|p| p.name == **n))
+            .collect();
+        if !missing.is_empty() {
+            anyhow::bail!(
+                "no Profile {} in the cluster{}",
+                missing
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if a.selector.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with labels `{}`", a.selector)
+                }
+            );
+        }
+        profiles.retain(|p| a.profiles.contains(&p.name));
+    }
+    let scope = Scope {
+        path: config.iam.role_path.clone(),
+        role_names: import::role_names(&profiles)
+            .into_iter()
+            .map(|n| n.to_ascii_lowercase())
+            .collect(),
+        policy_names: Default::default(),
+        profile_names: profiles.iter().map(|p| p.name.clone()).collect(),
+        cluster: config.cluster.name.clone(),
+        external_policy_arns: Default::default(),
+        account_id: config.cluster.account_id.clone(),
+        service_accounts: Default::default(),
+    };
+    let mut observed = rt.block_on(observe(&clients, &scope, a.live.iam_mode.into()))?;
+    if a.import_policies {
+        let arns = import::local_policy_arns(&config, &profiles, &observed);
+        let read = rt.block_on(kftenant::live::observe::policies_by_arn(&clients, &arns))?;
+        observed.policies.retain(|p| !arns.contains(&p.arn));
+        observed.policies.extend(read);
+    }
+    if a.live.stats {
+        eprintln!("{}", serde_json::to_string(&clients.calls.snapshot())?);
+    }
+    let imported = import::render(
+        &text,
+        &config,
+        &profiles,
+        &observed,
+        &ImportOptions {
+            import_policies: a.import_policies,
+        },
+    );
+    for (path, content) in &imported.files {
+        let path = a.out.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut out = std::io::stdout().lock();
+    match a.format {
+        ValidateFormat::Text => report::write_import(&imported, &a.out, &mut out)?,
+        ValidateFormat::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&imported.summary())?
+        )?,
+    }
+    if !imported.problems.is_empty() {
+        report::write_diagnostics(&imported.problems, &mut std::io::stderr())?;
+        return Ok(1);
+    }
+    Ok(0)
 }
 
 fn write_schemas(a: SchemaArgs) -> Result<u8> {

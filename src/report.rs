@@ -53,7 +53,7 @@ pub fn unified(before: &Json, after: &Json) -> String {
 fn change_body(c: &Change) -> String {
     let mut out = String::new();
     match c.action {
-        Action::Update => {
+        Action::Update | Action::Adopt => {
             for d in &c.diffs {
                 if d.before.is_object()
                     || d.after.is_object()
@@ -89,8 +89,13 @@ fn summary_line(p: &Plan) -> String {
     } else {
         "tenants"
     };
+    let adopt = if s.adopt > 0 {
+        format!("{} to adopt, ", s.adopt)
+    } else {
+        String::new()
+    };
     let mut line = format!(
-        "{}: {} to create, {} to update, {} to delete ({} {tenants}).",
+        "{}: {adopt}{} to create, {} to update, {} to delete ({} {tenants}).",
         match p.kind {
             PlanKind::Plan => "Plan",
             PlanKind::Drift => "Drift",
@@ -497,8 +502,12 @@ fn markdown_blocks(p: &Plan) -> Vec<String> {
     }
     for (tenant, list) in groups(p) {
         let counts = |a: Action| list.iter().filter(|c| c.action == a).count();
+        let adopt = match counts(Action::Adopt) {
+            0 => String::new(),
+            n => format!("{n} to adopt, "),
+        };
         let mut b = format!(
-            "<details><summary><b>{}</b>: {} to create, {} to update, {} to delete</summary>\n\n",
+            "<details><summary><b>{}</b>: {adopt}{} to create, {} to update, {} to delete</summary>\n\n",
             group_title(tenant),
             counts(Action::Create),
             counts(Action::Update),
@@ -513,7 +522,7 @@ fn markdown_blocks(p: &Plan) -> Vec<String> {
             ));
             let body = change_body(c);
             if !body.is_empty() {
-                let lang = if c.action == Action::Update {
+                let lang = if matches!(c.action, Action::Update | Action::Adopt) {
                     "diff"
                 } else {
                     "json"
@@ -733,6 +742,55 @@ pub fn write_files_read(repos: &[Repository], w: &mut impl Write) -> io::Result<
         }
     }
     Ok(())
+}
+
+/// The report of `kftenant import`: what was written where, the notes to
+/// review, and what to run next.
+pub fn write_import(
+    imported: &crate::import::Imported,
+    dir: &std::path::Path,
+    w: &mut impl Write,
+) -> io::Result<()> {
+    let dir = dir.display();
+    writeln!(
+        w,
+        "kftenant import: {} tenant{} written to {dir} ({} files)",
+        imported.tenants.len(),
+        plural(imported.tenants.len()),
+        imported.files.len()
+    )?;
+    for t in &imported.tenants {
+        let adopts: Vec<&str> = [("the role", t.adopt_role), ("the Profile", t.adopt_profile)]
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(what, _)| what)
+            .collect();
+        let adopts = if adopts.is_empty() {
+            "already kftenant's".to_string()
+        } else {
+            format!("adopts {}", adopts.join(" and "))
+        };
+        writeln!(w, "  {}: role {} ({adopts})", t.file, t.role_arn)?;
+    }
+    if !imported.notes.is_empty() {
+        writeln!(w, "\nNotes (review them before applying):")?;
+        for n in &imported.notes {
+            writeln!(w, "  {} ({}): {}", n.profile, n.kind.label(), n.message)?;
+        }
+    }
+    if imported.problems.is_empty() {
+        writeln!(
+            w,
+            "\nNext: `kftenant validate {dir}`, then `kftenant plan {dir} --live`: one `adopt` change per resource taken over (exit code 2); review it, then `kftenant apply {dir}`."
+        )
+    } else {
+        writeln!(
+            w,
+            "\nThe repository does not validate ({} problem{}, on standard error): kftenant's rules refuse what is live. Fix the files (or kftenant.toml) before planning.",
+            imported.problems.len(),
+            plural(imported.problems.len())
+        )
+    }
 }
 
 /// Writes validation problems, one `file:line:column: message` each, and a count.

@@ -24,6 +24,7 @@ const PURE: &[&str] = &[
     "report",
     "applied",
     "schema",
+    "import",
 ];
 
 /// What the pure modules must not name.

@@ -134,6 +134,103 @@ fn committed_schemas_are_fresh() {
     }
 }
 
+/// `deploy/iam-adopted-policy.json` is `iam-policy.json`'s tag-scoped writes
+/// on every path (adopted roles keep theirs), `iam-adopt-policy.json` only
+/// tags with this cluster's ownership, and neither reaches the controller's
+/// own role. Moto does not evaluate IAM policies, so this checks their text.
+#[test]
+fn deploy_adoption_policies_are_the_owned_writes_on_every_path() {
+    use kftenant::ownership::{MANAGER, TAG_CLUSTER, TAG_MANAGED_BY};
+    use serde_json::{Value, json};
+    use std::collections::BTreeSet;
+    let read = |f: &str| -> Value {
+        let text = std::fs::read_to_string(root().join("deploy").join(f)).unwrap();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("deploy/{f}: {e}"))
+    };
+    let sid = |doc: &Value, sid: &str| -> Value {
+        doc["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == sid)
+            .unwrap_or_else(|| panic!("no statement {sid}"))
+            .clone()
+    };
+    let actions = |s: &Value| -> BTreeSet<String> {
+        match &s["Action"] {
+            Value::String(a) => [a.clone()].into(),
+            Value::Array(a) => a.iter().map(|v| v.as_str().unwrap().to_string()).collect(),
+            other => panic!("Action {other}"),
+        }
+    };
+    let base = read("iam-policy.json");
+    let adopt = read("iam-adopt-policy.json");
+    let adopted = read("iam-adopted-policy.json");
+    let ours = |prefix: &str| {
+        json!({"StringEquals": {
+            format!("{prefix}/{TAG_MANAGED_BY}"): MANAGER,
+            format!("{prefix}/{TAG_CLUSTER}"): "CLUSTER_NAME",
+        }})
+    };
+    let owned_roles = sid(&base, "ChangeOwnedRoles");
+    let roles = sid(&adopted, "ChangeAdoptedRoles");
+    assert_eq!(actions(&roles), actions(&owned_roles));
+    assert_eq!(roles["Resource"], "arn:aws:iam::ACCOUNT_ID:role/*");
+    assert_eq!(roles["Condition"], ours("iam:ResourceTag"));
+    assert_eq!(owned_roles["Condition"], ours("iam:ResourceTag"));
+    let policies = sid(&adopted, "ChangeAdoptedPolicies");
+    assert_eq!(
+        actions(&policies),
+        actions(&sid(&base, "ChangeOwnedPolicies"))
+    );
+    assert_eq!(policies["Resource"], "arn:aws:iam::ACCOUNT_ID:policy/*");
+    assert_eq!(policies["Condition"], ours("aws:ResourceTag"));
+    for (name, action, resource) in [
+        ("AdoptRoles", "iam:TagRole", "role/*"),
+        ("AdoptPolicies", "iam:TagPolicy", "policy/*"),
+    ] {
+        let s = sid(&adopt, name);
+        assert_eq!(actions(&s), [action.to_string()].into(), "{name}");
+        assert_eq!(s["Resource"], format!("arn:aws:iam::ACCOUNT_ID:{resource}"));
+        assert_eq!(s["Condition"], ours("aws:RequestTag"), "{name}");
+    }
+    // Allows only, but for the guard of the controller's own role.
+    for (doc, guard) in [
+        (&adopt, "NeverAdoptItself"),
+        (&adopted, "NeverChangeItself"),
+    ] {
+        let allowed: BTreeSet<String> = doc["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                s["Effect"] == "Allow" && s["Resource"].as_str().unwrap().contains(":role/")
+            })
+            .flat_map(&actions)
+            .collect();
+        let g = sid(doc, guard);
+        assert_eq!(g["Effect"], "Deny");
+        assert_eq!(
+            g["Resource"],
+            "arn:aws:iam::ACCOUNT_ID:role/kftenant-controller"
+        );
+        assert_eq!(
+            actions(&g),
+            allowed,
+            "{guard} denies every role write allowed"
+        );
+        assert_eq!(doc["Statement"].as_array().unwrap().len(), 3);
+    }
+    // The files are documented where deploy/ is.
+    let readme = std::fs::read_to_string(root().join("deploy/README.md")).unwrap();
+    for f in ["iam-adopt-policy.json", "iam-adopted-policy.json"] {
+        assert!(
+            readme.contains(&format!("| `{f}` |")),
+            "deploy/README.md lists {f}"
+        );
+    }
+}
+
 #[test]
 fn readme_lists_the_default_escalation_guardrails() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();

@@ -312,3 +312,96 @@ fn a_pull_request_changing_a_shared_tenant_plans_every_cluster() {
         );
     }
 }
+
+/// A tenant on dev and staging (one account) whose dev role and Profile were
+/// made before kftenant: dev's plan adopts exactly those, tagged for dev;
+/// staging's creates its own role under kftenant's path and adopts nothing.
+#[test]
+fn adoption_on_one_cluster_touches_only_that_clusters_resources() {
+    use kftenant::plan::observed::{ObservedProfile, ObservedRole};
+    let (tmp, repo) = converged_copy();
+    std::fs::write(
+        repo.join("tenants/legacy.yaml"),
+        "apiVersion: kftenant.io/v1alpha1\nkind: Tenant\nmetadata:\n  name: legacy\nspec:\n  owner: lee@acme.example\n  clusters: [dev, staging]\n  overrides:\n    dev:\n      adopt:\n        role: arn:aws:iam::111111111111:role/legacy-dev-role\n        profile: legacy\n      iam:\n        rolePath: /\n",
+    )
+    .unwrap();
+    // Dev's live world: the guide's role at `/` and its Profile, untagged.
+    let snapshot = tmp.path().join("dev.json");
+    let mut dev = Observed::from_json(&std::fs::read_to_string(&snapshot).unwrap()).unwrap();
+    let issuer = "oidc.eks.us-west-2.amazonaws.com/id/DEV0000000000000000000000000000A";
+    dev.roles.push(ObservedRole {
+        name: "legacy-dev-role".into(),
+        path: "/".into(),
+        arn: "arn:aws:iam::111111111111:role/legacy-dev-role".into(),
+        assume_role_policy_document:
+            serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"Federated": format!("arn:aws:iam::111111111111:oidc-provider/{issuer}")},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {format!("{issuer}:aud"): "sts.amazonaws.com"}}}]})
+            .to_string(),
+        permissions_boundary: None,
+        max_session_duration: 3600,
+        tags: Default::default(),
+        attached_policy_arns: vec![],
+        inline_policies: Default::default(),
+    });
+    dev.profiles.push(ObservedProfile {
+        name: "legacy".into(),
+        labels: Default::default(),
+        annotations: Default::default(),
+        spec: serde_json::json!({"owner": {"kind": "User", "name": "lee@acme.example"},
+            "plugins": [{"kind": "AwsIamForServiceAccount", "spec": {"awsIamRole": "arn:aws:iam::111111111111:role/legacy-dev-role"}}]})
+        .into(),
+        deleting: false,
+    });
+    std::fs::write(&snapshot, dev.to_json()).unwrap();
+
+    let (code, p) = plan_cluster(tmp.path(), &repo, "dev");
+    assert_eq!(code, Some(2), "{p:#}");
+    let changes = p["changes"].as_array().unwrap();
+    let adopted: Vec<(&str, &str)> = changes
+        .iter()
+        .filter(|c| c["action"] == "adopt")
+        .map(|c| {
+            (
+                c["operation"]["op"].as_str().unwrap(),
+                c["address"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        adopted,
+        [
+            ("adopt_profile", "profile.legacy"),
+            ("adopt_role", "iam_role.legacy-dev-role")
+        ]
+    );
+    let tags = changes
+        .iter()
+        .find(|c| c["operation"]["op"] == "adopt_role")
+        .map(|c| &c["operation"]["tags"])
+        .unwrap();
+    assert_eq!(tags["set"]["kftenant.io/cluster"], "dev", "{tags:#}");
+    // Everything else dev plans is the tenant's own (its boundary, its
+    // service account), nothing of another tenant or cluster.
+    assert!(
+        addresses(&p)
+            .iter()
+            .all(|a| a.contains("legacy") && !a.contains("staging")),
+        "{p:#}"
+    );
+    assert!(p["conflicts"].as_array().unwrap().is_empty(), "{p:#}");
+
+    // Staging: its own role, created under /kftenant/; no adoption.
+    let (code, p) = plan_cluster(tmp.path(), &repo, "staging");
+    assert_eq!(code, Some(2), "{p:#}");
+    let changes = p["changes"].as_array().unwrap();
+    assert!(changes.iter().all(|c| c["action"] == "create"), "{p:#}");
+    let role = changes
+        .iter()
+        .find(|c| c["operation"]["op"] == "create_role")
+        .unwrap();
+    assert_eq!(role["operation"]["name"], "legacy-staging-role");
+    assert_eq!(role["operation"]["path"], "/kftenant/");
+    assert!(!p.to_string().contains("legacy-dev-role"), "{p:#}");
+}

@@ -145,8 +145,9 @@ async fn run_group(
                     Err(e) => (Err(e), None),
                 };
                 audit(&c, commit, &result, started.elapsed());
-                if let Operation::ApplyProfile { name, .. } | Operation::DeleteProfile { name } =
-                    &c.operation
+                if let Operation::ApplyProfile { name, .. }
+                | Operation::AdoptProfile { name, .. }
+                | Operation::DeleteProfile { name } = &c.operation
                 {
                     profile_event(clients, name, uid, &c, commit, &result).await;
                 }
@@ -299,6 +300,7 @@ async fn profile_event(
     let (kind, reason) = match (&c.operation, result) {
         (_, Err(_)) => ("Warning", "ApplyFailed"),
         (Operation::DeleteProfile { .. }, Ok(())) => ("Normal", "Deleted"),
+        (Operation::AdoptProfile { .. }, Ok(())) => ("Normal", "Adopted"),
         _ => ("Normal", "Applied"),
     };
     let mut message = format!("kftenant {}: {}", c.action_word(), c.reason);
@@ -418,6 +420,12 @@ async fn execute_operation(
             labels,
             annotations,
             spec,
+        }
+        | AdoptProfile {
+            name,
+            labels,
+            annotations,
+            spec,
         } => apply_profile(clients, name, labels, annotations, spec).await,
         DeleteProfile { name } => delete_profile(clients, opts, name).await,
         op => execute_write(clients, opts, op).await.map(|()| None),
@@ -494,21 +502,31 @@ async fn execute_write(
             )
         }
         UpdateTrustPolicy { role, document } => {
-            let req = || {
-                clients
-                    .iam
-                    .update_assume_role_policy()
-                    .role_name(role)
-                    .policy_document(document.as_str())
-                    .send()
-            };
-            with_backoff(opts, || async {
-                clients
-                    .iam_call("UpdateAssumeRolePolicy", req())
-                    .await
-                    .map(|_| ())
-            })
-            .await
+            update_trust_policy(clients, opts, role, document).await
+        }
+        AdoptRole {
+            name,
+            tags,
+            trust_policy,
+        } => {
+            // Tags first: the role is kftenant's from then on, so whatever
+            // fails after is planned again as an ordinary change.
+            retag(clients, Tagged::Role(name), tags).await?;
+            match trust_policy {
+                Some(doc) => update_trust_policy(clients, opts, name, doc).await,
+                None => Ok(()),
+            }
+        }
+        AdoptPolicy {
+            arn,
+            tags,
+            document,
+        } => {
+            retag(clients, Tagged::Policy(arn), tags).await?;
+            match document {
+                Some(doc) => new_policy_version(clients, opts, arn, doc).await,
+                None => Ok(()),
+            }
         }
         PutBoundary { role, arn } => {
             let req = || {
@@ -614,7 +632,7 @@ async fn execute_write(
                 )
                 .await,
         ),
-        ApplyProfile { .. } | DeleteProfile { .. } => {
+        ApplyProfile { .. } | AdoptProfile { .. } | DeleteProfile { .. } => {
             unreachable!("Profiles are written by execute_operation")
         }
         ApplyMember {
@@ -696,6 +714,31 @@ async fn execute_write(
         }
         SetOwnerMarks { namespace, owner } => set_owner_marks(clients, namespace, owner).await,
     }
+}
+
+/// `UpdateAssumeRolePolicy`, retried while IAM does not know the OIDC
+/// provider or the role yet.
+async fn update_trust_policy(
+    clients: &Clients,
+    opts: &ApplyOptions,
+    role: &str,
+    document: &Document,
+) -> Result<(), Error> {
+    let req = || {
+        clients
+            .iam
+            .update_assume_role_policy()
+            .role_name(role)
+            .policy_document(document.as_str())
+            .send()
+    };
+    with_backoff(opts, || async {
+        clients
+            .iam_call("UpdateAssumeRolePolicy", req())
+            .await
+            .map(|_| ())
+    })
+    .await
 }
 
 /// Deletes are idempotent: what is already gone counts as deleted.

@@ -227,3 +227,84 @@ fn a_problem_of_one_cluster_says_which() {
     assert_eq!(p.len(), 1, "{p:#?}");
     assert!(!p[0].contains("on cluster"), "{p:#?}");
 }
+
+#[test]
+fn adoption_is_per_cluster() {
+    // The guide made `legacy`'s role on dev only (at `/`); on prod kftenant
+    // creates it under its path. Each cluster's view says so.
+    let legacy = "  owner: a@x.com\n  overrides:\n    dev:\n      adopt:\n        role: arn:aws:iam::123456789012:role/legacy-dev-role\n        profile: legacy\n      iam:\n        rolePath: /\n";
+    let src = repo().with("tenants/legacy.yaml", &tenant("legacy", legacy));
+    let all = load_all(&src).unwrap_or_else(|p| panic!("{p:#?}"));
+    let want = |r: &Repository| {
+        let t = r.tenants.iter().find(|t| t.name == "legacy").unwrap();
+        (
+            t.role_arn(&r.config),
+            t.adopt.role,
+            t.adopt.profile,
+            r.config.cluster.name.clone(),
+        )
+    };
+    assert_eq!(
+        want(&all[0]),
+        (
+            "arn:aws:iam::123456789012:role/legacy-dev-role".to_string(),
+            true,
+            true,
+            "dev".to_string()
+        )
+    );
+    assert_eq!(
+        want(&all[1]),
+        (
+            "arn:aws:iam::123456789012:role/kftenant/legacy-prod-role".to_string(),
+            false,
+            false,
+            "prod".to_string()
+        )
+    );
+    // Written for the whole tenant, dev's role is not prod's: refused there.
+    let src = repo().with(
+        "tenants/legacy.yaml",
+        &tenant(
+            "legacy",
+            "  owner: a@x.com\n  adopt:\n    role: arn:aws:iam::123456789012:role/legacy-dev-role\n  iam:\n    rolePath: /\n",
+        ),
+    );
+    let p = problems_all(&src);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        p[0].starts_with("tenants/legacy.yaml:8:11: spec.adopt.role `arn:aws:iam::123456789012:role/legacy-dev-role` is not this tenant's role `arn:aws:iam::123456789012:role/legacy-prod-role` (on cluster prod)")
+            && p[0].contains("spec.overrides.<cluster>"),
+        "{p:#?}"
+    );
+    // A policy made before kftenant, named by its ARN on two clusters of
+    // one account: its tags can give it to one cluster only.
+    let src = repo().with(
+        "tenants/everywhere.yaml",
+        &tenant(
+            "everywhere",
+            "  owner: a@x.com\n  iam:\n    managedPolicies: [arn:aws:iam::123456789012:policy/shared]\n",
+        ),
+    );
+    let p = problems_all(&src);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        p[0].starts_with("policies/shared.json: clusters `dev` and `prod` share account 123456789012 and both name policy `arn:aws:iam::123456789012:policy/shared` by its ARN"),
+        "{p:#?}"
+    );
+    // On one cluster only, it is that cluster's, under its own name.
+    let src = src.with(
+        "tenants/everywhere.yaml",
+        &tenant(
+            "everywhere",
+            "  owner: a@x.com\n  clusters: [dev]\n  iam:\n    managedPolicies: [arn:aws:iam::123456789012:policy/shared]\n",
+        ),
+    );
+    let all = load_all(&src).unwrap_or_else(|p| panic!("{p:#?}"));
+    let arn = |r: &Repository| r.policies[0].arn(&r.config);
+    assert_eq!(arn(&all[0]), "arn:aws:iam::123456789012:policy/shared");
+    assert_eq!(
+        arn(&all[1]),
+        "arn:aws:iam::123456789012:policy/kftenant/shared-prod"
+    );
+}

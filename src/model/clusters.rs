@@ -11,7 +11,9 @@
 //! - `profile.resourceQuota`: merged over the tenant's own, limit by limit
 //!   (`null` removes one), `scopes` replaced when given;
 //! - `iam.managedPolicies` and `iam.inlinePolicies`: added to the tenant's;
-//! - `members`: replace the tenant's.
+//! - `members`: replace the tenant's;
+//! - `adopt`, `iam.roleName`, `iam.rolePath`: replace the tenant's (a role
+//!   made before kftenant is one cluster's, with that cluster's name).
 //!
 //! [`view`] works on the positioned YAML tree, before the tenant is decoded:
 //! it drops the document when the tenant is not on the cluster, splices the
@@ -29,11 +31,12 @@ pub const CLUSTERS_DIR: &str = "clusters";
 /// `spec` fields that say where the tenant lives.
 pub const PLACEMENT_FIELDS: &[&str] = &["clusters", "clusterSelector", "overrides"];
 /// `spec.overrides.<cluster>`.
-pub const OVERRIDE_FIELDS: &[&str] = &["profile", "iam", "members"];
+pub const OVERRIDE_FIELDS: &[&str] = &["profile", "iam", "members", "adopt"];
 /// `spec.overrides.<cluster>.profile`.
 pub const OVERRIDE_PROFILE_FIELDS: &[&str] = &["resourceQuota"];
 /// `spec.overrides.<cluster>.iam`.
-pub const OVERRIDE_IAM_FIELDS: &[&str] = &["managedPolicies", "inlinePolicies"];
+pub const OVERRIDE_IAM_FIELDS: &[&str] =
+    &["managedPolicies", "inlinePolicies", "roleName", "rolePath"];
 
 /// A cluster as tenants see it: its name and labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,7 +383,7 @@ fn apply_override(spec: &mut Vec<(Node, Node)>, over: Node) {
     };
     for (k, v) in fields {
         match k.scalar_text().as_str() {
-            "members" => set(spec, k, v),
+            "members" | "adopt" => set(spec, k, v),
             "iam" => {
                 let Value::Map(iam_over) = v.value else {
                     set(spec, k, v);
@@ -394,7 +397,8 @@ fn apply_override(spec: &mut Vec<(Node, Node)>, over: Node) {
                     unreachable!()
                 };
                 for (ik, iv) in iam_over {
-                    // Lists are added to the tenant's.
+                    // Lists are added to the tenant's; roleName and rolePath
+                    // replace it.
                     let existing = iam
                         .iter_mut()
                         .find(|(e, _)| e.scalar_text() == ik.scalar_text());
@@ -603,8 +607,8 @@ mod tests {
                 "t.yaml:7:5: spec.overrides.staging: the tenant is not on cluster `staging`\n  hint: add the cluster to spec.clusters (or its labels to the selector), or remove the override",
                 "t.yaml:8:5: spec.overrides: no cluster `qa` in this repository\n  hint: the clusters of this repository: dev, staging, prod",
                 "t.yaml:9:5: spec.overrides.prod: the tenant is not on cluster `prod`\n  hint: add the cluster to spec.clusters (or its labels to the selector), or remove the override",
-                "t.yaml:9:12: unknown field `quota` in spec.overrides.prod\n  hint: known fields: profile, iam, members",
-                "t.yaml:9:29: unknown field `tags` in spec.overrides.prod.iam\n  hint: known fields: managedPolicies, inlinePolicies",
+                "t.yaml:9:12: unknown field `quota` in spec.overrides.prod\n  hint: known fields: profile, iam, members, adopt",
+                "t.yaml:9:29: unknown field `tags` in spec.overrides.prod.iam\n  hint: known fields: managedPolicies, inlinePolicies, roleName, rolePath",
             ]
         );
         let (_, problems) =

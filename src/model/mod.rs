@@ -42,7 +42,7 @@ mod decode;
 pub mod layout;
 pub mod source;
 
-pub use decode::fields;
+pub use decode::{check_tag, check_user, fields};
 pub use layout::Layout;
 pub use source::{DirSource, MemSource, ReadError, Source};
 
@@ -108,6 +108,11 @@ pub struct TenantMetadata {
 pub struct TenantSpec {
     /// The Profile owner (a user name as your identity provider gives it, usually an email).
     pub owner: String,
+    /// Live resources that kftenant may take over although it did not create
+    /// them (written by `kftenant import`). Without it, a live role, Profile
+    /// or policy of the tenant that kftenant does not own is a conflict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt: Option<TenantAdopt>,
     /// The tenant's IAM role.
     #[serde(default)]
     pub iam: TenantIam,
@@ -150,6 +155,10 @@ pub struct ClusterOverride {
     /// Contributors on that cluster, instead of the tenant's `members`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<MemberSpec>>,
+    /// What kftenant may take over on that cluster, instead of the tenant's
+    /// `adopt` (each cluster's role made before kftenant is its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt: Option<TenantAdopt>,
 }
 
 /// `spec.overrides.<cluster>.profile`
@@ -172,6 +181,32 @@ pub struct IamOverride {
     /// Inline policies on that cluster besides the tenant's.
     #[serde(default)]
     pub inline_policies: Vec<InlinePolicySpec>,
+    /// The role's name on that cluster, instead of the tenant's `roleName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_name: Option<String>,
+    /// The role's path on that cluster, instead of the tenant's `rolePath`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_path: Option<String>,
+}
+
+/// `spec.adopt`: what kftenant may take over, each named exactly as it is
+/// live, so a review sees what changes hands. Once taken over (ownership
+/// tags and labels added), the block may stay or go: it changes nothing more.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantAdopt {
+    /// The ARN of the tenant's existing IAM role: it must be the role the
+    /// tenant renders (`[iam] role_name_template` and `role_path`, or
+    /// `spec.iam.roleName` and `spec.iam.rolePath`).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// The name of the tenant's existing Profile: the tenant's name.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// ARNs of existing customer-managed policies that have a file in
+    /// `policies/` and that this tenant attaches by that ARN.
+    #[serde(default)]
+    pub policies: Vec<String>,
 }
 
 /// One entry of `spec.members`.
@@ -188,7 +223,17 @@ pub struct MemberSpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TenantIam {
-    /// Managed policies to attach: full ARNs, or names of files in `policies/` (without `.json`).
+    /// The role's name, when it is not the one `[iam] role_name_template`
+    /// renders (a role made before kftenant; IAM cannot rename a role).
+    #[serde(default)]
+    pub role_name: Option<String>,
+    /// The role's IAM path, when it is not `[iam] role_path` (a role made
+    /// before kftenant; IAM cannot move a role).
+    #[serde(default)]
+    pub role_path: Option<String>,
+    /// Managed policies to attach: full ARNs, or names of files in `policies/`
+    /// (without `.json`). An ARN of this account whose name has a file in
+    /// `policies/` is that repo policy, kept at the ARN's path.
     #[serde(default)]
     pub managed_policies: Vec<String>,
     /// Inline policies of the role.
@@ -294,6 +339,45 @@ pub struct Tenant {
     pub annotations: BTreeMap<String, String>,
     /// Contributors: user and role, sorted by user.
     pub members: Vec<(String, crate::kubeflow::MemberRole)>,
+    /// `spec.iam.roleName`: the role's name when it is not the template's.
+    pub role_name: Option<String>,
+    /// `spec.iam.rolePath`: the role's path when it is not `[iam] role_path`.
+    pub role_path: Option<String>,
+    /// `spec.adopt`: what kftenant may take over.
+    pub adopt: Adopt,
+}
+
+/// What a tenant lets kftenant take over (`spec.adopt`), checked against
+/// what the tenant renders.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Adopt {
+    /// The tenant's role.
+    pub role: bool,
+    /// The tenant's Profile.
+    pub profile: bool,
+    /// Repo policies, by name.
+    pub policies: BTreeSet<String>,
+}
+
+impl Tenant {
+    /// The name of the tenant's role: `spec.iam.roleName`, or the template's.
+    pub fn role_name(&self, config: &Config) -> String {
+        self.role_name
+            .clone()
+            .unwrap_or_else(|| config.role_name(&self.name))
+    }
+
+    /// The IAM path of the tenant's role: `spec.iam.rolePath`, or `[iam] role_path`.
+    pub fn role_path<'a>(&'a self, config: &'a Config) -> &'a str {
+        self.role_path.as_deref().unwrap_or(&config.iam.role_path)
+    }
+
+    /// The ARN of the tenant's role.
+    pub fn role_arn(&self, config: &Config) -> String {
+        config
+            .account()
+            .role_arn(self.role_path(config), &self.role_name(config))
+    }
 }
 
 /// A shared policy from `policies/`.
@@ -303,8 +387,33 @@ pub struct RepoPolicy {
     pub name: String,
     /// The file, relative to the repository root.
     pub file: String,
+    /// Its IAM path: `[iam] role_path`, or the path of the ARN tenants name
+    /// it by (a policy made before kftenant; IAM cannot move a policy).
+    pub path: String,
+    /// Tenants name it by an ARN (a policy made before kftenant, adopted):
+    /// its IAM name is then the file name, not `[iam] policy_name_template`'s.
+    pub pinned: bool,
     /// The document.
     pub document: Json,
+}
+
+impl RepoPolicy {
+    /// The policy's IAM name: `[iam] policy_name_template`'s, or the file
+    /// name when tenants name it by an ARN.
+    pub fn iam_name(&self, config: &Config) -> String {
+        if self.pinned {
+            self.name.clone()
+        } else {
+            config.policy_name(&self.name)
+        }
+    }
+
+    /// The policy's ARN in `config`'s account.
+    pub fn arn(&self, config: &Config) -> String {
+        config
+            .account()
+            .policy_arn(&self.path, &self.iam_name(config))
+    }
 }
 
 /// A repository in which every check passed.
@@ -445,7 +554,7 @@ fn load_with(src: &dyn Source, only: Option<&str>) -> Result<Vec<Repository>, Ve
     for load in loads {
         let mut cd = Diagnostics::default();
         let config = load.config.as_ref();
-        let (policies, repo_escalations) = load_policies(&reader, &layout, config, &mut cd);
+        let (mut policies, repo_escalations) = load_policies(&reader, &layout, config, &mut cd);
         // Every file in policies/ names a policy, even one with errors of its own,
         // so a broken policy is reported once and not again at each tenant using it.
         let policy_names: BTreeSet<String> = layout
@@ -468,6 +577,7 @@ fn load_with(src: &dyn Source, only: Option<&str>) -> Result<Vec<Repository>, Ve
                     default_quota: default_quota.as_ref(),
                     policy_names: &policy_names,
                     repo_escalations: &repo_escalations,
+                    pinned: Vec::new(),
                 };
                 if let Some(t) = cx.tenant(&doc) {
                     tenants.push(t);
@@ -476,11 +586,12 @@ fn load_with(src: &dyn Source, only: Option<&str>) -> Result<Vec<Repository>, Ve
         }
         if let Some(config) = config {
             cross_check(config, &tenants, &mut cd);
+            pin_policy_paths(&mut policies, &tenants, &mut cd);
             for l in &tenants {
                 roles.push(RoleName {
                     cluster: config.cluster.name.clone(),
                     account: config.cluster.account_id.clone(),
-                    role: config.role_name(&l.tenant.name),
+                    role: l.tenant.role_name(config),
                     tenant: l.tenant.name.clone(),
                     file: l.tenant.file.clone(),
                     pos: l.name_pos,
@@ -775,6 +886,8 @@ fn load_policies(
         out.push(RepoPolicy {
             name: name.clone(),
             file: path.clone(),
+            path: config.map_or_else(String::new, |c| c.iam.role_path.clone()),
+            pinned: false,
             document: doc,
         });
     }
@@ -938,6 +1051,21 @@ pub(super) fn escalations_in(
 pub(super) struct Loaded {
     pub(super) tenant: Tenant,
     pub(super) name_pos: Pos,
+    /// The repo policies the tenant names by ARN, each with the path it says.
+    pub(super) pinned: Vec<Pinned>,
+}
+
+/// A repo policy named by its ARN, which says its path.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Pinned {
+    /// The policy (file) name.
+    pub(super) name: String,
+    /// The path the ARN says.
+    pub(super) path: String,
+    /// The ARN as written.
+    pub(super) arn: String,
+    /// Where it is written.
+    pub(super) pos: Pos,
 }
 
 /// A tenant's role name on one cluster, for the checks across clusters.
@@ -1029,9 +1157,23 @@ fn cross_cluster_check(roles: &[RoleName], repos: &[Repository], diags: &mut Dia
     for repo in repos {
         let c = &repo.config;
         for p in &repo.policies {
-            let name = c.policy_name(&p.name);
+            let name = p.iam_name(c);
             let key = (c.cluster.account_id.as_str(), name.to_ascii_lowercase());
             match by_policy.get(&key) {
+                // Named by its ARN: a policy made before kftenant, which the
+                // template cannot rename; its tags give it to one cluster.
+                Some(first) if *first != c.cluster.name && p.pinned => diags.push(
+                    Diagnostic::file(
+                        &p.file,
+                        format!(
+                            "clusters `{first}` and `{}` share account {} and both name policy `{}` by its ARN; its ownership tags give it to one cluster",
+                            c.cluster.name,
+                            c.cluster.account_id,
+                            p.arn(c)
+                        ),
+                    )
+                    .with_hint("place the tenants that name it by ARN on one cluster (spec.clusters), or give the other cluster its own copy by name"),
+                ),
                 Some(first) if *first != c.cluster.name => diags.push(
                     c.origin
                         .at(&["iam", "policy_name_template"], format!(
@@ -1070,8 +1212,9 @@ fn cross_check(config: &Config, tenants: &[Loaded], diags: &mut Diagnostics) {
             continue;
         }
         by_name.insert(&t.name, l);
-        let role = config.role_name(&t.name);
-        if role.len() > 64 {
+        let role = t.role_name(config);
+        // A `roleName` is checked where it is written.
+        if t.role_name.is_none() && role.len() > 64 {
             diags.push(
                 Diagnostic::at(
                     &t.file,
@@ -1104,6 +1247,40 @@ fn cross_check(config: &Config, tenants: &[Loaded], diags: &mut Diagnostics) {
         }
     }
     check_decommissioned(config, &by_name, diags);
+}
+
+/// A repo policy's path: the path of the ARN tenants name it by (a policy
+/// made before kftenant, which IAM cannot move), else `[iam] role_path`.
+/// Every ARN naming one policy must say the same path.
+fn pin_policy_paths(policies: &mut [RepoPolicy], tenants: &[Loaded], diags: &mut Diagnostics) {
+    let mut first: BTreeMap<&str, (&Pinned, &str)> = BTreeMap::new();
+    for l in tenants {
+        for p in &l.pinned {
+            match first.get(p.name.as_str()) {
+                None => {
+                    first.insert(&p.name, (p, &l.tenant.file));
+                }
+                Some((f, file)) if f.path != p.path => diags.push(
+                    Diagnostic::at(
+                        &l.tenant.file,
+                        p.pos,
+                        format!(
+                            "`{}` names policy `{}` at path `{}`, but {}:{}:{} names it at `{}`; a policy has one path",
+                            p.arn, p.name, p.path, file, f.pos.line, f.pos.column, f.path
+                        ),
+                    )
+                    .with_hint("name it by the same ARN everywhere (or by its name alone)"),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+    for policy in policies {
+        if let Some((p, _)) = first.get(policy.name.as_str()) {
+            policy.path.clone_from(&p.path);
+            policy.pinned = true;
+        }
+    }
 }
 
 /// `[prune] decommissioned`: tenant names, each once, none still in git.
@@ -1780,6 +1957,151 @@ mod tests {
     }
 
     #[test]
+    fn a_role_made_before_kftenant_keeps_its_name_and_path() {
+        let r = load(&base().with(
+            "tenants/a.yaml",
+            &tenant(
+                "team-a",
+                "  owner: a@example.com\n  iam:\n    roleName: TeamA-Legacy\n    rolePath: /\n",
+            ),
+        ))
+        .unwrap_or_else(|p| panic!("{p:#?}"));
+        let t = &r.tenants[0];
+        assert_eq!(t.role_name(&r.config), "TeamA-Legacy");
+        assert_eq!(t.role_path(&r.config), "/");
+        assert_eq!(
+            t.role_arn(&r.config),
+            "arn:aws:iam::123456789012:role/TeamA-Legacy"
+        );
+        // Without them: the template's name and [iam] role_path.
+        let r = load(&base().with(
+            "tenants/a.yaml",
+            &tenant("team-a", "  owner: a@example.com\n"),
+        ))
+        .unwrap();
+        assert_eq!(
+            r.tenants[0].role_arn(&r.config),
+            "arn:aws:iam::123456789012:role/kftenant/team-a-prod-role"
+        );
+        let long = "r".repeat(65);
+        let src = base().with(
+            "tenants/a.yaml",
+            &format!(
+                "{}\n---\n{}\n---\n{}",
+                tenant("team-a", &format!("  owner: a@example.com\n  iam:\n    roleName: {long}\n    rolePath: kftenant\n")),
+                tenant("team-b", "  owner: a@example.com\n  iam:\n    roleName: bad/name\n"),
+                // Collides with team-c's template name, case-insensitively.
+                tenant("team-d", "  owner: a@example.com\n  iam:\n    roleName: TEAM-C-prod-role\n    rolePath: /\n"),
+            ),
+        )
+        .with("tenants/c.yaml", &tenant("team-c", "  owner: a@example.com\n"));
+        assert_eq!(
+            problems(&src),
+            vec![
+                format!("tenants/a.yaml:8:15: spec.iam.roleName `{long}` must be 1 to 64 characters"),
+                "tenants/a.yaml:9:15: spec.iam.rolePath `kftenant` is not an IAM path\n  hint: a path starts and ends with `/`, e.g. `/` or `/teams/`".to_string(),
+                "tenants/a.yaml:19:15: spec.iam.roleName `bad/name`: `/` is not allowed in IAM names (letters, digits and +=,.@_- only)".to_string(),
+                "tenants/c.yaml:4:9: tenant `team-c` renders IAM role name `team-c-prod-role`, which collides with tenant `team-d` (IAM role names are case-insensitive)\n  hint: `team-d` is defined at tenants/a.yaml:25:9".to_string(),
+            ]
+        );
+    }
+
+    const POLICY_AT_ROOT: &str = "arn:aws:iam::123456789012:policy/shared";
+
+    #[test]
+    fn adopt_names_exactly_what_the_tenant_renders() {
+        let spec = format!(
+            "  owner: a@example.com\n  adopt:\n    role: arn:aws:iam::123456789012:role/team-a-prod-role\n    profile: team-a\n    policies: [{POLICY_AT_ROOT}]\n  iam:\n    rolePath: /\n    managedPolicies: [{POLICY_AT_ROOT}]\n"
+        );
+        let r = load(&base().with("tenants/a.yaml", &tenant("team-a", &spec)))
+            .unwrap_or_else(|p| panic!("{p:#?}"));
+        let t = &r.tenants[0];
+        assert_eq!(
+            t.adopt,
+            Adopt {
+                role: true,
+                profile: true,
+                policies: ["shared".to_string()].into(),
+            }
+        );
+        assert_eq!(t.managed_policies, vec![PolicyRef::Repo("shared".into())]);
+        // Anything else is refused where it is written.
+        let spec = "  owner: a@example.com\n  adopt:\n    role: arn:aws:iam::123456789012:role/team-a-prod-role\n    profile: team-b\n    policies: [arn:aws:iam::aws:policy/ReadOnlyAccess]\n    roles: x\n  iam:\n    managedPolicies: [arn:aws:iam::aws:policy/ReadOnlyAccess]\n";
+        let p = problems(&base().with("tenants/a.yaml", &tenant("team-a", spec)));
+        assert_eq!(
+            p,
+            vec![
+                "tenants/a.yaml:8:11: spec.adopt.role `arn:aws:iam::123456789012:role/team-a-prod-role` is not this tenant's role `arn:aws:iam::123456789012:role/kftenant/team-a-prod-role`\n  hint: kftenant takes over only the role the tenant renders: set spec.iam.roleName and spec.iam.rolePath to the live role's name and path (`kftenant import` writes them); with several clusters, in spec.overrides.<cluster> of the role's cluster",
+                "tenants/a.yaml:9:14: spec.adopt.profile `team-b` is not this tenant's Profile `team-a`\n  hint: a tenant's Profile (and namespace) has the tenant's name",
+                "tenants/a.yaml:10:16: spec.adopt.policies: `arn:aws:iam::aws:policy/ReadOnlyAccess` is not a policy this tenant attaches by ARN from policies/\n  hint: name it by this ARN in spec.iam.managedPolicies (or permissionsBoundary), with its document in policies/<name>.json",
+                "tenants/a.yaml:11:5: unknown field `roles` in spec.adopt\n  hint: did you mean `role`?",
+            ]
+        );
+        let p = problems(&base().with(
+            "tenants/a.yaml",
+            &tenant("team-a", "  owner: a@example.com\n  adopt: {}\n"),
+        ));
+        assert_eq!(
+            p,
+            vec![
+                "tenants/a.yaml:7:10: spec.adopt names nothing to take over\n  hint: name the live role (`role: <ARN>`), the Profile (`profile: <name>`) or `policies`, or remove the block"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_repo_policy_named_by_its_arn_keeps_its_path() {
+        let by_arn = |t: &str| {
+            tenant(
+                t,
+                &format!(
+                    "  owner: a@example.com\n  iam:\n    managedPolicies: [{POLICY_AT_ROOT}]\n"
+                ),
+            )
+        };
+        let src = base().with("tenants/a.yaml", &by_arn("team-a")).with(
+            "tenants/b.yaml",
+            &tenant(
+                "team-b",
+                "  owner: a@example.com\n  iam:\n    managedPolicies: [shared]\n",
+            ),
+        );
+        let r = load(&src).unwrap_or_else(|p| panic!("{p:#?}"));
+        assert_eq!(r.policies[0].path, "/");
+        assert_eq!(r.policies[0].arn(&r.config), POLICY_AT_ROOT);
+        // Both tenants attach the one policy, by ARN or by name.
+        let d = crate::plan::desired::render(&r);
+        for t in ["team-a", "team-b"] {
+            assert_eq!(
+                d.roles[t].managed_policy_arns,
+                [POLICY_AT_ROOT.to_string()].into(),
+                "{t}"
+            );
+        }
+        assert_eq!(d.policies["shared"].arn, POLICY_AT_ROOT);
+        // Named by name only: under [iam] role_path, as always.
+        let r = load(&base().with(
+            "tenants/b.yaml",
+            &tenant(
+                "team-b",
+                "  owner: a@example.com\n  iam:\n    managedPolicies: [shared]\n",
+            ),
+        ))
+        .unwrap();
+        assert_eq!(r.policies[0].path, "/kftenant/");
+        // Two paths for one policy: refused. Another account's ARN is not the repo policy.
+        let src = base()
+            .with("tenants/a.yaml", &by_arn("team-a"))
+            .with("tenants/c.yaml", &tenant("team-c", "  owner: a@example.com\n  iam:\n    managedPolicies:\n      - arn:aws:iam::123456789012:policy/ml/shared\n      - arn:aws:iam::999999999999:policy/shared\n"));
+        assert_eq!(
+            problems(&src),
+            vec![
+                "tenants/c.yaml:9:9: `arn:aws:iam::123456789012:policy/ml/shared` names policy `shared` at path `/ml/`, but tenants/a.yaml:8:23 names it at `/`; a policy has one path\n  hint: name it by the same ARN everywhere (or by its name alone)"
+            ]
+        );
+    }
+
+    #[test]
     fn decoder_fields_match_the_schema() {
         let schema = serde_json::to_value(schemars::schema_for!(TenantDocument)).unwrap();
         let props = |v: &Json| -> Vec<String> {
@@ -1801,6 +2123,7 @@ mod tests {
         assert_eq!(props(&schema), sorted(fields::DOCUMENT));
         assert_eq!(props(&def("TenantMetadata")), sorted(fields::METADATA));
         assert_eq!(props(&def("TenantSpec")), sorted(fields::SPEC));
+        assert_eq!(props(&def("TenantAdopt")), sorted(fields::ADOPT));
         assert_eq!(props(&def("TenantIam")), sorted(fields::IAM));
         assert_eq!(props(&def("InlinePolicySpec")), sorted(fields::INLINE));
         assert_eq!(props(&def("TenantProfile")), sorted(fields::PROFILE));

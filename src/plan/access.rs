@@ -178,12 +178,13 @@ fn members(
             && binding.body.to_json() == binding_body(m)
         {
             // Added in the dashboard, and now in git too: the same user and
-            // role, so git asks for exactly this binding. kftenant labels it.
+            // role, so git asks for exactly this binding. kftenant labels it:
+            // an adoption, as `spec.adopt` is for the role and the Profile.
             out.changes.push(
                 Change::new(
                     apply(name, m),
                     Some(tenant),
-                    Action::Update,
+                    Action::Adopt,
                     format!(
                         "`{}` was added as {} in the dashboard and is now in git: kftenant takes the binding over (adds its labels)",
                         m.user,
@@ -455,7 +456,7 @@ mod tests {
                 .iter()
                 .map(|c| (c.action, c.address.as_str()))
                 .collect::<Vec<_>>(),
-            vec![(Action::Update, "member.team.user-bob-x-io-clusterrole-view")]
+            vec![(Action::Adopt, "member.team.user-bob-x-io-clusterrole-view")]
         );
         assert!(p.changes[0].reason.contains("takes the binding over"));
         assert_eq!(p.unmanaged_access.len(), 1);
