@@ -7,6 +7,7 @@
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, ObjectMeta, PostParams};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -31,6 +32,16 @@ fn now() -> MicroTime {
 
 /// One attempt to take or renew the lease; true when this replica holds it afterwards.
 pub async fn try_acquire(client: &kube::Client, cfg: &LeaseConfig) -> Result<bool, kube::Error> {
+    acquire(client, cfg).await.map(|(held, _)| held)
+}
+
+/// [`try_acquire`], and who holds the lease afterwards as far as this
+/// attempt saw (`None`: nobody).
+async fn acquire(
+    client: &kube::Client,
+    cfg: &LeaseConfig,
+) -> Result<(bool, Option<String>), kube::Error> {
+    let me = Some(cfg.identity.clone());
     let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
     let spec = LeaseSpec {
         holder_identity: Some(cfg.identity.clone()),
@@ -49,8 +60,9 @@ pub async fn try_acquire(client: &kube::Client, cfg: &LeaseConfig) -> Result<boo
                 spec: Some(spec),
             };
             match api.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Ok(_) => Ok((true, me)),
+                // Another replica created it first; who, the next attempt reads.
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok((false, None)),
                 Err(e) => Err(e),
             }
         }
@@ -68,7 +80,7 @@ pub async fn try_acquire(client: &kube::Client, cfg: &LeaseConfig) -> Result<boo
             };
             let free = current.holder_identity.is_none();
             if !(mine || expired || free) {
-                return Ok(false);
+                return Ok((false, current.holder_identity));
             }
             let mut next = spec;
             if mine {
@@ -76,19 +88,28 @@ pub async fn try_acquire(client: &kube::Client, cfg: &LeaseConfig) -> Result<boo
             }
             lease.spec = Some(next);
             match api.replace(&cfg.name, &PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Ok(_) => Ok((true, me)),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok((false, current.holder_identity)),
                 Err(e) => Err(e),
             }
         }
     }
 }
 
-/// Keeps trying to hold the lease, publishing the result in `leader`.
-pub async fn keep(client: kube::Client, cfg: LeaseConfig, leader: &AtomicBool) {
+/// Keeps trying to hold the lease, publishing the result in `leader` and
+/// the holder as last seen in `holder` (for the status page).
+pub async fn keep(
+    client: kube::Client,
+    cfg: LeaseConfig,
+    leader: &AtomicBool,
+    holder: &Mutex<Option<String>>,
+) {
     loop {
-        let held = match try_acquire(&client, &cfg).await {
-            Ok(h) => h,
+        let held = match acquire(&client, &cfg).await {
+            Ok((h, who)) => {
+                *holder.lock().expect("holder lock") = who;
+                h
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "lease renewal failed");
                 false
