@@ -217,7 +217,7 @@ pub const HISTORY: usize = 60;
 pub struct Shared {
     /// Options.
     pub options: DaemonOptions,
-    /// Status for `/status`, `/report`, `/readyz`.
+    /// Status for `/`, `/status`, `/report`, `/readyz`.
     pub status: Mutex<Status>,
     /// Metrics for `/metrics`.
     pub metrics: Metrics,
