@@ -32,6 +32,7 @@
 //! - [`model`] — the tenant repository and its validation.
 //! - [`plan`] — the planner, with its inputs [`plan::desired`] and [`plan::observed`].
 //! - [`report`] — renderers.
+//! - [`status_page`] — the HTML status page (`kftenant run`'s `/`, `drift --format html`).
 //! - [`applied`] — the apply report (data).
 //! - [`schema`] — JSON Schemas of the formats.
 //! - [`scaffold`] — the files `kftenant init` writes.
@@ -46,7 +47,7 @@
 //!
 //! The pure modules (`diag`, `names`, `ownership`, `document`, `kubeflow`,
 //! `quantity`, `quota`, `yaml`, `policy`, `config`, `model`, `plan`, `report`,
-//! `applied`, `schema`, `scaffold`, `import`)
+//! `status_page`, `applied`, `schema`, `scaffold`, `import`)
 //! use no network, clock, async runtime, git or client library: what they
 //! need comes in as data. `tests/architecture.rs` checks it, and that no two
 //! top-level modules import each other.
@@ -75,4 +76,5 @@ pub mod quota;
 pub mod report;
 pub mod scaffold;
 pub mod schema;
+pub mod status_page;
 pub mod yaml;

@@ -21,6 +21,7 @@ use kftenant::plan::observed::Observed;
 use kftenant::plan::{self, Plan, PlanKind, PlanOptions, PullRequest};
 use kftenant::report::{self, Format};
 use kftenant::schema;
+use kftenant::status_page;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -64,11 +65,19 @@ enum Command {
     Apply(ApplyArgs),
     /// Report every difference between git and the live world, changing nothing.
     ///
-    /// For scheduled jobs and dashboards. Exit codes: 0 no differences, 2 drift,
-    /// pending changes or conflicts, 1 error.
+    /// For scheduled jobs and dashboards. `--format html --out FILE` writes the
+    /// status page (every tenant with its state and the reason, filterable; the
+    /// validation problems of a broken repository) as one self-contained file,
+    /// for CI artifacts. Exit codes: 0 no differences, 2 drift, pending
+    /// changes or conflicts, 1 error.
     Drift(DriftArgs),
     /// Run as a daemon: pull the tenant repository, reconcile on every new commit,
     /// on a timer and on push webhooks; serve health, metrics, status and drift reports.
+    ///
+    /// HTTP (--listen): `/` the status page (commits applied and seen, the last
+    /// cycles, leadership, validation problems, every tenant's state; refreshes
+    /// itself), `/status` and `/report` (JSON; `?format=markdown`), `/metrics`,
+    /// `/healthz`, `/readyz`, and `POST /hook` for push webhooks.
     ///
     /// A commit that fails validation is reported and not applied; the last good
     /// commit stays the desired world. A fetch failure keeps the last good checkout.
@@ -206,8 +215,11 @@ struct DriftArgs {
     #[arg(default_value = ".")]
     repo: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
-    format: FormatArg,
+    #[arg(long, value_enum, default_value_t = DriftFormat::Text)]
+    format: DriftFormat,
+    /// Write the report to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
     #[command(flatten)]
     live: LiveOpts,
     #[command(flatten)]
@@ -392,6 +404,19 @@ enum FormatArg {
     Markdown,
     /// Versioned JSON for machines.
     Json,
+}
+
+/// Output formats of `drift`: those of plans, and the status page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DriftFormat {
+    /// Human-readable, like `terraform plan`.
+    Text,
+    /// Markdown for pull-request comments.
+    Markdown,
+    /// Versioned JSON for machines.
+    Json,
+    /// The status page as one self-contained HTML file (no external assets).
+    Html,
 }
 
 impl From<FormatArg> for Format {
@@ -755,29 +780,82 @@ fn observe_cmd(a: ObserveArgs) -> Result<u8> {
 }
 
 fn drift(a: DriftArgs) -> Result<u8> {
-    let Some(repos) = load(&a.repo, &a.cluster)? else {
-        return Ok(1);
+    let head = git::head_commit(&a.repo);
+    let commit_info = || {
+        head.as_ref().map(|id| {
+            let meta = git::commit_meta(&a.repo, id);
+            status_page::CommitInfo {
+                id: id.clone(),
+                subject: meta.as_ref().map(|m| m.subject.clone()),
+                committed_unix: meta.map(|m| m.time_unix),
+            }
+        })
+    };
+    let repos = match load_clusters(&a.repo, &a.cluster) {
+        Ok(r) => r,
+        Err(diags) => {
+            report::write_diagnostics(&diags, &mut std::io::stderr())?;
+            if a.format == DriftFormat::Html {
+                // The CI artifact shows the problems too.
+                let page = status_page::Page::invalid_repository(now_unix(), commit_info(), diags);
+                write_output(a.out.as_deref(), page.render().as_bytes())?;
+            }
+            return Ok(1);
+        }
     };
     let several = repos.len() > 1;
     let opts = PlanOptions {
         allow_mass_delete: false,
-        source_commit: git::head_commit(&a.repo),
+        source_commit: head.clone(),
     };
     let rt = runtime()?;
     let mut plans = Vec::new();
+    let mut tenants = Vec::new();
     for repository in repos {
         let want = desired::render(&repository);
         let observed = rt.block_on(async {
             let clients = connect(&repository, several, &a.live).await?;
             observe_with(&clients, &want, &a.live).await
         })?;
+        drop(repository);
         plans.push(Plan {
             kind: PlanKind::Drift,
             ..plan::plan(&want, &observed, &opts)
         });
+        tenants.push(status_page::tenants_of(&want));
     }
-    report::write_plans(&plans, a.format.into(), &mut std::io::stdout().lock())?;
+    let mut buf = Vec::new();
+    match a.format {
+        DriftFormat::Text => report::write_plans(&plans, Format::Text, &mut buf)?,
+        DriftFormat::Markdown => report::write_plans(&plans, Format::Markdown, &mut buf)?,
+        DriftFormat::Json => report::write_plans(&plans, Format::Json, &mut buf)?,
+        DriftFormat::Html => {
+            buf = status_page::Page::drift_report(
+                now_unix(),
+                commit_info(),
+                tenants.iter().map(Vec::as_slice).zip(&plans),
+            )
+            .render()
+            .into_bytes()
+        }
+    }
+    write_output(a.out.as_deref(), &buf)?;
     Ok(exit_code(&plans))
+}
+
+/// Writes `bytes` to FILE, or to standard output without one.
+fn write_output(file: Option<&Path>, bytes: &[u8]) -> Result<()> {
+    match file {
+        Some(f) => std::fs::write(f, bytes).with_context(|| format!("writing {}", f.display())),
+        None => Ok(std::io::stdout().lock().write_all(bytes)?),
+    }
+}
+
+/// Now, in Unix seconds (the status page counts ages from it).
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn apply(a: ApplyArgs) -> Result<u8> {

@@ -22,6 +22,7 @@ const PURE: &[&str] = &[
     "model",
     "plan",
     "report",
+    "status_page",
     "applied",
     "schema",
     "import",

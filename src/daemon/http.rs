@@ -1,5 +1,5 @@
-//! The daemon's HTTP endpoints: health, readiness, metrics, status, the
-//! latest report, and the push webhook.
+//! The daemon's HTTP endpoints: the status page (`/`), health, readiness,
+//! metrics, status, the latest report, and the push webhook.
 
 use super::Shared;
 use bytes::Bytes;
@@ -54,6 +54,7 @@ pub async fn handle(
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
     let resp = match (req.method(), path.as_str()) {
+        (&Method::GET, "/") => page(shared.status_page()),
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => {
             let (ready, why) = shared.readiness();
@@ -86,6 +87,24 @@ pub async fn handle(
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     };
     Ok(resp)
+}
+
+/// The status page, with headers that keep the browser from loading,
+/// framing, sniffing or caching anything.
+fn page(html: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/html; charset=utf-8")
+        .header(
+            "content-security-policy",
+            crate::status_page::content_security_policy(),
+        )
+        .header("x-content-type-options", "nosniff")
+        .header("x-frame-options", "DENY")
+        .header("referrer-policy", "no-referrer")
+        .header("cache-control", "no-store")
+        .body(Full::new(Bytes::from(html)))
+        .expect("valid response")
 }
 
 async fn hook(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {

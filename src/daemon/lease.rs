@@ -127,6 +127,16 @@ impl Leadership {
             .is_some_and(|t| t.elapsed() < self.renew_deadline)
     }
 
+    /// Who holds the lease as this replica last read it (`None`: nobody, or
+    /// not read yet), for the status page.
+    pub fn holder(&self) -> Option<String> {
+        self.state()
+            .observed
+            .as_ref()
+            .and_then(|((spec, _), _)| spec.holder_identity.clone())
+            .filter(|h| !h.is_empty())
+    }
+
     /// The commit to write on the lease with the next renewal.
     pub fn set_last_good(&self, commit: &str) {
         self.state().last_good = Some(commit.to_string());

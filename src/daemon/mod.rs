@@ -44,6 +44,7 @@ use crate::live::apply::{AlwaysWrite, ApplyOptions, WriteGuard, execute};
 use crate::live::observe::{IamMode, Scope, observe};
 use crate::plan::desired::{self, Desired};
 use crate::plan::{Plan, PlanOptions, plan};
+use crate::status_page::{self, CommitInfo, CycleRecord, TenantStatus};
 use crate::{model, report};
 use lease::{KubeLease, Leadership};
 use metrics::Metrics;
@@ -184,6 +185,10 @@ pub struct CycleOutcome {
     /// Something waits for the Kubeflow controller (a new tenant's
     /// namespace): run again soon, not after the whole interval.
     pub requeue_soon: bool,
+    /// The head's time and subject, for the status page.
+    pub head_info: Option<CommitInfo>,
+    /// Each tenant's state after this cycle, when it planned.
+    pub tenants: Option<Vec<TenantStatus>>,
 }
 
 /// How soon a cycle that waits for the Kubeflow controller runs again.
@@ -234,8 +239,21 @@ pub struct Status {
     pub tenants: usize,
     /// Cycle counter (for log correlation).
     pub cycle: u64,
+    /// The last [`HISTORY`] cycles, oldest first (the status page's chart).
+    pub history: VecDeque<CycleRecord>,
+    /// Each tenant's state as of the last cycle that planned.
+    pub tenant_rows: Vec<TenantStatus>,
+    /// That cycle and when it ended (Unix seconds).
+    pub rows_as_of: Option<(u64, u64)>,
+    /// Time and subject of the commits named above, with when each was
+    /// first fetched (Unix seconds); only those still named are kept.
+    pub commits: BTreeMap<String, (CommitInfo, u64)>,
+    /// Since when (Unix seconds) `last_applied_commit` has been applied.
+    pub applied_since_unix: Option<u64>,
 }
 
+/// Cycles kept for the status page's chart.
+pub const HISTORY: usize = 60;
 /// Refused commits `/status` lists.
 pub const REFUSED_KEPT: usize = 10;
 
@@ -243,7 +261,7 @@ pub const REFUSED_KEPT: usize = 10;
 pub struct Shared {
     /// Options.
     pub options: DaemonOptions,
-    /// Status for `/status`, `/report`, `/readyz`.
+    /// Status for `/`, `/status`, `/report`, `/readyz`.
     pub status: Mutex<Status>,
     /// Metrics for `/metrics`.
     pub metrics: Metrics,
@@ -253,6 +271,11 @@ pub struct Shared {
     /// This replica's view of the lease, when it takes part in the election
     /// (a lease is configured and it may write).
     leadership: Option<Arc<Leadership>>,
+    /// The repository, without credentials, for the status page.
+    repository: String,
+    /// Secrets the status page must never show (webhook secret, git token,
+    /// a password in the repository URL).
+    secrets: Vec<String>,
 }
 
 fn now_unix() -> u64 {
@@ -286,9 +309,15 @@ impl Shared {
         self.metrics
             .cycle(outcome.result(), outcome.duration.as_secs_f64());
         let mut st = self.status.lock().expect("status lock");
+        let now = now_unix();
         st.cycle = outcome.cycle;
         if outcome.head.is_some() {
             st.current_commit.clone_from(&outcome.head);
+        }
+        if let Some(info) = &outcome.head_info {
+            st.commits
+                .entry(info.id.clone())
+                .or_insert_with(|| (info.clone(), now));
         }
         if outcome.fetch_failed {
             self.metrics.fetch_failed();
@@ -320,14 +349,37 @@ impl Shared {
             }
         }
         if let Some(commit) = &outcome.applied {
+            if st.last_applied_commit.as_ref() != Some(commit) {
+                st.applied_since_unix = Some(now);
+            }
             st.last_applied_commit = Some(commit.clone());
             self.metrics.applied(commit);
+        }
+        let named = [
+            st.current_commit.clone(),
+            st.last_good_commit.clone(),
+            st.last_applied_commit.clone(),
+        ];
+        st.commits
+            .retain(|id, _| named.iter().flatten().any(|n| n == id));
+        st.history.push_back(CycleRecord {
+            cycle: outcome.cycle,
+            finished_unix: now,
+            result: outcome.result().to_string(),
+            seconds: outcome.duration.as_secs_f64(),
+            changes: outcome.plan.as_ref().map_or(0, |p| p.changes.len()),
+        });
+        while st.history.len() > HISTORY {
+            st.history.pop_front();
+        }
+        if let Some(rows) = outcome.tenants {
+            st.tenant_rows = rows;
+            st.rows_as_of = Some((outcome.cycle, now));
         }
         if outcome.plan.is_some() {
             st.last_plan = outcome.plan;
         }
         if outcome.errors.is_empty() {
-            let now = now_unix();
             st.last_success_unix = Some(now);
             self.metrics.success_at(now);
         }
@@ -413,6 +465,146 @@ impl Shared {
         }
     }
 
+    /// The status page (`/`): everything in [`Status`], with leadership and
+    /// the secrets taken out.
+    pub(crate) fn status_page(&self) -> String {
+        use status_page::{ClusterSection, CommitCard, DaemonView, Page, Tone};
+        let st = self.status.lock().expect("status lock");
+        let now = now_unix();
+        let info = |id: &str| -> (CommitInfo, Option<u64>) {
+            match st.commits.get(id) {
+                Some((i, seen)) => (i.clone(), Some(*seen)),
+                None => (
+                    CommitInfo {
+                        id: id.to_string(),
+                        ..Default::default()
+                    },
+                    None,
+                ),
+            }
+        };
+        let leader = self.leading();
+        let leadership = match (&self.options.lease, self.options.plan_only) {
+            (_, true) => status_page::Leadership::PlanOnly,
+            (None, false) => status_page::Leadership::OnlyWriter,
+            (Some(l), false) => status_page::Leadership::Elected {
+                lease: format!("{}/{}", l.namespace, l.name),
+                identity: l.identity.clone(),
+                leader,
+                holder: self.leadership.as_ref().and_then(|l| l.holder()),
+            },
+        };
+        let why_not_written = || -> Option<String> {
+            if self.options.plan_only {
+                Some("plan only: this replica never applies".into())
+            } else if !leader {
+                Some("this replica does not hold the lease: the leader applies".into())
+            } else {
+                None
+            }
+        };
+        let applied = match &st.last_applied_commit {
+            Some(id) => {
+                let (commit, _) = info(id);
+                CommitCard {
+                    title: "Commit applied".into(),
+                    commit: Some(commit),
+                    event: st.applied_since_unix.map(|t| ("applied".to_string(), t)),
+                    note: None,
+                    tone: Tone::Good,
+                }
+            }
+            None => CommitCard {
+                title: "Commit applied".into(),
+                commit: None,
+                event: None,
+                note: Some(why_not_written().unwrap_or_else(|| {
+                    "nothing applied yet: IAM and the cluster do not match a commit fully".into()
+                })),
+                tone: if why_not_written().is_some() {
+                    Tone::Neutral
+                } else {
+                    Tone::Warn
+                },
+            },
+        };
+        let newest = match &st.current_commit {
+            Some(id) => {
+                let (commit, seen) = info(id);
+                let (note, tone) = if !st.validation_errors.is_empty() {
+                    (
+                        format!(
+                            "fails validation ({} problem{}, below): not applied",
+                            st.validation_errors.len(),
+                            if st.validation_errors.len() == 1 {
+                                ""
+                            } else {
+                                "s"
+                            }
+                        ),
+                        Tone::Bad,
+                    )
+                } else if st.last_applied_commit.as_ref() == Some(id) {
+                    ("applied".to_string(), Tone::Good)
+                } else if let Some(why) = why_not_written() {
+                    (format!("valid; {why}"), Tone::Neutral)
+                } else {
+                    (
+                        "valid, not fully applied yet (see the errors and tenants below)".into(),
+                        Tone::Warn,
+                    )
+                };
+                CommitCard {
+                    title: "Newest commit seen".into(),
+                    commit: Some(commit),
+                    event: seen.map(|t| ("first seen".to_string(), t)),
+                    note: Some(note),
+                    tone,
+                }
+            }
+            None => CommitCard {
+                title: "Newest commit seen".into(),
+                commit: None,
+                event: None,
+                note: Some("nothing fetched yet".into()),
+                tone: Tone::Warn,
+            },
+        };
+        let cluster = st
+            .last_plan
+            .as_ref()
+            .map(|p| p.cluster.clone())
+            .unwrap_or_else(|| "(not known yet)".into());
+        let as_of = st
+            .rows_as_of
+            .map(|(cycle, t)| format!("as of cycle {cycle}, {} ago", status_page::age(now, t)));
+        let page = Page {
+            title: "status".into(),
+            now_unix: now,
+            refresh_seconds: Some(self.options.interval.as_secs().clamp(5, 30) as u32),
+            commits: vec![applied, newest],
+            daemon: Some(DaemonView {
+                leadership,
+                cycles: st.history.iter().cloned().collect(),
+                repository: self.repository.clone(),
+            }),
+            validation: st
+                .current_commit
+                .clone()
+                .filter(|_| !st.validation_errors.is_empty())
+                .map(|c| (c, st.validation_errors.clone())),
+            errors: st.last_errors.clone(),
+            clusters: vec![ClusterSection {
+                cluster,
+                as_of,
+                tenants: st.tenant_rows.clone(),
+            }],
+            redact: self.secrets.clone(),
+        };
+        drop(st);
+        page.render()
+    }
+
     fn metrics_text(&self) -> String {
         self.metrics.set_leader(self.leading());
         self.metrics.encode()
@@ -427,8 +619,12 @@ pub async fn run(
 ) -> Result<(), Error> {
     let clients = Clients::from_env(&options.region, options.aws_max_attempts, None).await?;
     let elected = options.lease.clone().filter(|_| !options.plan_only);
+    let (repository, url_secret) = crate::git::url_without_credentials(&source.url);
+    let secrets = secrets(&options, &source, url_secret);
     let shared = Arc::new(Shared {
         leadership: elected.as_ref().map(|cfg| Arc::new(Leadership::new(cfg))),
+        repository,
+        secrets,
         options: options.clone(),
         status: Mutex::new(Status::default()),
         metrics: Metrics::new(clients.calls.clone()),
@@ -444,7 +640,7 @@ pub async fn run(
     let local = listener
         .local_addr()
         .map_or_else(|_| options.listen.to_string(), |a| a.to_string());
-    tracing::info!(listen = %local, "serving /healthz /readyz /metrics /status /report /hook");
+    tracing::info!(listen = %local, "serving / (status page) /healthz /readyz /metrics /status /report /hook");
     let server = tokio::spawn(serve(listener, shared.clone()));
     // The lease is renewed in a task of its own, so it goes on during a
     // cycle; without kube's retry layer, so a refused renewal counts at once.
@@ -486,6 +682,34 @@ pub async fn run(
     }
     server.abort();
     Ok(())
+}
+
+/// What the status page must never show: the webhook secret, the git token,
+/// a secret in the repository URL, and the AWS secret key and session token
+/// of the environment when they look real (a 40-character secret key; the
+/// short placeholders of local test setups, such as `testing`, would only
+/// blank out ordinary words).
+fn secrets(options: &DaemonOptions, source: &GitSource, url_secret: Option<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if let Some(s) = &options.webhook_secret {
+        out.push(String::from_utf8_lossy(s).into_owned());
+    }
+    if let crate::git::GitAuth::Token(t) = &source.auth {
+        out.push(t.clone());
+    }
+    out.extend(url_secret);
+    for var in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+        if let Ok(v) = std::env::var(var) {
+            if v.len() >= 16 {
+                out.push(v);
+            }
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    // Longest first, so a secret that contains another is replaced whole.
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
 }
 
 /// What the loop carries from one cycle to the next.
@@ -549,10 +773,22 @@ async fn sync(
 ) {
     let src = source.clone();
     let signers = shared.options.signers.clone();
-    let checkout = match tokio::task::spawn_blocking(move || src.sync_verified(signers.as_ref()))
-        .await
-    {
-        Ok(Ok(c)) => c,
+    let synced = tokio::task::spawn_blocking(move || {
+        src.sync_verified(signers.as_ref()).map(|c| {
+            let meta = crate::git::commit_meta(&c.root, &c.commit);
+            (c, meta)
+        })
+    })
+    .await;
+    let checkout = match synced {
+        Ok(Ok((c, meta))) => {
+            out.head_info = Some(CommitInfo {
+                id: c.commit.clone(),
+                subject: meta.as_ref().map(|m| m.subject.clone()),
+                committed_unix: meta.map(|m| m.time_unix),
+            });
+            c
+        }
         Ok(Err(SourceError::Unverified { commit, reason })) => {
             // Fetched but neither checked out nor validated: the last good
             // commit stays the desired world.
@@ -568,6 +804,10 @@ async fn sync(
                 tracing::error!(%commit, %reason, "head commit refused: not signed by an allowed signer; keeping the last good commit");
             }
             out.head = Some(commit.clone());
+            out.head_info = Some(CommitInfo {
+                id: commit.clone(),
+                ..Default::default()
+            });
             out.refused = Some(RefusedCommit { commit, reason });
             recover(shared, clients, source, state, out).await;
             return;
@@ -801,6 +1041,7 @@ async fn cycle_once(
         "planned"
     );
     let mut all_done = true;
+    let mut report = None;
     if writer && !p.is_empty() {
         // Asked before every call: a replica that stops being sure of the
         // lease during the apply stops writing there.
@@ -840,7 +1081,13 @@ async fn cycle_once(
             ));
         }
         all_done = r.all_done();
+        report = Some(r);
     }
+    out.tenants = Some(status_page::tenant_rows(
+        &status_page::tenants_of(want),
+        &p,
+        report.as_ref(),
+    ));
     // Applied: everything git wants is there (nothing failed, in conflict or held back).
     if writer && all_done && p.conflicts.is_empty() && p.held.is_empty() {
         out.applied = Some(commit.clone());

@@ -361,6 +361,54 @@ pub fn head_commit(dir: &Path) -> Option<String> {
     Some(oid.to_string())
 }
 
+/// A commit's committer time and the first line of its message, for the status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitMeta {
+    /// Committer time, Unix seconds.
+    pub time_unix: i64,
+    /// The first line of the message, cut at 200 characters.
+    pub subject: String,
+}
+
+/// The [`CommitMeta`] of `commit` in the git repository that holds `dir`
+/// (the checkout or a folder in it); `None` when it cannot be read.
+pub fn commit_meta(dir: &Path, commit: &str) -> Option<CommitMeta> {
+    let repo = Repository::discover(dir).ok()?;
+    let c = repo.find_commit(git2::Oid::from_str(commit).ok()?).ok()?;
+    let subject = String::from_utf8_lossy(c.summary_bytes().unwrap_or_default());
+    Some(CommitMeta {
+        time_unix: c.time().seconds(),
+        subject: subject.chars().take(200).collect(),
+    })
+}
+
+/// `url` without the user information it may carry (`https://user:token@host/x`
+/// becomes `https://host/x`), for display; and the secret in it, to redact
+/// wherever an error message might repeat it: the password, or over HTTP(S)
+/// a lone user name (a token can stand there). An SSH user name (`git`) is
+/// no secret.
+pub fn url_without_credentials(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return (url.to_string(), None);
+    };
+    let userinfo = &rest[..at];
+    let secret = match userinfo.split_once(':') {
+        Some((_, password)) => Some(password),
+        None if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => {
+            Some(userinfo)
+        }
+        None => None,
+    };
+    (
+        format!("{scheme}://{}", &rest[at + 1..]),
+        secret.filter(|s| !s.is_empty()).map(String::from),
+    )
+}
+
 /// Why the SSH host key check refused the server. libgit2 replaces the
 /// check's error with "invalid or unknown remote ssh hostkey", naming neither
 /// the host nor the known_hosts file; this carries the reason past it.
@@ -547,6 +595,50 @@ pub(crate) mod tests {
             format!("{:?}", GitAuth::Token("s3cret".into())),
             "Token(<redacted>)"
         );
+    }
+
+    #[test]
+    fn credentials_are_taken_out_of_urls() {
+        let cases = [
+            (
+                "https://x-access-token:s3cr3t@github.com/acme/t.git",
+                "https://github.com/acme/t.git",
+                Some("s3cr3t"),
+            ),
+            (
+                "https://ghp_token@github.com/acme/t",
+                "https://github.com/acme/t",
+                Some("ghp_token"),
+            ),
+            (
+                "ssh://git@example.com:2222/t.git",
+                "ssh://example.com:2222/t.git",
+                None,
+            ),
+            (
+                "ssh://git:pw@example.com/t.git",
+                "ssh://example.com/t.git",
+                Some("pw"),
+            ),
+            (
+                "https://github.com/acme/t@v1",
+                "https://github.com/acme/t@v1",
+                None,
+            ),
+            (
+                "git@github.com:acme/t.git",
+                "git@github.com:acme/t.git",
+                None,
+            ),
+            ("/srv/git/tenants", "/srv/git/tenants", None),
+        ];
+        for (url, shown, secret) in cases {
+            assert_eq!(
+                url_without_credentials(url),
+                (shown.to_string(), secret.map(String::from)),
+                "{url}"
+            );
+        }
     }
 
     #[test]

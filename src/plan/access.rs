@@ -7,7 +7,10 @@
 //! does not exist yet (a new tenant), the changes wait for it.
 
 use super::desired::{DesiredAccess, DesiredMember};
-use super::{Action, Change, FieldDiff, Live, Operation, Part, Resource, UnmanagedAccess};
+use super::{
+    Action, Change, FieldDiff, Live, Operation, Part, Resource, UnmanagedAccess,
+    WAITS_FOR_NAMESPACE,
+};
 use crate::kubeflow::{
     NAMESPACE_OWNER_ANNOTATION, OWNER_AUTHORIZATION_POLICY, OWNER_ROLE_BINDING, RBAC_GROUP,
     ROLE_ANNOTATION, ROLE_ARN_ANNOTATION, USER_ANNOTATION,
@@ -42,7 +45,7 @@ pub(super) fn plan(
 fn waiting_note(waits: bool, tenant: &str) -> String {
     if waits {
         format!(
-            "; waits for namespace `{tenant}`, which the Kubeflow controller makes from the Profile"
+            "; {WAITS_FOR_NAMESPACE} `{tenant}`, which the Kubeflow controller makes from the Profile"
         )
     } else {
         String::new()

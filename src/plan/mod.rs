@@ -60,6 +60,11 @@ use std::fmt;
 ///   operation).
 pub const PLAN_FORMAT_VERSION: u32 = 2;
 
+/// The words a change's reason carries when it waits for the namespace the
+/// Kubeflow controller makes from the tenant's Profile
+/// ([`Change::waits_for_namespace`]).
+pub(crate) const WAITS_FOR_NAMESPACE: &str = "waits for namespace";
+
 /// Options that change what a plan may contain.
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
@@ -256,6 +261,12 @@ impl Change {
             Action::Delete => "deleted",
             Action::Adopt => "adopted",
         }
+    }
+
+    /// True when the change waits for the Kubeflow controller to make the
+    /// tenant's namespace (from its Profile) before it can be made.
+    pub fn waits_for_namespace(&self) -> bool {
+        self.reason.contains(WAITS_FOR_NAMESPACE)
     }
 
     /// What a create brings into being, as the plan shows it.

@@ -22,6 +22,8 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod daemon;
 pub mod git_http;
 pub mod git_ssh;
 pub mod kubeflow;
