@@ -37,7 +37,7 @@ pub fn signature_ok(secret: &[u8], body: &[u8], signature: Option<&str>) -> bool
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
