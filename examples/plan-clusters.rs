@@ -32,13 +32,23 @@ fn peak_rss_mib() -> f64 {
 /// names carry the cluster.
 fn three_clusters(src: MemSource) -> MemSource {
     let base = "[cluster]\naccount_id = \"123456789012\"\nregion = \"us-west-2\"\n\n[iam]\nrole_name_template = \"{tenant}-{cluster}-role\"\npolicy_name_template = \"{policy}-{cluster}\"\npermissions_boundary = \"boundary\"\n\n[prune]\nmax_deletions = 10\n";
-    let issuer = |id: &str| format!("oidc_issuer = \"oidc.eks.us-west-2.amazonaws.com/id/{id:0<32}\"\n");
+    let issuer =
+        |id: &str| format!("oidc_issuer = \"oidc.eks.us-west-2.amazonaws.com/id/{id:0<32}\"\n");
     src.with("kftenant.toml", base)
-        .with("clusters/dev.toml", &format!("[cluster]\n{}", issuer("DEV")))
-        .with("clusters/staging.toml", &format!("[cluster]\n{}", issuer("STAGING")))
+        .with(
+            "clusters/dev.toml",
+            &format!("[cluster]\n{}", issuer("DEV")),
+        )
+        .with(
+            "clusters/staging.toml",
+            &format!("[cluster]\n{}", issuer("STAGING")),
+        )
         .with(
             "clusters/prod.toml",
-            &format!("[cluster]\naccount_id = \"222222222222\"\n{}", issuer("PROD")),
+            &format!(
+                "[cluster]\naccount_id = \"222222222222\"\n{}",
+                issuer("PROD")
+            ),
         )
 }
 

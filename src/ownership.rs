@@ -34,6 +34,16 @@ pub fn policy_marker(cluster: &str) -> String {
     format!("Managed by kftenant: {TAG_MANAGED_BY}={MANAGER} {TAG_CLUSTER}={cluster}")
 }
 
+/// True when `description` is kftenant's marker for any cluster: the policy
+/// is some kftenant's, so whose it is needs no read of its tags (another
+/// cluster's is never this cluster's to adopt or edit).
+pub fn is_policy_marker(description: &str) -> bool {
+    let prefix = format!("Managed by kftenant: {TAG_MANAGED_BY}={MANAGER} {TAG_CLUSTER}=");
+    description
+        .strip_prefix(&prefix)
+        .is_some_and(|c| !c.is_empty() && !c.contains(char::is_whitespace))
+}
+
 /// Ownership tags for a tenant's role (`tenant` set) or a repo policy.
 pub fn ownership_tags(cluster: &str, tenant: Option<&str>) -> BTreeMap<String, String> {
     let mut tags = BTreeMap::from([
@@ -87,6 +97,18 @@ pub fn owns_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_clusters_marker_is_known_as_one() {
+        assert!(is_policy_marker(&policy_marker("prod")));
+        assert!(is_policy_marker(&policy_marker("dev-2")));
+        assert!(!is_policy_marker("Managed by kftenant: "));
+        assert!(!is_policy_marker(&format!(
+            "{} and more",
+            policy_marker("prod")
+        )));
+        assert!(!is_policy_marker("Read access to the data lake"));
+    }
 
     #[test]
     fn ownership_needs_both_marks_for_this_cluster() {

@@ -191,6 +191,29 @@ async fn two_clusters_in_one_account_converge_and_never_touch_each_other() {
         text(&out.stdout)
     );
 
+    // A no-op plan of each cluster is bulk reads only: the other cluster's
+    // policies in the same account carry its marker and cost no tag read.
+    let out = t.kftenant(&["plan", &repo, "--live", "--stats"]);
+    expect_code(&out, 0);
+    let stats: Vec<serde_json::Value> = text(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(stats.len(), 2, "{}", text(&out.stderr));
+    for s in &stats {
+        let ops: Vec<&str> = s.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            ops,
+            [
+                "iam:GetAccountAuthorizationDetails",
+                "iam:ListRoles",
+                "kube:list"
+            ],
+            "{s}"
+        );
+    }
+
     // Where everything is: roles tagged with their cluster, each trusting its
     // own issuer; Profiles on their own API servers.
     for (tenant, cluster, present) in [

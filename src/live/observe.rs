@@ -23,7 +23,7 @@
 use super::authorization_policy_resource;
 use super::{Clients, Error, profile_resource};
 use crate::kubeflow::{ROLE_ANNOTATION, ROLE_ARN_ANNOTATION, USER_ANNOTATION};
-use crate::ownership::{MANAGER, TAG_MANAGED_BY, owns_labels, policy_marker};
+use crate::ownership::{MANAGER, TAG_MANAGED_BY, is_policy_marker, owns_labels, policy_marker};
 use crate::plan::desired::Desired;
 use crate::plan::observed::{
     Observed, ObservedObject, ObservedPolicy, ObservedProfile, ObservedRole,
@@ -421,10 +421,13 @@ async fn observe_iam_bulk(clients: &Clients, scope: &Scope) -> Result<IamWorld, 
                 .map_or(3600, |g| g.max_session_duration),
         };
     }
-    // A policy kftenant created carries its marker; only the others (adopted
-    // by tags, or conflicts by name) cost a tag read.
-    let marker = policy_marker(&scope.cluster);
-    for p in policies.iter_mut().filter(|p| p.description != marker) {
+    // A policy kftenant created carries its marker (this cluster's or, in a
+    // shared account, another cluster's: never this cluster's to touch);
+    // only the others (adopted by tags, or conflicts by name) cost a tag read.
+    for p in policies
+        .iter_mut()
+        .filter(|p| !is_policy_marker(&p.description))
+    {
         p.tags = Some(policy_tags(clients, &p.arn).await?);
     }
     Ok((roles, policies, Some(local_arns.into_iter().collect())))
@@ -560,7 +563,6 @@ async fn observe_iam_per_role(clients: &Clients, scope: &Scope) -> Result<IamWor
         }
     }
     let mut policies = Vec::new();
-    let marker = policy_marker(&scope.cluster);
     let pages = all_pages!(
         clients,
         "ListPolicies",
@@ -610,7 +612,8 @@ async fn observe_iam_per_role(clients: &Clients, scope: &Scope) -> Result<IamWor
                 .unwrap_or_default()
                 .to_string();
             // As the bulk read: tags of a marked policy are not part of the world.
-            let tags = (description != marker).then(|| tag_map(got.map_or(&[], |g| g.tags())));
+            let tags =
+                (!is_policy_marker(&description)).then(|| tag_map(got.map_or(&[], |g| g.tags())));
             policies.push(ObservedPolicy {
                 name: p.policy_name().unwrap_or_default().to_string(),
                 path: p.path().unwrap_or_default().to_string(),
