@@ -23,7 +23,7 @@
 use super::authorization_policy_resource;
 use super::{Clients, Error, profile_resource};
 use crate::kubeflow::{ROLE_ANNOTATION, ROLE_ARN_ANNOTATION, USER_ANNOTATION};
-use crate::ownership::{MANAGER, TAG_MANAGED_BY, is_policy_marker, owns_labels, policy_marker};
+use crate::ownership::{MANAGER, TAG_MANAGED_BY, is_policy_marker, owns_labels};
 use crate::plan::desired::Desired;
 use crate::plan::observed::{
     Observed, ObservedObject, ObservedPolicy, ObservedProfile, ObservedRole,
