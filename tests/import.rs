@@ -9,12 +9,11 @@
 //! ServiceAccount, so a Kubernetes permission it lacks fails here.
 
 mod support;
+use support::{expect_code, profiles as profiles_api, text};
 
 use aws_sdk_iam::Client as Iam;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -31,26 +30,6 @@ use support::kubeflow::{
 const S3_FULL: &str = "arn:aws:iam::aws:policy/AmazonS3FullAccess";
 /// The label the test puts on the Profiles it imports (`--selector`).
 const IMPORT_LABEL: &str = "kftenant.test/import";
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-#[track_caller]
-fn expect_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
-fn profiles_api(client: kube::Client) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("kubeflow.org", "v1", "Profile");
-    Api::all_with(client, &ApiResource::from_gvk_with_plural(&gvk, "profiles"))
-}
 
 /// One role as IAM returns it: the raw documents, byte for byte.
 #[derive(Debug, Clone, PartialEq)]

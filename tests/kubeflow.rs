@@ -5,10 +5,11 @@
 //! `deploy/`'s ServiceAccount, so a permission it lacks fails a test here.
 
 mod support;
+use support::{expect_code, profiles, text};
 
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use std::path::PathBuf;
 use std::process::Output;
 use support::World;
@@ -18,26 +19,6 @@ use support::kubeflow::{
     wait_for_finalizer, wait_for_kfam_bindings, wait_for_namespace,
 };
 use support::repo::Repo;
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-#[track_caller]
-fn expect_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
-fn profiles(client: kube::Client) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("kubeflow.org", "v1", "Profile");
-    Api::all_with(client, &ApiResource::from_gvk_with_plural(&gvk, "profiles"))
-}
 
 /// A world whose kftenant runs as `deploy/`'s ServiceAccount.
 struct Tenancy {

@@ -10,6 +10,7 @@
 //! tenant names, so tests run in parallel on one stack.
 
 mod support;
+use support::{expect_code, profiles, text};
 
 use aws_sdk_iam::error::ProvideErrorMetadata;
 use kftenant::ownership::{MANAGER, TAG_CLUSTER, TAG_MANAGED_BY};
@@ -28,21 +29,6 @@ fn kftenant(world: &World, args: &[&str]) -> Output {
     world.kftenant().args(args).output().expect("kftenant runs")
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-#[track_caller]
-fn expect_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
 fn apply(world: &World, repo: &Repo) -> Output {
     kftenant(world, &["apply", repo.path(), "--auto-approve"])
 }
@@ -57,11 +43,6 @@ fn assert_converged(world: &World, repo: &Repo) {
         "{}",
         text(&out.stdout)
     );
-}
-
-fn profiles(client: kube::Client) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("kubeflow.org", "v1", "Profile");
-    Api::all_with(client, &ApiResource::from_gvk_with_plural(&gvk, "profiles"))
 }
 
 async fn setup(name: &str) -> (World, Repo, aws_sdk_iam::Client, Api<DynamicObject>) {

@@ -9,31 +9,12 @@
 //! cluster reads only its part.
 
 mod support;
+use support::{expect_code, profiles, text};
 
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{Api, DynamicObject};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use support::World;
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-#[track_caller]
-fn expect_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
-fn profiles(client: kube::Client) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("kubeflow.org", "v1", "Profile");
-    Api::all_with(client, &ApiResource::from_gvk_with_plural(&gvk, "profiles"))
-}
 
 /// Two clusters of one repository, on the stack.
 struct Two {

@@ -420,3 +420,31 @@ pub async fn kube_client_at(kubeconfig: &Path) -> kube::Client {
         .expect("kube config");
     kube::Client::try_from(config).expect("kube client")
 }
+
+// --- small helpers of the live tests ---------------------------------------------
+
+/// Output bytes as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Asserts `out` exited with `code`, showing both streams when not.
+#[track_caller]
+pub fn expect_code(out: &std::process::Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// Kubeflow `Profile`s (kubeflow.org/v1) of the cluster `client` reaches.
+pub fn profiles(client: kube::Client) -> kube::Api<kube::api::DynamicObject> {
+    let gvk = kube::api::GroupVersionKind::gvk("kubeflow.org", "v1", "Profile");
+    kube::Api::all_with(
+        client,
+        &kube::api::ApiResource::from_gvk_with_plural(&gvk, "profiles"),
+    )
+}
