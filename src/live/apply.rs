@@ -30,14 +30,14 @@ use crate::kubeflow::{
     OWNER_AUTHORIZATION_POLICY, OWNER_ROLE_BINDING, PROFILE_GROUP, PROFILE_KIND, PROFILE_VERSION,
     RBAC_GROUP, ROLE_ANNOTATION, ROLE_ARN_ANNOTATION, USER_ANNOTATION,
 };
-use crate::ownership::MANAGER;
+use crate::ownership::{MANAGER, TAG_CLUSTER, owns_policy, owns_tags};
 use crate::plan::{Action, Change, Operation, Plan, TagChange, Tags};
 use aws_sdk_iam::types::Tag;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -76,6 +76,7 @@ async fn run_group(
     clients: &Clients,
     opts: &ApplyOptions,
     commit: Option<&str>,
+    conflicted: &BTreeSet<String>,
     steps: Vec<Change>,
 ) -> Vec<StepResult> {
     let mut out = Vec::with_capacity(steps.len());
@@ -87,7 +88,11 @@ async fn run_group(
             },
             None => {
                 let started = std::time::Instant::now();
-                let (result, uid) = match execute_operation(clients, opts, &c.operation).await {
+                let executed = match uses_conflicted_policy(&c.operation, conflicted) {
+                    Some(refused) => Err(refused),
+                    None => execute_operation(clients, opts, &c.operation).await,
+                };
+                let (result, uid) = match executed {
                     Ok(uid) => (Ok(()), uid),
                     Err(e) => (Err(e), None),
                 };
@@ -133,9 +138,24 @@ pub async fn execute(clients: &Clients, plan: &Plan, opts: &ApplyOptions) -> App
     let tail_start = tail_start.max(lead);
     let mut results = Vec::new();
     // Shared policies one by one: a failure of one does not stop the others.
+    let none = BTreeSet::new();
     for c in &changes[..lead] {
-        results.extend(run_group(clients, opts, commit, vec![c.clone()]).await);
+        results.extend(run_group(clients, opts, commit, &none, vec![c.clone()]).await);
     }
+    // A repo policy whose name someone else took is attached to no tenant.
+    let conflicted: Arc<BTreeSet<String>> = Arc::new(
+        changes[..lead]
+            .iter()
+            .zip(&results)
+            .filter(
+                |(_, r)| matches!(&r.outcome, Outcome::Failed { code, .. } if code == "Conflict"),
+            )
+            .filter_map(|(c, _)| match &c.operation {
+                Operation::CreatePolicy { arn, .. } => Some(arn.clone()),
+                _ => None,
+            })
+            .collect(),
+    );
     let mut groups: BTreeMap<usize, (String, Vec<Change>)> = BTreeMap::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     for (i, c) in changes[lead..tail_start].iter().enumerate() {
@@ -151,10 +171,10 @@ pub async fn execute(clients: &Clients, plan: &Plan, opts: &ApplyOptions) -> App
     let mut tasks = Vec::new();
     for (_, (_, steps)) in groups {
         let (clients, opts, sem) = (clients.clone(), opts.clone(), sem.clone());
-        let commit = commit.map(String::from);
+        let (commit, conflicted) = (commit.map(String::from), conflicted.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.expect("semaphore open");
-            run_group(&clients, &opts, commit.as_deref(), steps).await
+            run_group(&clients, &opts, commit.as_deref(), &conflicted, steps).await
         }));
     }
     for t in tasks {
@@ -172,7 +192,7 @@ pub async fn execute(clients: &Clients, plan: &Plan, opts: &ApplyOptions) -> App
         }
     }
     for c in &changes[tail_start..] {
-        results.extend(run_group(clients, opts, commit, vec![c.clone()]).await);
+        results.extend(run_group(clients, opts, commit, &none, vec![c.clone()]).await);
     }
     let summary = ApplySummary {
         done: results
@@ -331,13 +351,108 @@ fn gone_ok<T>(r: Result<T, Error>) -> Result<(), Error> {
     }
 }
 
-/// A create that finds the entity already there: a retry after a lost
-/// response, so the entity is there.
-fn exists_ok<T>(r: Result<T, Error>) -> Result<(), Error> {
-    match r {
-        Err(e) if e.code() == "EntityAlreadyExists" => Ok(()),
-        other => other.map(|_| ()),
+/// The cluster an operation's ownership tags name.
+fn tagged_cluster(tags: &Tags) -> &str {
+    tags.get(TAG_CLUSTER).map_or("", String::as_str)
+}
+
+/// `CreateRole` answered `EntityAlreadyExists`. Either an earlier attempt
+/// landed and its answer was lost (the SDK retried it, or a run was killed),
+/// and the role carries kftenant's tags for this cluster: done. Or someone
+/// else made a role of that name since the world was read: a conflict, and
+/// nothing is written to their role.
+async fn existing_role_is_ours(
+    clients: &Clients,
+    opts: &ApplyOptions,
+    name: &str,
+    tags: &Tags,
+) -> Result<(), Error> {
+    let cluster = tagged_cluster(tags);
+    let live = with_backoff(opts, || async {
+        clients
+            .iam_call("GetRole", clients.iam.get_role().role_name(name).send())
+            .await
+    })
+    .await?;
+    let live_tags: Tags = live
+        .role()
+        .map(|r| {
+            r.tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if owns_tags(&live_tags, cluster) {
+        return Ok(());
     }
+    Err(Error::Conflict {
+        what: format!("role {name}"),
+        message: format!(
+            "already exists without kftenant's tags for cluster {cluster}: someone else \
+             created it after the world was read; nothing was written to it, and the \
+             rest of its tenant was skipped"
+        ),
+    })
+}
+
+/// `CreatePolicy` answered `EntityAlreadyExists`: ours when it carries
+/// kftenant's `Description` marker or tags for this cluster (an earlier
+/// attempt landed), else a conflict, as for roles.
+async fn existing_policy_is_ours(
+    clients: &Clients,
+    opts: &ApplyOptions,
+    arn: &str,
+    tags: &Tags,
+) -> Result<(), Error> {
+    let cluster = tagged_cluster(tags);
+    let live = with_backoff(opts, || async {
+        clients
+            .iam_call("GetPolicy", clients.iam.get_policy().policy_arn(arn).send())
+            .await
+    })
+    .await?;
+    let policy = live.policy();
+    let description = policy.and_then(|p| p.description()).unwrap_or_default();
+    let live_tags: Tags = policy
+        .map(|p| {
+            p.tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if owns_policy(description, Some(&live_tags), cluster) {
+        return Ok(());
+    }
+    Err(Error::Conflict {
+        what: format!("policy {arn}"),
+        message: format!(
+            "already exists without kftenant's marker or tags for cluster {cluster}: \
+             someone else created it after the world was read; nothing was written to \
+             it, and no tenant attaches it"
+        ),
+    })
+}
+
+/// A step that would attach (or set as boundary) a repo policy whose create
+/// met someone else's policy: refused, so no tenant is given a stranger's
+/// permissions.
+fn uses_conflicted_policy(op: &Operation, conflicted: &BTreeSet<String>) -> Option<Error> {
+    let arn = match op {
+        Operation::AttachPolicy { arn, .. } | Operation::PutBoundary { arn, .. } => Some(arn),
+        Operation::CreateRole {
+            permissions_boundary,
+            ..
+        } => permissions_boundary.as_ref(),
+        _ => None,
+    }?;
+    conflicted.contains(arn).then(|| Error::Conflict {
+        what: format!("policy {arn}"),
+        message: "is not kftenant's (its create met someone else's policy of that name): \
+                  not attached, and the rest of this tenant was skipped"
+            .to_string(),
+    })
 }
 
 fn iam_tags(tags: &Tags) -> Vec<Tag> {
@@ -376,11 +491,21 @@ async fn execute_write(
         CreatePolicy {
             name,
             path,
+            arn,
             document,
             tags,
             description,
-            ..
-        } => create_policy(clients, opts, name, path, document, tags, description).await,
+        } => {
+            let policy = NewPolicy {
+                name,
+                path,
+                arn,
+                document,
+                tags,
+                description,
+            };
+            create_policy(clients, opts, &policy).await
+        }
         UpdatePolicy {
             arn,
             document,
@@ -413,10 +538,16 @@ async fn execute_write(
                     .set_tags(Some(iam_tags(tags)))
                     .send()
             };
-            with_backoff(opts, || async {
-                exists_ok(clients.iam_call("CreateRole", req()).await)
+            let created = with_backoff(opts, || async {
+                clients.iam_call("CreateRole", req()).await.map(|_| ())
             })
-            .await
+            .await;
+            match created {
+                Err(e) if e.code() == "EntityAlreadyExists" => {
+                    existing_role_is_ours(clients, opts, name, tags).await
+                }
+                other => other,
+            }
         }
         DeleteRole {
             name,
@@ -800,15 +931,29 @@ async fn wait_namespace(clients: &Clients, name: &str, timeout: Duration) -> Res
     }
 }
 
+/// A repo policy to create, as the plan gives it.
+struct NewPolicy<'a> {
+    name: &'a str,
+    path: &'a str,
+    arn: &'a str,
+    document: &'a Document,
+    tags: &'a Tags,
+    description: &'a str,
+}
+
 async fn create_policy(
     clients: &Clients,
     opts: &ApplyOptions,
-    name: &str,
-    path: &str,
-    document: &Document,
-    tags: &Tags,
-    description: &str,
+    policy: &NewPolicy<'_>,
 ) -> Result<(), Error> {
+    let NewPolicy {
+        name,
+        path,
+        arn,
+        document,
+        tags,
+        description,
+    } = *policy;
     let req = || {
         clients
             .iam
@@ -820,10 +965,16 @@ async fn create_policy(
             .set_tags(Some(iam_tags(tags)))
             .send()
     };
-    with_backoff(opts, || async {
-        exists_ok(clients.iam_call("CreatePolicy", req()).await)
+    let created = with_backoff(opts, || async {
+        clients.iam_call("CreatePolicy", req()).await.map(|_| ())
     })
-    .await
+    .await;
+    match created {
+        Err(e) if e.code() == "EntityAlreadyExists" => {
+            existing_policy_is_ours(clients, opts, arn, tags).await
+        }
+        other => other,
+    }
 }
 
 /// A new default version of a policy; IAM keeps at most 5, so the oldest

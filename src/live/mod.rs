@@ -60,6 +60,16 @@ pub enum Error {
         /// The bound.
         seconds: u64,
     },
+    /// A create found the name taken by a resource kftenant does not own for
+    /// this cluster (made by someone else since the world was read): nothing
+    /// was written to it, and the rest of its tenant is skipped.
+    #[error("{what}: {message}")]
+    Conflict {
+        /// The resource, e.g. `role team-a-prod-role`.
+        what: String,
+        /// Why it is not kftenant's, and what was left undone.
+        message: String,
+    },
     /// IAM kept answering with more pages than any account holds.
     #[error("{operation} still truncated after {pages} pages")]
     Unbounded {
@@ -79,6 +89,7 @@ impl Error {
             Error::Connect(_) => "Connect",
             Error::Timeout { .. } => "Timeout",
             Error::Unbounded { .. } => "Unbounded",
+            Error::Conflict { .. } => "Conflict",
         }
     }
 
