@@ -32,6 +32,7 @@ use crate::kubeflow::{
 };
 use crate::ownership::{MANAGER, TAG_CLUSTER, owns_policy, owns_tags};
 use crate::plan::{Action, Change, Operation, Plan, TagChange, Tags};
+use aws_config::retry::RetryConfig;
 use aws_sdk_iam::types::Tag;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -977,29 +978,52 @@ async fn create_policy(
     }
 }
 
-/// A new default version of a policy; IAM keeps at most 5, so the oldest
-/// non-default one is deleted first when it is full.
-async fn new_policy_version(
-    clients: &Clients,
-    opts: &ApplyOptions,
-    arn: &str,
-    document: &Document,
-) -> Result<(), Error> {
+/// A policy's versions, oldest first: (id, is default).
+async fn policy_versions(clients: &Clients, arn: &str) -> Result<Vec<(String, bool)>, Error> {
     let out = clients
         .iam_call(
             "ListPolicyVersions",
             clients.iam.list_policy_versions().policy_arn(arn).send(),
         )
         .await?;
-    if out.versions().len() >= 5 {
-        let mut old: Vec<&str> = out
-            .versions()
-            .iter()
-            .filter(|v| !v.is_default_version())
-            .filter_map(|v| v.version_id())
-            .collect();
-        old.sort_by_key(|v| v.trim_start_matches('v').parse::<u64>().unwrap_or(u64::MAX));
-        if let Some(oldest) = old.first() {
+    let mut versions: Vec<(String, bool)> = out
+        .versions()
+        .iter()
+        .filter_map(|v| Some((v.version_id()?.to_string(), v.is_default_version())))
+        .collect();
+    versions.sort_by_key(|(v, _)| v.trim_start_matches('v').parse::<u64>().unwrap_or(u64::MAX));
+    Ok(versions)
+}
+
+/// Errors after which a write may or may not have landed: the request went
+/// out and no answer (or a server error) came back.
+fn outcome_unknown(e: &Error) -> bool {
+    matches!(
+        e.code(),
+        "DispatchFailure" | "ResponseError" | "Timeout" | "ServiceFailure" | "ServiceUnavailable"
+    )
+}
+
+/// A new default version of a policy; IAM keeps at most 5, so the oldest
+/// non-default one is deleted first when it is full.
+///
+/// `CreatePolicyVersion` is the one IAM write that is not idempotent: sent
+/// twice, it makes two versions. So the SDK does not retry it here; after an
+/// error that leaves the outcome unknown (the answer lost, a 500), the
+/// versions are read again, and a version made since with this document
+/// (made default by the same call) means the write landed: done. Only then
+/// is it sent again. A policy never gains more versions than the updates
+/// git asked for.
+async fn new_policy_version(
+    clients: &Clients,
+    opts: &ApplyOptions,
+    arn: &str,
+    document: &Document,
+) -> Result<(), Error> {
+    let mut known = policy_versions(clients, arn).await?;
+    if known.len() >= 5 {
+        if let Some(pos) = known.iter().position(|(_, default)| !default) {
+            let (oldest, _) = known.remove(pos);
             gone_ok(
                 clients
                     .iam_call(
@@ -1008,29 +1032,98 @@ async fn new_policy_version(
                             .iam
                             .delete_policy_version()
                             .policy_arn(arn)
-                            .version_id(*oldest)
+                            .version_id(oldest)
                             .send(),
                     )
                     .await,
             )?;
         }
     }
-    let req = || {
-        clients
-            .iam
-            .create_policy_version()
-            .policy_arn(arn)
-            .policy_document(document.as_str())
-            .set_as_default(true)
-            .send()
-    };
-    with_backoff(opts, || async {
-        clients
-            .iam_call("CreatePolicyVersion", req())
-            .await
-            .map(|_| ())
-    })
-    .await
+    let known: BTreeSet<String> = known.into_iter().map(|(v, _)| v).collect();
+    let no_sdk_retries =
+        aws_sdk_iam::config::Builder::default().retry_config(RetryConfig::disabled());
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        let sent = clients
+            .iam_call(
+                "CreatePolicyVersion",
+                clients
+                    .iam
+                    .create_policy_version()
+                    .policy_arn(arn)
+                    .policy_document(document.as_str())
+                    .set_as_default(true)
+                    .customize()
+                    .config_override(no_sdk_retries.clone())
+                    .send(),
+            )
+            .await;
+        let e = match sent {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        if outcome_unknown(&e) && landed_version(clients, arn, &known, document).await? {
+            return Ok(());
+        }
+        if !(transient(&e) || outcome_unknown(&e)) || attempt >= opts.consistency_attempts {
+            return Err(e);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+        attempt += 1;
+    }
+}
+
+/// True when a version not in `known` holds `document` and is the default
+/// (a `CreatePolicyVersion` whose answer was lost landed). One landed but
+/// not made default is made default.
+async fn landed_version(
+    clients: &Clients,
+    arn: &str,
+    known: &BTreeSet<String>,
+    document: &Document,
+) -> Result<bool, Error> {
+    let want = document.to_json();
+    for (id, default) in policy_versions(clients, arn).await? {
+        if known.contains(&id) {
+            continue;
+        }
+        let got = clients
+            .iam_call(
+                "GetPolicyVersion",
+                clients
+                    .iam
+                    .get_policy_version()
+                    .policy_arn(arn)
+                    .version_id(&id)
+                    .send(),
+            )
+            .await?;
+        let same = got
+            .policy_version()
+            .and_then(|v| v.document())
+            .and_then(|d| crate::policy::parse_live(d).ok())
+            .is_some_and(|d| crate::policy::same_policy(&d, &want));
+        if !same {
+            continue;
+        }
+        if !default {
+            clients
+                .iam_call(
+                    "SetDefaultPolicyVersion",
+                    clients
+                        .iam
+                        .set_default_policy_version()
+                        .policy_arn(arn)
+                        .version_id(&id)
+                        .send(),
+                )
+                .await?;
+        }
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// What tags are put on: a role (by name) or a policy (by ARN).
