@@ -303,7 +303,7 @@ async fn profile_event(
         .kube_call(
             "create",
             format!("record an Event on Profile {name}"),
-            api.create(&Default::default(), &event),
+            || async { api.create(&Default::default(), &event).await },
         )
         .await
     {
@@ -726,11 +726,14 @@ async fn execute_write(
                 .kube_call(
                     "apply",
                     format!("apply ServiceAccount {namespace}/{name}"),
-                    api.patch(
-                        name,
-                        &PatchParams::apply(FIELD_MANAGER).force(),
-                        &Patch::Apply(&manifest),
-                    ),
+                    || async {
+                        api.patch(
+                            name,
+                            &PatchParams::apply(FIELD_MANAGER).force(),
+                            &Patch::Apply(&manifest),
+                        )
+                        .await
+                    },
                 )
                 .await
                 .map(|_| ())
@@ -742,7 +745,7 @@ async fn execute_write(
                     .kube_call(
                         "delete",
                         format!("delete ServiceAccount {namespace}/{name}"),
-                        api.delete(name, &DeleteParams::default()),
+                        || async { api.delete(name, &DeleteParams::default()).await },
                     )
                     .await,
             )
@@ -756,7 +759,10 @@ async fn execute_write(
                     .kube_call(
                         "patch",
                         format!("remove the role annotation of ServiceAccount {namespace}/{name}"),
-                        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
+                        || async {
+                            api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                                .await
+                        },
                     )
                     .await,
             )
@@ -808,7 +814,7 @@ async fn apply_member(
         .kube_call(
             "apply",
             format!("apply RoleBinding {namespace}/{name}"),
-            bindings.patch(name, &params, &Patch::Apply(&binding)),
+            || async { bindings.patch(name, &params, &Patch::Apply(&binding)).await },
         )
         .await?;
     let policies: Api<DynamicObject> = Api::namespaced_with(
@@ -820,7 +826,7 @@ async fn apply_member(
         .kube_call(
             "apply",
             format!("apply AuthorizationPolicy {namespace}/{name}"),
-            policies.patch(name, &params, &Patch::Apply(&policy)),
+            || async { policies.patch(name, &params, &Patch::Apply(&policy)).await },
         )
         .await
         .map(|_| ())
@@ -833,7 +839,7 @@ async fn delete_member(clients: &Clients, namespace: &str, name: &str) -> Result
             .kube_call(
                 "delete",
                 format!("delete RoleBinding {namespace}/{name}"),
-                bindings.delete(name, &DeleteParams::default()),
+                || async { bindings.delete(name, &DeleteParams::default()).await },
             )
             .await,
     )?;
@@ -847,7 +853,7 @@ async fn delete_member(clients: &Clients, namespace: &str, name: &str) -> Result
             .kube_call(
                 "delete",
                 format!("delete AuthorizationPolicy {namespace}/{name}"),
-                policies.delete(name, &DeleteParams::default()),
+                || async { policies.delete(name, &DeleteParams::default()).await },
             )
             .await,
     )
@@ -868,11 +874,15 @@ async fn set_owner_marks(clients: &Clients, namespace: &str, owner: &str) -> Res
         .kube_call(
             "apply",
             format!("apply the owner annotation of Namespace {namespace}"),
-            namespaces.patch(
-                namespace,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&manifest),
-            ),
+            || async {
+                namespaces
+                    .patch(
+                        namespace,
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(&manifest),
+                    )
+                    .await
+            },
         )
         .await?;
     let patch = json!({"metadata": {"annotations": {USER_ANNOTATION: owner}}});
@@ -884,11 +894,15 @@ async fn set_owner_marks(clients: &Clients, namespace: &str, owner: &str) -> Res
                 format!(
                     "patch the user annotation of RoleBinding {namespace}/{OWNER_ROLE_BINDING}"
                 ),
-                bindings.patch(
-                    OWNER_ROLE_BINDING,
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                ),
+                || async {
+                    bindings
+                        .patch(
+                            OWNER_ROLE_BINDING,
+                            &PatchParams::default(),
+                            &Patch::Merge(&patch),
+                        )
+                        .await
+                },
             )
             .await,
     )?;
@@ -902,7 +916,7 @@ async fn set_owner_marks(clients: &Clients, namespace: &str, owner: &str) -> Res
             .kube_call(
                 "patch",
                 format!("patch the user annotation of AuthorizationPolicy {namespace}/{OWNER_AUTHORIZATION_POLICY}"),
-                policies.patch(OWNER_AUTHORIZATION_POLICY, &PatchParams::default(), &Patch::Merge(&patch)),
+                || async { policies.patch(OWNER_AUTHORIZATION_POLICY, &PatchParams::default(), &Patch::Merge(&patch)).await },
             )
             .await,
     )
@@ -915,7 +929,7 @@ async fn wait_namespace(clients: &Clients, name: &str, timeout: Duration) -> Res
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let found = clients
-            .kube_call("get", format!("get Namespace {name}"), api.get_opt(name))
+            .kube_call("get", format!("get Namespace {name}"), || api.get_opt(name))
             .await?;
         if found.is_some() {
             return Ok(());
@@ -1228,11 +1242,9 @@ async fn delete_profile(
 ) -> Result<Option<String>, Error> {
     let api: Api<DynamicObject> = Api::all_with(clients.kube.clone(), &profile_resource());
     let uid = match clients
-        .kube_call(
-            "delete",
-            format!("delete Profile {name}"),
-            api.delete(name, &DeleteParams::default()),
-        )
+        .kube_call("delete", format!("delete Profile {name}"), || async {
+            api.delete(name, &DeleteParams::default()).await
+        })
         .await
     {
         Err(e) if e.is_not_found() => return Ok(None),
@@ -1261,15 +1273,14 @@ async fn apply_profile(
     });
     let api: Api<DynamicObject> = Api::all_with(clients.kube.clone(), &profile_resource());
     clients
-        .kube_call(
-            "apply",
-            format!("apply Profile {name}"),
+        .kube_call("apply", format!("apply Profile {name}"), || async {
             api.patch(
                 name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&manifest),
-            ),
-        )
+            )
+            .await
+        })
         .await
         .map(|o| o.metadata.uid)
 }
@@ -1280,7 +1291,7 @@ async fn wait_profile_gone(clients: &Clients, name: &str, timeout: Duration) -> 
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let found = clients
-            .kube_call("get", format!("get Profile {name}"), api.get_opt(name))
+            .kube_call("get", format!("get Profile {name}"), || api.get_opt(name))
             .await?;
         match found {
             None => return Ok(()),

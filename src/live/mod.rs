@@ -202,10 +202,22 @@ impl Clients {
         {
             loader = loader.region(aws_config::Region::new(region.to_string()));
         }
+        // A hung IAM must not hang a cycle: each attempt is bounded (and a
+        // timed-out attempt is retried like any transient failure).
+        loader = loader.timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(IAM_ATTEMPT_TIMEOUT)
+                .build(),
+        );
         let sdk = loader.load().await;
-        let kube = kube::Client::try_default()
+        let mut config = kube::Config::infer()
             .await
             .map_err(|e| Error::Connect(e.to_string()))?;
+        // kube's own retry answers 429, 503 and 504 up to 15 times, its
+        // backoff growing to 1,000 s: a refusing API server would hold a cycle
+        // for minutes. `kube_call` retries instead, a few times and bounded.
+        config.default_retry = false;
+        let kube = kube::Client::try_from(config).map_err(|e| Error::Connect(e.to_string()))?;
         Ok(Clients {
             iam: aws_sdk_iam::Client::new(&sdk),
             kube,
@@ -250,19 +262,71 @@ impl Clients {
         result.map_err(|e| Error::iam(op, e))
     }
 
-    /// One Kubernetes call: counted and timed as `kube:<verb>`; `what` names
-    /// it in errors (`apply Profile team-a`).
-    pub(crate) async fn kube_call<T>(
+    /// One Kubernetes call: counted and timed as `kube:<verb>` (each
+    /// attempt); `what` names it in errors (`apply Profile team-a`).
+    ///
+    /// `call` makes the request; it is made again, at most
+    /// [`KUBE_ATTEMPTS`] times in all with a short backoff, when the API
+    /// server refused it (429), failed (500, 502, 503, 504), the connection
+    /// broke, or an attempt took longer than [`KUBE_ATTEMPT_TIMEOUT`]. Every
+    /// call kftenant makes is safe to repeat: reads, server-side applies and
+    /// merge patches of the same content, deletes (gone counts as deleted),
+    /// and Events (a repeated one is only noise).
+    pub(crate) async fn kube_call<T, F, Fut>(
         &self,
         verb: &'static str,
         what: impl Into<String>,
-        call: impl Future<Output = Result<T, kube::Error>>,
-    ) -> Result<T, Error> {
-        let started = Instant::now();
-        let result = call.await;
-        self.calls
-            .record(&format!("kube:{verb}"), 1, started.elapsed());
-        result.map_err(|e| Error::kube(what, e))
+        mut call: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let what = what.into();
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            let started = Instant::now();
+            let result = tokio::time::timeout(KUBE_ATTEMPT_TIMEOUT, call()).await;
+            self.calls
+                .record(&format!("kube:{verb}"), 1, started.elapsed());
+            let retry = match &result {
+                Ok(Ok(_)) => false,
+                Ok(Err(e)) => kube_retryable(e),
+                Err(_) => true,
+            };
+            if !retry || attempt >= KUBE_ATTEMPTS {
+                return match result {
+                    Ok(r) => r.map_err(|e| Error::kube(what, e)),
+                    Err(_) => Err(Error::Timeout {
+                        what,
+                        seconds: KUBE_ATTEMPT_TIMEOUT.as_secs(),
+                    }),
+                };
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+            attempt += 1;
+        }
+    }
+}
+
+/// Attempts of one Kubernetes call (see [`Clients::kube_call`]).
+pub const KUBE_ATTEMPTS: u32 = 4;
+
+/// Bound on one attempt of a Kubernetes call.
+pub const KUBE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Bound on one attempt of an IAM call.
+pub const IAM_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Failures after which a Kubernetes call is worth making again: the API
+/// server asked to slow down or was unavailable, or the connection broke.
+fn kube_retryable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
     }
 }
 
