@@ -22,8 +22,10 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod check;
 pub mod git_http;
 pub mod git_ssh;
+pub mod kube_proxy;
 pub mod kubeflow;
 pub mod proxy;
 pub mod repo;
