@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use support::World;
 use support::check::assert_matches_git;
 use support::kube_proxy::{KubeFault, KubeProxy, KubeRule};
-use support::proxy::FaultRule;
+use support::proxy::{FaultRule, Settings};
 use support::repo::Repo;
 
 fn text(b: &[u8]) -> String {
@@ -399,6 +399,43 @@ async fn a_profile_apply_whose_answer_was_lost_converges() {
     assert_converged(&world, &repo);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_throttled_above_a_rate_all_land() {
+    let (world, repo, iam, kube) = setup("write rate").await;
+    // IAM caps the writes of an account; here at 4 a second (a bucket of 4).
+    // kftenant sends 8 tenants' writes at once, is refused, and paces itself.
+    world.proxy.set_settings(Settings {
+        writes_per_second: Some(4.0),
+        write_burst: Some(4.0),
+        ..world.proxy.settings()
+    });
+    world.proxy.reset();
+    let started = Instant::now();
+    let out = kftenant(&world, &["apply", repo.path(), "--auto-approve"]);
+    expect_code(&out, 0);
+    let elapsed = started.elapsed();
+    let (landed, refused) = world.proxy.writes();
+    eprintln!("{landed} writes landed, {refused} refused, in {elapsed:?}");
+    assert!(refused > 0, "the rate limit was reached");
+    // Every write landed once: as many as the plan of an empty world has
+    // IAM changes (the refused ones were sent again).
+    let planned = repo
+        .desired()
+        .roles
+        .values()
+        .map(|r| 1 + r.managed_policy_arns.len() + r.inline_policies.len())
+        .sum::<usize>()
+        + repo.desired().policies.len();
+    assert_eq!(landed as usize, planned, "{:?}", world.proxy.counts());
+    world.proxy.set_settings(Settings {
+        writes_per_second: None,
+        write_burst: None,
+        ..world.proxy.settings()
+    });
+    assert_matches_git(&repo, &iam, &kube, &BTreeMap::new()).await;
+    assert_converged(&world, &repo);
+}
+
 /// A fault on one read, in IAM or in Kubernetes.
 enum ReadFault {
     Iam(FaultRule),
@@ -494,8 +531,7 @@ async fn reads_that_fail_plan_nothing_and_change_nothing() {
             Kube(rule) => proxy.add(rule),
         }
         // Each rule fires on every attempt, so the read fails however often
-        // it is retried; one IAM attempt keeps the test short (the SDK's
-        // adaptive mode waits 15-20 s before retrying a throttled read).
+        // it is retried; one IAM attempt keeps the test short.
         for args in [
             vec![
                 "apply",
@@ -584,14 +620,9 @@ async fn slow_and_briefly_failing_reads_still_plan_from_the_whole_world() {
     for rule in [
         FaultRule::latency("GetAccountAuthorizationDetails", slow),
         FaultRule::latency("ListRoles", slow),
-        // One throttle: the SDK's adaptive retry mode then paces the retry by
-        // the rate it measured, which for reads sent one at a time is its
-        // floor (0.5 tokens/s) while a throttled retry costs 10 tokens: each
-        // throttle costs 15-20 s here (measured; a second one made this test
-        // a minute long).
         FaultRule::throttle("GetAccountAuthorizationDetails")
             .matching("Marker=")
-            .next(1),
+            .next(2),
         FaultRule::service_failure("ListRoles").next(1),
         FaultRule::drop_connection("GetAccountAuthorizationDetails")
             .matching("Marker=")
@@ -619,7 +650,7 @@ async fn slow_and_briefly_failing_reads_still_plan_from_the_whole_world() {
         "the plan saw the whole world: only the decommissioned tenant goes"
     );
     let gaad = world.proxy.action("GetAccountAuthorizationDetails");
-    assert_eq!((gaad.throttled, gaad.dropped), (1, 1), "{gaad:?}");
+    assert_eq!((gaad.throttled, gaad.dropped), (2, 1), "{gaad:?}");
     assert!(gaad.forwarded >= 5, "every page was read: {gaad:?}");
     let list_roles = world.proxy.action("ListRoles");
     assert_eq!(list_roles.service_failures, 1, "{list_roles:?}");

@@ -12,7 +12,8 @@
 //!   so the Kubeflow controller's finalizer still finds the role.
 //! - Steps are idempotent: deleting what is already gone, or attaching what is
 //!   attached, succeeds.
-//! - Retries are bounded: the SDK's adaptive retry for throttling and 5xx, and
+//! - Retries are bounded: the SDK's standard retry for throttling and 5xx
+//!   (writes paced once IAM throttles, see [`super::pace`]), and
 //!   our own short backoff for IAM's eventual consistency (a role just created
 //!   reported missing, or "Invalid principal" in a trust policy).
 //! - Each [`Operation`] has one small function below that makes its calls

@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod observe;
+pub mod pace;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
@@ -189,14 +190,18 @@ pub struct Clients {
     pub kube: kube::Client,
     /// Calls made.
     pub calls: std::sync::Arc<CallCounter>,
+    /// Paces IAM writes once IAM has throttled one (see [`pace`]).
+    pub pacer: std::sync::Arc<pace::WritePacer>,
 }
 
 impl Clients {
     /// Clients from the standard settings. `region` is used when the
     /// environment names none (IAM is global; any region signs).
     pub async fn from_env(region: &str, max_attempts: u32) -> Result<Clients, Error> {
+        // The standard retry mode (a random backoff, doubling), not the
+        // adaptive one: kftenant paces its writes itself (see `pace`).
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::adaptive().with_max_attempts(max_attempts));
+            .retry_config(RetryConfig::standard().with_max_attempts(max_attempts));
         if std::env::var_os("AWS_REGION").is_none()
             && std::env::var_os("AWS_DEFAULT_REGION").is_none()
         {
@@ -218,15 +223,22 @@ impl Clients {
         // for minutes. `kube_call` retries instead, a few times and bounded.
         config.default_retry = false;
         let kube = kube::Client::try_from(config).map_err(|e| Error::Connect(e.to_string()))?;
+        let pacer = std::sync::Arc::new(pace::WritePacer::default());
+        let iam = aws_sdk_iam::config::Builder::from(&sdk)
+            .interceptor(pace::PacingInterceptor(pacer.clone()))
+            .build();
         Ok(Clients {
-            iam: aws_sdk_iam::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::from_conf(iam),
             kube,
             calls: Default::default(),
+            pacer,
         })
     }
 
     /// One IAM call (`op` is its action name): counted and timed as
-    /// `iam:<op>`, its error given a stable code.
+    /// `iam:<op>`, its error given a stable code. A write waits for its
+    /// slot first once IAM has throttled ([`pace::WritePacer`]); `call` is
+    /// a future, so nothing is sent before it is awaited.
     pub(crate) async fn iam_call<T, E, R>(
         &self,
         op: &'static str,
@@ -236,6 +248,12 @@ impl Clients {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
+        if !pace::is_read(op) {
+            let wait = self.pacer.reserve(Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
         let started = Instant::now();
         let result = call.await;
         self.calls
