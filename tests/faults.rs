@@ -417,6 +417,9 @@ async fn writes_throttled_above_a_rate_all_land() {
     let (landed, refused) = world.proxy.writes();
     eprintln!("{landed} writes landed, {refused} refused, in {elapsed:?}");
     assert!(refused > 0, "the rate limit was reached");
+    // Paced once refused, retries included: fewer refusals than writes (an
+    // unpaced client, retrying after the SDK's random backoff, had more).
+    assert!(refused < landed, "{refused} refused for {landed} writes");
     // Every write landed once: as many as the plan of an empty world has
     // IAM changes (the refused ones were sent again).
     let planned = repo

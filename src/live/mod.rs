@@ -226,6 +226,7 @@ impl Clients {
         let pacer = std::sync::Arc::new(pace::WritePacer::default());
         let iam = aws_sdk_iam::config::Builder::from(&sdk)
             .interceptor(pace::PacingInterceptor(pacer.clone()))
+            .retry_classifier(pace::PacingClassifier(pacer.clone()))
             .build();
         Ok(Clients {
             iam: aws_sdk_iam::Client::from_conf(iam),

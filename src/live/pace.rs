@@ -17,9 +17,10 @@
 //! (near its cap, since it was refusing), rising by one write a second per
 //! second until IAM refuses again. Throttles within a second of a cut come
 //! from writes sent before it and cut nothing more. Reads are never paced
-//! (IAM throttles them apart). The SDK still retries a refused write (its
-//! standard mode: a random backoff, doubling), and [`PacingInterceptor`] tells
-//! the pacer about every attempt, retries included.
+//! (IAM throttles them apart). [`PacingInterceptor`] tells the pacer about
+//! every attempt of a write, the SDK's retries included, and
+//! [`PacingClassifier`] has the SDK retry a throttled call in the pacer's next
+//! slot rather than after its own random backoff.
 //!
 //! The pacer takes the time as an argument, so its arithmetic is tested
 //! without a clock.
@@ -143,28 +144,20 @@ impl aws_sdk_iam::config::Intercept for PacingInterceptor {
         &self,
         context: &aws_sdk_iam::config::interceptors::FinalizerInterceptorContextRef<'_>,
         _runtime_components: &aws_sdk_iam::config::RuntimeComponents,
-        _cfg: &mut aws_sdk_iam::config::ConfigBag,
+        cfg: &mut aws_sdk_iam::config::ConfigBag,
     ) -> Result<(), aws_sdk_iam::error::BoxError> {
-        // The query protocol names the action first in the form body.
-        let write = context
-            .request()
-            .and_then(|r| r.body().bytes())
-            .and_then(action)
-            .is_some_and(|a| !is_read(a));
+        // The request itself was handed to the HTTP client: the operation's
+        // name comes from its metadata.
+        let write = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .is_some_and(|m| !is_read(m.name()));
         let Some(response) = context.response() else {
             return Ok(()); // never reached IAM: nothing learnt
         };
         if !write {
             return Ok(());
         }
-        // IAM's errors are XML with a <Code>; the body is in memory once
-        // the attempt was read.
-        let throttled = response.status().as_u16() == 400
-            && response
-                .body()
-                .bytes()
-                .is_some_and(|b| contains(b, b"<Code>Throttling</Code>"));
-        if throttled {
+        if is_throttle(response) {
             self.0.throttled(Instant::now());
         } else {
             self.0.accepted(Instant::now());
@@ -173,10 +166,54 @@ impl aws_sdk_iam::config::Intercept for PacingInterceptor {
     }
 }
 
-/// The `Action` of a query-protocol form body (`Action=CreateRole&...`).
-fn action(body: &[u8]) -> Option<&str> {
-    let body = std::str::from_utf8(body).ok()?;
-    body.split('&').find_map(|kv| kv.strip_prefix("Action="))
+/// Schedules the SDK's retry of a throttled call on the pacer's slots (once
+/// pacing has begun), so the retries of refused writes do not run ahead of
+/// the paced rate; other answers are left to the SDK's own classifiers.
+#[derive(Debug)]
+pub struct PacingClassifier(pub std::sync::Arc<WritePacer>);
+
+impl aws_sdk_iam::config::retry::ClassifyRetry for PacingClassifier {
+    fn classify_retry(
+        &self,
+        ctx: &aws_sdk_iam::config::interceptors::InterceptorContext,
+    ) -> aws_sdk_iam::config::retry::RetryAction {
+        use aws_sdk_iam::config::retry::RetryAction;
+        use aws_smithy_runtime_api::client::retries::classifiers::RetryReason;
+        if !ctx.response().is_some_and(is_throttle) || self.0.rate().is_none() {
+            return RetryAction::NoActionIndicated;
+        }
+        match RetryAction::throttling_error() {
+            RetryAction::RetryIndicated(RetryReason::RetryableError { kind, .. }) => {
+                RetryAction::retryable_error_with_explicit_delay(
+                    kind,
+                    self.0.reserve(Instant::now()),
+                )
+            }
+            other => other,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "kftenant::live::pace::PacingClassifier"
+    }
+
+    fn priority(
+        &self,
+    ) -> aws_smithy_runtime_api::client::retries::classifiers::RetryClassifierPriority {
+        use aws_smithy_runtime_api::client::retries::classifiers::RetryClassifierPriority;
+        // After the SDK's own classifiers, so its decision is replaced.
+        RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
+    }
+}
+
+/// IAM answered `Throttling` (its errors are XML with a `<Code>`; the body
+/// is in memory once the attempt was read).
+fn is_throttle(response: &aws_smithy_runtime_api::http::Response) -> bool {
+    response.status().as_u16() == 400
+        && response
+            .body()
+            .bytes()
+            .is_some_and(|b| contains(b, b"<Code>Throttling</Code>"))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -262,18 +299,13 @@ mod tests {
     }
 
     #[test]
-    fn the_action_comes_from_the_form_body() {
-        assert_eq!(
-            action(b"Action=CreateRole&Version=2010-05-08&RoleName=a"),
-            Some("CreateRole")
-        );
-        assert_eq!(
-            action(b"Version=2010-05-08&Action=TagRole"),
-            Some("TagRole")
-        );
-        assert_eq!(action(b"RoleName=a"), None);
+    fn a_throttle_is_told_by_its_code() {
         assert!(contains(
-            b"<Error><Code>Throttling</Code>",
+            b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>",
+            b"<Code>Throttling</Code>"
+        ));
+        assert!(!contains(
+            b"<Code>ThrottlingX</Code>",
             b"<Code>Throttling</Code>"
         ));
     }
