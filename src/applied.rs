@@ -25,6 +25,14 @@ pub enum Outcome {
         /// The address of the step that failed.
         after_failure_of: String,
     },
+    /// Not attempted because writing stopped: the daemon was no longer sure
+    /// to hold the leader lease. Counted as skipped.
+    Stopped {
+        /// Why, as a stable label: `LostLeadership`.
+        code: String,
+        /// In words.
+        reason: String,
+    },
 }
 
 /// One change and its outcome.
@@ -47,7 +55,7 @@ pub struct ApplySummary {
     pub done: usize,
     /// Steps failed.
     pub failed: usize,
-    /// Steps skipped.
+    /// Steps skipped (after a failure of their tenant) or stopped (writing stopped).
     pub skipped: usize,
     /// Conflicts left untouched (from the plan).
     #[serde(default)]

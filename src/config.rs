@@ -36,10 +36,45 @@ pub struct Config {
     /// Contributors (`spec.members`), as Kubeflow's access management stores them.
     #[serde(default)]
     pub members: MembersConfig,
-    /// The text the config was read from, to locate keys in messages.
+    /// The files the config was read from, to locate keys in messages.
     #[serde(skip)]
     #[schemars(skip)]
-    pub text: String,
+    pub origin: Origin,
+}
+
+/// The files a [`Config`] was read from: `kftenant.toml`, and for a cluster
+/// of a repository with `clusters/`, its `clusters/<name>.toml` over it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Origin {
+    /// `(path, text)`, the file whose values win first.
+    pub files: Vec<(String, String)>,
+}
+
+impl Origin {
+    /// One file.
+    pub fn single(file: &str, text: &str) -> Origin {
+        Origin {
+            files: vec![(file.to_string(), text.to_string())],
+        }
+    }
+
+    /// Where the deepest key of `path` is written: in the first file that
+    /// writes its first key (a cluster file before `kftenant.toml`), at the
+    /// deepest key written there ([`locate_path`]). The first file at 1:1 when
+    /// none writes it (a default).
+    pub fn locate(&self, path: &[&str]) -> (String, Pos) {
+        self.locator().locate(path)
+    }
+
+    /// A diagnostic at the key `path`.
+    pub fn at(&self, path: &[&str], message: impl Into<String>) -> Diagnostic {
+        self.locator().at(path, message)
+    }
+
+    /// Every file parsed once, for many lookups.
+    pub fn locator(&self) -> OriginLocator<'_> {
+        OriginLocator::new(self)
+    }
 }
 
 /// `[cluster]`
@@ -47,6 +82,8 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// EKS cluster name; used in role names and the `kftenant.io/cluster` tag.
+    /// In a repository with `clusters/`, the cluster file's name (set it only
+    /// to repeat that name).
     pub name: String,
     /// The 12-digit AWS account id that holds the roles.
     pub account_id: String,
@@ -55,6 +92,17 @@ pub struct ClusterConfig {
     /// The cluster's OIDC issuer without `https://`,
     /// e.g. `oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B716D3041E`.
     pub oidc_issuer: String,
+    /// Labels of the cluster, which tenants select clusters by
+    /// (`spec.clusterSelector`), e.g. `{ env = "prod" }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The kubeconfig context to reach this cluster's API server with when a
+    /// command reads several clusters (default: the context named like the
+    /// cluster). Not used when one cluster is read (`--cluster`, a repository
+    /// of one cluster, the daemon): that one uses the current context or the
+    /// in-cluster service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_context: Option<String>,
 }
 
 /// `[iam]`
@@ -65,6 +113,10 @@ pub struct IamConfig {
     pub role_name_template: String,
     /// IAM path of every role and repo policy kftenant creates.
     pub role_path: String,
+    /// Name of the IAM policy made from `policies/<policy>.json`; placeholders
+    /// `{policy}` and `{cluster}`. Clusters that share an account need
+    /// `{cluster}` in it.
+    pub policy_name_template: String,
     /// Permissions boundary (policy ARN or repo policy name) for tenants that name none.
     pub permissions_boundary: Option<String>,
     /// Maximum session duration in seconds (3600 to 43200).
@@ -76,6 +128,7 @@ impl Default for IamConfig {
         IamConfig {
             role_name_template: "{tenant}-{cluster}-role".into(),
             role_path: "/kftenant/".into(),
+            policy_name_template: "{policy}".into(),
             permissions_boundary: None,
             max_session_duration: 3600,
         }
@@ -611,9 +664,18 @@ impl Config {
             .role_arn(&self.iam.role_path, &self.role_name(tenant))
     }
 
+    /// The IAM name of the policy made from `policies/<name>.json`.
+    pub fn policy_name(&self, name: &str) -> String {
+        self.iam
+            .policy_name_template
+            .replace("{policy}", name)
+            .replace("{cluster}", &self.cluster.name)
+    }
+
     /// The ARN of a customer-managed policy kftenant creates from the repository.
     pub fn repo_policy_arn(&self, name: &str) -> String {
-        self.account().policy_arn(&self.iam.role_path, name)
+        self.account()
+            .policy_arn(&self.iam.role_path, &self.policy_name(name))
     }
 
     /// The trust policy of a tenant role: one statement, in exactly the shape the
@@ -643,15 +705,20 @@ impl Config {
 
 /// Parses and validates `kftenant.toml`. Every problem is recorded in `diags`;
 /// the config is returned whenever it could be decoded.
+///
+/// A byte-order mark at the start is skipped. TOML's specification does not
+/// mention one, but editors on Windows write it, the `toml` parser skips it,
+/// and it cannot mean anything else; positions are counted without it.
 pub fn load(text: &str, diags: &mut Diagnostics) -> Option<Config> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     // Syntax, unknown keys, missing keys and wrong types first, every one of
     // them with its position (serde would stop at the first).
-    if !shape::check(text, diags) {
+    if !shape::check(text, CONFIG_FILE, shape::Required::All, diags) {
         return None;
     }
     let config: Config = match toml::from_str(text) {
         Ok(c) => Config {
-            text: text.to_string(),
+            origin: Origin::single(CONFIG_FILE, text),
             ..c
         },
         Err(e) => {
@@ -669,8 +736,106 @@ pub fn load(text: &str, diags: &mut Diagnostics) -> Option<Config> {
     // Semantic problems are recorded but the config is still returned, so
     // tenant checks that depend on it (guardrails, role names) run too and
     // every problem shows in one run. The repository is rejected either way.
-    check(&config, text, diags);
+    check(&config, diags);
     Some(config)
+}
+
+/// Checks the shape of `kftenant.toml` in a repository with `clusters/`,
+/// where it holds what the clusters share and no key is required. True when
+/// it is right.
+pub fn check_base(text: &str, diags: &mut Diagnostics) -> bool {
+    shape::check(text, CONFIG_FILE, shape::Required::NotCluster, diags)
+}
+
+/// The config of cluster `name` of a repository with `clusters/`: its file
+/// `clusters/<name>.toml` (at `file`) over `kftenant.toml` (`base`, whose
+/// shape [`check_base`] checked): tables merge key by key, any other value
+/// (a list too) in the cluster file replaces the base's. The cluster's name
+/// is its file's name.
+pub fn load_layered(
+    base: &str,
+    name: &str,
+    file: &str,
+    text: &str,
+    diags: &mut Diagnostics,
+) -> Option<Config> {
+    let before = diags.len();
+    if !shape::check(text, file, shape::Required::NotCluster, diags) {
+        return None;
+    }
+    let (Ok(mut merged), Ok(over)) = (
+        toml::from_str::<toml::Table>(base),
+        toml::from_str::<toml::Table>(text),
+    ) else {
+        return None;
+    };
+    let origin = Origin {
+        files: vec![
+            (file.to_string(), text.to_string()),
+            (CONFIG_FILE.to_string(), base.to_string()),
+        ],
+    };
+    if merged.get("cluster").and_then(|c| c.get("name")).is_some() {
+        let (f, pos) = Origin::single(CONFIG_FILE, base).locate(&["cluster", "name"]);
+        diags.push(
+            Diagnostic::at(f, pos, "[cluster] name in kftenant.toml: with clusters/, each cluster's name is the name of its file")
+                .with_hint("remove it here; name the files under clusters/ after the EKS clusters"),
+        );
+    }
+    match over.get("cluster").and_then(|c| c.get("name")) {
+        Some(toml::Value::String(n)) if n == name => {}
+        Some(_) => diags.push(
+            origin
+                .at(&["cluster", "name"], format!("[cluster] name differs from the file's name `{name}`: a cluster's name is the name of its file"))
+                .with_hint("remove the key, or rename the file to clusters/<name>.toml"),
+        ),
+        None => {}
+    }
+    merge_tables(&mut merged, over);
+    let cluster = merged
+        .entry("cluster")
+        .or_insert_with(|| toml::Value::Table(Default::default()));
+    if let toml::Value::Table(c) = cluster {
+        c.insert("name".into(), toml::Value::String(name.to_string()));
+        for key in ["account_id", "region", "oidc_issuer"] {
+            if !c.contains_key(key) {
+                diags.push(
+                    Diagnostic::at(
+                        file,
+                        Pos::new(1, 1),
+                        format!("missing `{key}` in [cluster]"),
+                    )
+                    .with_hint(format!(
+                        "set it in {file}, or in kftenant.toml when every cluster shares it"
+                    )),
+                );
+            }
+        }
+    }
+    if diags.len() != before {
+        return None;
+    }
+    let config: Config = match Config::deserialize(toml::Value::Table(merged)) {
+        Ok(c) => Config { origin, ..c },
+        Err(e) => {
+            diags.push(Diagnostic::file(file, e.message().trim().to_string()));
+            return None;
+        }
+    };
+    check(&config, diags);
+    Some(config)
+}
+
+/// Merges `over` into `base`: tables key by key, other values replaced.
+fn merge_tables(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
 }
 
 /// Byte offset to 1-based line and column.
@@ -695,10 +860,14 @@ pub fn locate(text: &str, section: &str, key: &str) -> Pos {
 /// `cpu` under `[profile.default_resource_quota.hard]`, in an inline table or
 /// as a dotted key). 1:1 when not even the first key is written.
 pub fn locate_path(text: &str, path: &[&str]) -> Pos {
-    let Ok(root) = toml::de::DeTable::parse(text) else {
-        return Pos::new(1, 1);
-    };
-    let mut table = root.get_ref();
+    match toml::de::DeTable::parse(text) {
+        Ok(root) => locate_path_in(text, root.get_ref(), path),
+        Err(_) => Pos::new(1, 1),
+    }
+}
+
+fn locate_path_in(text: &str, root: &toml::de::DeTable<'_>, path: &[&str]) -> Pos {
+    let mut table = root;
     let mut found = None;
     for name in path {
         let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref() == name) else {
@@ -713,9 +882,69 @@ pub fn locate_path(text: &str, path: &[&str]) -> Pos {
     found.map_or(Pos::new(1, 1), |span| offset_to_pos(text, span.start))
 }
 
-fn check(c: &Config, text: &str, diags: &mut Diagnostics) {
+/// [`Origin::locate`] for many keys, each file parsed once: a config can have
+/// a problem per entry of a list, and parsing a megabyte again for each would
+/// take hours.
+pub struct OriginLocator<'o> {
+    files: Vec<(&'o str, &'o str, Option<toml::de::DeTable<'o>>)>,
+}
+
+impl<'o> OriginLocator<'o> {
+    fn new(origin: &'o Origin) -> Self {
+        let files = origin
+            .files
+            .iter()
+            .map(|(f, t)| {
+                let root = toml::de::DeTable::parse(t)
+                    .ok()
+                    .map(toml::Spanned::into_inner);
+                (f.as_str(), t.as_str(), root)
+            })
+            .collect();
+        OriginLocator { files }
+    }
+
+    /// See [`Origin::locate`].
+    pub fn locate(&self, path: &[&str]) -> (String, Pos) {
+        let writes = |root: &toml::de::DeTable<'_>| {
+            let mut table = root;
+            for (depth, name) in path.iter().enumerate() {
+                match table.iter().find(|(k, _)| k.get_ref() == name) {
+                    Some((_, v)) => match v.get_ref() {
+                        toml::de::DeValue::Table(t) if depth + 1 < path.len() => table = t,
+                        _ => return true,
+                    },
+                    None => return false,
+                }
+            }
+            true
+        };
+        let found = self
+            .files
+            .iter()
+            .find(|(_, _, root)| root.as_ref().is_some_and(writes))
+            .or_else(|| self.files.first());
+        match found {
+            Some((file, text, root)) => (
+                file.to_string(),
+                root.as_ref()
+                    .map_or(Pos::new(1, 1), |r| locate_path_in(text, r, path)),
+            ),
+            None => (CONFIG_FILE.to_string(), Pos::new(1, 1)),
+        }
+    }
+
+    /// A diagnostic at the key `path`.
+    pub fn at(&self, path: &[&str], message: impl Into<String>) -> Diagnostic {
+        let (file, pos) = self.locate(path);
+        Diagnostic::at(file, pos, message)
+    }
+}
+
+fn check(c: &Config, diags: &mut Diagnostics) {
+    let locator = c.origin.locator();
     let mut err = |section: &str, key: &str, msg: String, hint: Option<&str>| {
-        let mut d = Diagnostic::at(CONFIG_FILE, locate(text, section, key), msg);
+        let mut d = locator.at(&[section, key], msg);
         if let Some(h) = hint {
             d = d.with_hint(h);
         }
@@ -814,6 +1043,48 @@ fn check(c: &Config, text: &str, diags: &mut Diagnostics) {
             None,
         );
     }
+    let t = &c.iam.policy_name_template;
+    let stripped = t.replace("{policy}", "").replace("{cluster}", "");
+    if !t.contains("{policy}") {
+        err(
+            "iam",
+            "policy_name_template",
+            format!("policy_name_template `{t}` must contain `{{policy}}`"),
+            Some("otherwise every policy gets the same name"),
+        );
+    } else if stripped.contains('{') || stripped.contains('}') {
+        err(
+            "iam",
+            "policy_name_template",
+            format!("policy_name_template `{t}` has an unknown placeholder"),
+            Some("only `{policy}` and `{cluster}` are known"),
+        );
+    } else if let Some(msg) = names::check_iam_name_chars(&stripped) {
+        err(
+            "iam",
+            "policy_name_template",
+            format!("policy_name_template `{t}`: {msg}"),
+            None,
+        );
+    }
+    for (k, v) in &cl.labels {
+        if let Some(msg) = names::check_label_key(k) {
+            err(
+                "cluster",
+                "labels",
+                format!("cluster label `{k}`: {msg}"),
+                None,
+            );
+        }
+        if v.len() > 63 {
+            err(
+                "cluster",
+                "labels",
+                format!("cluster label `{k}`: value longer than 63 characters"),
+                None,
+            );
+        }
+    }
     if let Some(msg) = names::check_iam_path(&c.iam.role_path) {
         err(
             "iam",
@@ -892,17 +1163,17 @@ fn check(c: &Config, text: &str, diags: &mut Diagnostics) {
         }
     }
     if let Some(q) = &c.profile.default_resource_quota {
-        check_default_quota(q, text, diags);
+        check_default_quota(q, &locator, diags);
     }
 }
 
 /// `[profile.default_resource_quota]`: the names, values and scopes
 /// Kubernetes accepts, each problem at its key.
-fn check_default_quota(q: &ResourceQuotaSpec, text: &str, diags: &mut Diagnostics) {
+fn check_default_quota(q: &ResourceQuotaSpec, origin: &OriginLocator<'_>, diags: &mut Diagnostics) {
     const AT: [&str; 2] = ["profile", "default_resource_quota"];
     let mut push = |key: &[&str], p: quota::Problem| {
         let path: Vec<&str> = AT.iter().chain(key).copied().collect();
-        let mut d = Diagnostic::at(CONFIG_FILE, locate_path(text, &path), p.message);
+        let mut d = origin.at(&path, p.message);
         if let Some(h) = p.hint {
             d = d.with_hint(h);
         }
@@ -954,15 +1225,30 @@ fn check_default_quota(q: &ResourceQuotaSpec, text: &str, diags: &mut Diagnostic
 /// key (with "did you mean"), missing key and value of the wrong type is
 /// reported in one run, each at its place.
 mod shape {
-    use super::{CONFIG_FILE, Config, offset_to_pos};
+    use super::{Config, offset_to_pos};
     use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
     use serde_json::Value as Json;
     use toml::de::{DeTable, DeValue};
 
     type Spanned<T> = toml::Spanned<T>;
 
-    /// True when the shape is right (then serde can read it).
-    pub(super) fn check(text: &str, diags: &mut Diagnostics) -> bool {
+    /// Which keys must be written.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Required {
+        /// Every key the schema requires (a repository of one cluster).
+        All,
+        /// Not `[cluster]` nor its keys: a file of a repository with
+        /// `clusters/`, where they may come from the other file.
+        NotCluster,
+    }
+
+    /// True when the shape of `file` is right (then serde can read it).
+    pub(super) fn check(
+        text: &str,
+        file: &str,
+        required: Required,
+        diags: &mut Diagnostics,
+    ) -> bool {
         let before = diags.len();
         let (root, errors) = DeTable::parse_recoverable(text);
         for e in &errors {
@@ -970,7 +1256,7 @@ mod shape {
                 offset_to_pos(text, s.start)
             });
             diags.push(Diagnostic::at(
-                CONFIG_FILE,
+                file,
                 pos,
                 format!("TOML syntax error: {}", e.message().trim()),
             ));
@@ -982,6 +1268,8 @@ mod shape {
             serde_json::to_value(schemars::schema_for!(Config)).expect("schema serialises");
         let cx = Cx {
             text,
+            file,
+            required,
             root: &schema,
         };
         cx.table(root.get_ref(), root.span(), &schema, "", diags);
@@ -990,6 +1278,8 @@ mod shape {
 
     struct Cx<'a> {
         text: &'a str,
+        file: &'a str,
+        required: Required,
         root: &'a Json,
     }
 
@@ -1011,7 +1301,7 @@ mod shape {
             hint: Option<String>,
             diags: &mut Diagnostics,
         ) {
-            let mut d = Diagnostic::at(CONFIG_FILE, offset_to_pos(self.text, span.start), msg);
+            let mut d = Diagnostic::at(self.file, offset_to_pos(self.text, span.start), msg);
             if let Some(h) = hint {
                 d = d.with_hint(h);
             }
@@ -1089,7 +1379,9 @@ mod shape {
                 .flatten()
             {
                 let Some(req) = req.as_str() else { continue };
-                if !table.iter().any(|(k, _)| k.get_ref().as_ref() == req) {
+                let optional = self.required == Required::NotCluster
+                    && (path.is_empty() && req == "cluster" || path == "cluster");
+                if !optional && !table.iter().any(|(k, _)| k.get_ref().as_ref() == req) {
                     let (msg, at) = if path.is_empty() {
                         (format!("missing [{req}]"), 0..0)
                     } else {

@@ -32,17 +32,22 @@
 //! - [`model`] — the tenant repository and its validation.
 //! - [`plan`] — the planner, with its inputs [`plan::desired`] and [`plan::observed`].
 //! - [`report`] — renderers.
+//! - [`status_page`] — the HTML status page (`kftenant run`'s `/`, `drift --format html`).
 //! - [`applied`] — the apply report (data).
 //! - [`schema`] — JSON Schemas of the formats.
 //! - [`scaffold`] — the files `kftenant init` writes.
+//! - [`import`] — the repository `kftenant import` writes from a live installation.
 //! - [`live`] — IAM and Kubernetes: reading the live world, executing plans.
 //! - [`git`] — the tenant repository in git: the daemon's checkout, commit
 //!   trees for `plan --base`, signature verification.
 //! - [`daemon`] — `kftenant run`.
 //!
+//! `live`, `git` and `daemon` need the `live` feature (on by default); without
+//! it the crate is the pure core, which the fuzz targets (`fuzz/`) build.
+//!
 //! The pure modules (`diag`, `names`, `ownership`, `document`, `kubeflow`,
 //! `quantity`, `quota`, `yaml`, `policy`, `config`, `model`, `plan`, `report`,
-//! `applied`, `schema`, `scaffold`)
+//! `status_page`, `applied`, `schema`, `scaffold`, `import`)
 //! use no network, clock, async runtime, git or client library: what they
 //! need comes in as data. `tests/architecture.rs` checks it, and that no two
 //! top-level modules import each other.
@@ -51,11 +56,15 @@
 
 pub mod applied;
 pub mod config;
+#[cfg(feature = "live")]
 pub mod daemon;
 pub mod diag;
 pub mod document;
+#[cfg(feature = "live")]
 pub mod git;
+pub mod import;
 pub mod kubeflow;
+#[cfg(feature = "live")]
 pub mod live;
 pub mod model;
 pub mod names;
@@ -67,4 +76,5 @@ pub mod quota;
 pub mod report;
 pub mod scaffold;
 pub mod schema;
+pub mod status_page;
 pub mod yaml;

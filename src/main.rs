@@ -4,12 +4,14 @@
 //! plain structs (no file or environment is touched), then each command's
 //! function turns them into what the library needs (reading files and
 //! environment variables) and calls it. `main` turns the result into an exit
-//! code and prints an error's whole cause chain.
+//! code and prints an error's whole cause chain. A usage error exits 1, like
+//! any other error: 2 is `plan`'s and `drift`'s "changes present".
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kftenant::daemon::lease::LeaseConfig;
 use kftenant::daemon::{self, DaemonOptions};
+use kftenant::git::verify::AllowedSigners;
 use kftenant::git::{self, GitAuth, GitSource, GitTreeSource};
 use kftenant::live::observe::{IamMode, Scope, observe};
 use kftenant::live::{Clients, apply as live_apply};
@@ -19,6 +21,7 @@ use kftenant::plan::observed::Observed;
 use kftenant::plan::{self, Plan, PlanKind, PlanOptions, PullRequest};
 use kftenant::report::{self, Format};
 use kftenant::schema;
+use kftenant::status_page;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -62,11 +65,19 @@ enum Command {
     Apply(ApplyArgs),
     /// Report every difference between git and the live world, changing nothing.
     ///
-    /// For scheduled jobs and dashboards. Exit codes: 0 no differences, 2 drift,
-    /// pending changes or conflicts, 1 error.
+    /// For scheduled jobs and dashboards. `--format html --out FILE` writes the
+    /// status page (every tenant with its state and the reason, filterable; the
+    /// validation problems of a broken repository) as one self-contained file,
+    /// for CI artifacts. Exit codes: 0 no differences, 2 drift, pending
+    /// changes or conflicts, 1 error.
     Drift(DriftArgs),
     /// Run as a daemon: pull the tenant repository, reconcile on every new commit,
     /// on a timer and on push webhooks; serve health, metrics, status and drift reports.
+    ///
+    /// HTTP (--listen): `/` the status page (commits applied and seen, the last
+    /// cycles, leadership, validation problems, every tenant's state; refreshes
+    /// itself), `/status` and `/report` (JSON; `?format=markdown`), `/metrics`,
+    /// `/healthz`, `/readyz`, and `POST /hook` for push webhooks.
     ///
     /// A commit that fails validation is reported and not applied; the last good
     /// commit stays the desired world. A fetch failure keeps the last good checkout.
@@ -77,6 +88,30 @@ enum Command {
     /// Start a tenant repository: kftenant.toml, a first tenant and the CI
     /// workflow that validates and plans pull requests. Writes no file that exists.
     Init(InitArgs),
+    /// Write a tenant repository from a live Kubeflow installation, so its
+    /// Profiles and IAM roles come under kftenant without being recreated.
+    ///
+    /// Reads the cluster's Profiles (all, or those of --profile / --selector),
+    /// the IAM role each names in its AwsIamForServiceAccount plugin (path,
+    /// attached and inline policies, boundary, tags, maximum session duration,
+    /// the service accounts its trust policy lets in), and the contributors of
+    /// each namespace; writes DIR: the kftenant.toml given, tenants/NAME.yaml
+    /// (with `spec.adopt` naming exactly what kftenant takes over) and the
+    /// inline policies as files. Reports what kftenant cannot express. Changes
+    /// nothing live: review the files, then `kftenant plan DIR --live` shows one
+    /// `adopt` change per resource, and `kftenant apply DIR` takes them over in
+    /// place (same role, same Profile UID, namespace untouched).
+    ///
+    /// Needs read access only (deploy/iam-readonly-policy.json); the apply
+    /// that adopts needs deploy/iam-adopt-policy.json besides kftenant's usual
+    /// policy, and roles it adopts outside /kftenant/ need
+    /// deploy/iam-adopted-policy.json from then on. README: "Moving an
+    /// existing installation".
+    ///
+    /// Exit codes: 0 written and valid; 1 an error, or the written repository
+    /// does not validate (its problems are printed: a live value kftenant's
+    /// rules refuse, e.g. a guardrail).
+    Import(ImportArgs),
 }
 
 /// `kftenant validate`.
@@ -88,6 +123,8 @@ struct ValidateArgs {
     /// Output format for problems.
     #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
     format: ValidateFormat,
+    #[command(flatten)]
+    cluster: ClusterArg,
 }
 
 /// `kftenant plan`.
@@ -121,6 +158,8 @@ struct PlanArgs {
     observe_live: bool,
     #[command(flatten)]
     live: LiveOpts,
+    #[command(flatten)]
+    cluster: ClusterArg,
 }
 
 /// `kftenant observe`.
@@ -134,6 +173,8 @@ struct ObserveArgs {
     out: Option<PathBuf>,
     #[command(flatten)]
     live: LiveOpts,
+    #[command(flatten)]
+    cluster: ClusterArg,
 }
 
 /// `kftenant apply`.
@@ -163,6 +204,8 @@ struct ApplyArgs {
     allow_mass_delete: bool,
     #[command(flatten)]
     live: LiveOpts,
+    #[command(flatten)]
+    cluster: ClusterArg,
 }
 
 /// `kftenant drift`.
@@ -172,10 +215,15 @@ struct DriftArgs {
     #[arg(default_value = ".")]
     repo: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
-    format: FormatArg,
+    #[arg(long, value_enum, default_value_t = DriftFormat::Text)]
+    format: DriftFormat,
+    /// Write the report to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
     #[command(flatten)]
     live: LiveOpts,
+    #[command(flatten)]
+    cluster: ClusterArg,
 }
 
 /// `kftenant run`.
@@ -217,7 +265,15 @@ struct RunArgs {
     /// Where the clone lives.
     #[arg(long, default_value = "/var/cache/kftenant")]
     cache_dir: PathBuf,
-    /// Lease for leader election (only the holder writes); omit to run as the only writer.
+    /// Apply only head commits with an SSH signature by a key in FILE (git's
+    /// gpg.ssh.allowedSignersFile format: `principals [options] key-type key`
+    /// per line). Unsigned or wrongly signed heads are refused, reported on
+    /// /status and in kftenant_refused_commits_total, and never applied.
+    #[arg(long, value_name = "FILE")]
+    verify_signers: Option<PathBuf>,
+    /// Lease for leader election (only the holder writes, and only while it is
+    /// sure to hold it); omit to run as the only writer. The lease also keeps
+    /// the last good commit, so a restart on a broken head still heals drift.
     #[arg(long)]
     lease_name: Option<String>,
     /// Namespace of the lease.
@@ -234,6 +290,10 @@ struct RunArgs {
     log_format: LogFormat,
     #[command(flatten)]
     live: LiveOpts,
+    /// The cluster to reconcile, in a repository of several (clusters/<name>.toml);
+    /// only its part of the repository is read. One daemon (Deployment) per cluster.
+    #[arg(long, value_name = "NAME")]
+    cluster: Option<String>,
 }
 
 /// `kftenant schema`.
@@ -270,6 +330,50 @@ struct InitArgs {
     owner: String,
 }
 
+/// `kftenant import`.
+#[derive(clap::Args, Debug)]
+struct ImportArgs {
+    /// A kftenant.toml with at least [cluster] (name, account_id, region,
+    /// oidc_issuer): copied into DIR as it is; its settings decide what the
+    /// tenants need to say (role name template and path, defaults).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The folder to write the repository into: new, or empty (hidden entries
+    /// such as .git and the --config file itself may be there).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Import only this Profile (repeatable); default: every Profile the selector matches.
+    #[arg(long = "profile", value_name = "NAME")]
+    profiles: Vec<String>,
+    /// Import only the Profiles with these labels (a Kubernetes label selector, e.g. `team=ml`).
+    #[arg(long, value_name = "SELECTOR", default_value = "")]
+    selector: String,
+    /// Write the account's customer-managed policies the roles attach into
+    /// policies/NAME.json (kept at their ARN and adopted in place) instead of
+    /// naming them by ARN only. Policies with tags stay ARNs (repo policies
+    /// carry only kftenant's).
+    #[arg(long)]
+    import_policies: bool,
+    /// Format of the report on standard output.
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
+    format: ValidateFormat,
+    /// The kubeconfig context of the cluster to read (default: the current
+    /// one). The repository written describes that one cluster.
+    #[arg(long, value_name = "NAME")]
+    kube_context: Option<String>,
+    #[command(flatten)]
+    live: LiveOpts,
+}
+
+/// `--cluster`, of every command that reads a repository.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct ClusterArg {
+    /// In a repository of several clusters (clusters/<name>.toml), only this
+    /// one; the default is every cluster.
+    #[arg(long, value_name = "NAME")]
+    cluster: Option<String>,
+}
+
 /// Options of every command that reads the live world.
 #[derive(clap::Args, Debug, Clone)]
 struct LiveOpts {
@@ -302,6 +406,19 @@ enum FormatArg {
     Json,
 }
 
+/// Output formats of `drift`: those of plans, and the status page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DriftFormat {
+    /// Human-readable, like `terraform plan`.
+    Text,
+    /// Markdown for pull-request comments.
+    Markdown,
+    /// Versioned JSON for machines.
+    Json,
+    /// The status page as one self-contained HTML file (no external assets).
+    Html,
+}
+
 impl From<FormatArg> for Format {
     fn from(f: FormatArg) -> Format {
         match f {
@@ -330,20 +447,51 @@ impl From<IamModeArg> for IamMode {
     }
 }
 
-/// `90s`, `5m`, `1h 30m`, `250ms` (any `humantime` duration), or plain seconds.
+/// The longest `--interval`, `--jitter` or `--ready-grace`. Longer ones are
+/// mistakes, and the daemon adds and multiplies them (the default grace is
+/// three intervals): a limit keeps that arithmetic far from overflowing.
+const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `90s`, `5m`, `1h 30m`, `250ms` (any `humantime` duration), or plain
+/// seconds; at most [`MAX_DURATION`].
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
-        return s
-            .parse()
+    let d = if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
+        s.parse()
             .map(Duration::from_secs)
-            .map_err(|_| format!("`{s}` is too many seconds"));
+            .map_err(|_| format!("`{s}` is too many seconds"))?
+    } else {
+        humantime::parse_duration(s)
+            .map_err(|e| format!("`{s}` is not a duration such as 30s, 5m or 1h: {e}"))?
+    };
+    if d > MAX_DURATION {
+        return Err(format!(
+            "`{s}` is longer than 30 days, the longest kftenant takes"
+        ));
     }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration such as 30s, 5m or 1h: {e}"))
+    Ok(d)
+}
+
+/// Parses the command line. A usage error (unknown flag, bad value, missing
+/// argument) exits 1, not clap's 2: `plan` and `drift` exit 2 for "changes
+/// present", and CI must not read a typo as that. `--help` and `--version`
+/// exit 0.
+fn parse_args() -> Result<Cli, ExitCode> {
+    Cli::try_parse().map_err(|e| {
+        // Printing can only fail on a closed stream, where there is no one to tell.
+        let _ = e.print();
+        if e.use_stderr() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        }
+    })
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let result = match cli.command {
         Command::Validate(a) => validate(a),
         Command::Plan(a) => plan_cmd(a),
@@ -353,6 +501,7 @@ fn main() -> ExitCode {
         Command::Run(a) => run_daemon(a),
         Command::Schema(a) => write_schemas(a),
         Command::Init(a) => init(a),
+        Command::Import(a) => import_cmd(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -371,10 +520,10 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Loads the repository, printing every problem to standard error when it
-/// does not validate.
-fn load(repo: &Path) -> Result<Option<Repository>> {
-    match model::load_dir(repo) {
+/// Loads the repository (every cluster, or `cluster`), printing every
+/// problem to standard error when it does not validate.
+fn load(repo: &Path, cluster: &ClusterArg) -> Result<Option<Vec<Repository>>> {
+    match load_clusters(repo, cluster) {
         Ok(r) => Ok(Some(r)),
         Err(diags) => {
             report::write_diagnostics(&diags, &mut std::io::stderr())?;
@@ -383,24 +532,84 @@ fn load(repo: &Path) -> Result<Option<Repository>> {
     }
 }
 
+fn load_clusters(
+    repo: &Path,
+    cluster: &ClusterArg,
+) -> Result<Vec<Repository>, Vec<kftenant::diag::Diagnostic>> {
+    let src = model::DirSource::new(repo);
+    match &cluster.cluster {
+        Some(name) => model::load_cluster(&src, name).map(|r| vec![r]),
+        None => model::load_all(&src),
+    }
+}
+
+/// The one cluster a command that cannot read several works on.
+fn only_one(mut repos: Vec<Repository>, what: &str) -> Result<Repository> {
+    if repos.len() != 1 {
+        let names: Vec<&str> = repos
+            .iter()
+            .map(|r| r.config.cluster.name.as_str())
+            .collect();
+        anyhow::bail!(
+            "{what} works on one cluster and this repository describes {} ({}): name one with --cluster",
+            names.len(),
+            names.join(", ")
+        );
+    }
+    Ok(repos.remove(0))
+}
+
 fn validate(a: ValidateArgs) -> Result<u8> {
     let mut out = std::io::stdout().lock();
-    match (model::load_dir(&a.repo), a.format) {
-        (Ok(r), ValidateFormat::Text) => {
+    match (load_clusters(&a.repo, &a.cluster), a.format) {
+        (Ok(repos), ValidateFormat::Text) => {
+            let policies = repos.first().map_or(0, |r| r.policies.len());
+            if let [r] = repos.as_slice() {
+                writeln!(
+                    out,
+                    "{}: valid ({} tenants, {} shared policies)",
+                    a.repo.display(),
+                    r.tenants.len(),
+                    policies
+                )?;
+            } else {
+                let each: Vec<String> = repos
+                    .iter()
+                    .map(|r| format!("{} {} tenants", r.config.cluster.name, r.tenants.len()))
+                    .collect();
+                writeln!(
+                    out,
+                    "{}: valid ({} clusters: {}; {} shared policies)",
+                    a.repo.display(),
+                    repos.len(),
+                    each.join(", "),
+                    policies
+                )?;
+            }
+            report::write_files_read(&repos, &mut out)?;
+        }
+        (Ok(repos), ValidateFormat::Json) => {
+            let clusters: Vec<_> = repos
+                .iter()
+                .map(|r| serde_json::json!({"name": r.config.cluster.name, "tenants": r.tenants.len()}))
+                .collect();
+            let tenants: std::collections::BTreeSet<&str> = repos
+                .iter()
+                .flat_map(|r| r.tenants.iter().map(|t| t.name.as_str()))
+                .collect();
             writeln!(
                 out,
-                "{}: valid ({} tenants, {} shared policies)",
-                a.repo.display(),
-                r.tenants.len(),
-                r.policies.len()
-            )?;
-            report::write_files_read(&r, &mut out)?;
+                "{}",
+                serde_json::json!({
+                    "valid": true,
+                    "tenants": tenants.len(),
+                    "policies": repos.first().map_or(0, |r| r.policies.len()),
+                    "clusters": clusters,
+                    "files": repos.first().map(|r| &r.files),
+                    "problems": []
+                })
+            )?
         }
-        (Ok(r), ValidateFormat::Json) => writeln!(
-            out,
-            "{}",
-            serde_json::json!({"valid": true, "tenants": r.tenants.len(), "policies": r.policies.len(), "files": r.files, "problems": []})
-        )?,
         (Err(diags), ValidateFormat::Text) => {
             report::write_diagnostics(&diags, &mut std::io::stderr())?;
             return Ok(1);
@@ -417,63 +626,124 @@ fn validate(a: ValidateArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// The clients of one cluster. Reading several clusters, each is reached
+/// through its own kubeconfig context ([cluster] kube_context, default its
+/// name); reading one, through the current context.
+async fn connect(repo: &Repository, several: bool, live: &LiveOpts) -> Result<Clients> {
+    let c = &repo.config.cluster;
+    let context = several.then(|| c.kube_context.as_deref().unwrap_or(&c.name));
+    Clients::from_env(&c.region, live.aws_max_attempts, context)
+        .await
+        .with_context(|| format!("cluster `{}`", c.name))
+}
+
+/// Observes what `want` cares about; with `--stats`, prints the calls made.
+async fn observe_with(clients: &Clients, want: &Desired, o: &LiveOpts) -> Result<Observed> {
+    let observed = observe(clients, &Scope::of(want), o.iam_mode.into()).await?;
+    if o.stats {
+        eprintln!("{}", serde_json::to_string(&clients.calls.snapshot())?);
+    }
+    Ok(observed)
+}
+
+/// The verdict of several plans as an exit code: the worst of them.
+fn exit_code(plans: &[Plan]) -> u8 {
+    plans
+        .iter()
+        .map(|p| p.verdict().exit_code())
+        .max_by_key(|code| match code {
+            0 => 0,
+            2 => 1,
+            _ => 2,
+        })
+        .unwrap_or(0)
+}
+
 fn plan_cmd(a: PlanArgs) -> Result<u8> {
-    let Some(repository) = load(&a.repo)? else {
+    let Some(repos) = load(&a.repo, &a.cluster)? else {
         return Ok(1);
     };
+    let several = repos.len() > 1;
+    if several && a.observed.is_some() {
+        anyhow::bail!(
+            "--observed is one cluster's snapshot and this repository describes {} clusters: name one with --cluster",
+            repos.len()
+        );
+    }
     let format = Format::from(a.format);
-    // Memory (heap in use with 10,000 tenants): repository 46 MiB, desired
-    // world 137, observed world 85. The repository is freed once rendered,
-    // before the observed world is read, so only the two worlds the planner
-    // compares are ever held together.
-    let want = desired::render(&repository);
-    let region = repository.config.cluster.region.clone();
-    drop(repository);
-    let observed = match (&a.observed, a.observe_live) {
-        (_, true) => runtime()?.block_on(observe_live(&region, &want, &a.live))?,
-        (Some(f), false) => read_snapshot(f)?,
-        (None, false) => Observed::default(),
-    };
     let opts = PlanOptions {
         allow_mass_delete: a.allow_mass_delete,
-        source_commit: a.source_commit.or_else(|| git::head_commit(&a.repo)),
+        source_commit: a
+            .source_commit
+            .clone()
+            .or_else(|| git::head_commit(&a.repo)),
     };
-    let mut p = plan::plan(&want, &observed, &opts);
-    if a.observe_live {
-        // Lets `apply --plan-file` refuse this plan once the live world moves on.
-        p.observed_digest = Some(observed.digest());
-    }
-    if let Some(rev) = &a.base {
-        let (src, base_commit) = GitTreeSource::open(&a.repo, rev)?;
-        let base_repo = model::load(&src).ok();
-        let tenants = desired::changed_tenants(base_repo.as_ref(), &want)
-            .into_iter()
-            .map(|(t, kind)| (t, kind.to_string()))
-            .collect();
-        let pull_request = PullRequest {
-            base: rev.clone(),
-            base_commit,
-            tenants,
+    // The pull request's base, every cluster of it (a cluster the pull
+    // request adds has none).
+    let base = match &a.base {
+        Some(rev) => {
+            let (src, base_commit) = GitTreeSource::open(&a.repo, rev)?;
+            Some((rev.clone(), base_commit, model::load_all(&src).ok()))
+        }
+        None => None,
+    };
+    let rt = a.observe_live.then(runtime).transpose()?;
+    let mut plans = Vec::new();
+    for repository in repos {
+        // Memory (heap in use with 10,000 tenants): repository 46 MiB, desired
+        // world 137, observed world 85. The repository is freed once rendered,
+        // before the observed world is read, so only the two worlds the planner
+        // compares are ever held together.
+        let want = desired::render(&repository);
+        let observed = match (&a.observed, &rt) {
+            (_, Some(rt)) => rt.block_on(async {
+                let clients = connect(&repository, several, &a.live).await?;
+                drop(repository);
+                observe_with(&clients, &want, &a.live).await
+            })?,
+            (Some(f), None) => read_snapshot(f)?,
+            (None, None) => Observed::default(),
         };
-        // Drift is what the live world changed against the base; the
-        // pull request's own changes are not drift.
-        let base_plan = base_repo
-            .map(|r| plan::plan(&desired::render(&r), &observed, &opts))
-            .unwrap_or_else(|| plan::plan(&want, &Observed::default(), &opts));
-        p.against_base(&base_plan, pull_request);
+        let mut p = plan::plan(&want, &observed, &opts);
+        if a.observe_live {
+            // Lets `apply --plan-file` refuse this plan once the live world moves on.
+            p.observed_digest = Some(observed.digest());
+        }
+        if let Some((rev, base_commit, base_repos)) = &base {
+            let base_repo = base_repos
+                .iter()
+                .flatten()
+                .find(|r| r.config.cluster.name == want.cluster);
+            let tenants = desired::changed_tenants(base_repo, &want)
+                .into_iter()
+                .map(|(t, kind)| (t, kind.to_string()))
+                .collect();
+            let pull_request = PullRequest {
+                base: rev.clone(),
+                base_commit: base_commit.clone(),
+                tenants,
+            };
+            // Drift is what the live world changed against the base; the
+            // pull request's own changes are not drift.
+            let base_plan = base_repo
+                .map(|r| plan::plan(&desired::render(r), &observed, &opts))
+                .unwrap_or_else(|| plan::plan(&want, &Observed::default(), &opts));
+            p.against_base(&base_plan, pull_request);
+        }
+        // Planned: the observed world is not needed again.
+        drop(observed);
+        plans.push(p);
     }
-    // Planned: the observed world is not needed again.
-    drop(observed);
     let mut parts: Vec<Vec<u8>> = Vec::new();
     match format {
         Format::Markdown => parts.extend(
-            report::markdown_parts(&p, report::MARKDOWN_PART_LIMIT)
+            report::markdown_parts_all(&plans, report::MARKDOWN_PART_LIMIT)
                 .into_iter()
                 .map(String::into_bytes),
         ),
         _ => {
             let mut buf = Vec::new();
-            report::write_plan(&p, format, &mut buf)?;
+            report::write_plans(&plans, format, &mut buf)?;
             parts.push(buf);
         }
     }
@@ -486,23 +756,19 @@ fn plan_cmd(a: PlanArgs) -> Result<u8> {
             }
         }
     }
-    Ok(p.verdict().exit_code())
-}
-
-fn load_and_observe(repo: &Path, live: &LiveOpts) -> Result<Option<(Desired, Observed)>> {
-    let Some(repository) = load(repo)? else {
-        return Ok(None);
-    };
-    let want = desired::render(&repository);
-    let observed =
-        runtime()?.block_on(observe_live(&repository.config.cluster.region, &want, live))?;
-    Ok(Some((want, observed)))
+    Ok(exit_code(&plans))
 }
 
 fn observe_cmd(a: ObserveArgs) -> Result<u8> {
-    let Some((_, observed)) = load_and_observe(&a.repo, &a.live)? else {
+    let Some(repos) = load(&a.repo, &a.cluster)? else {
         return Ok(1);
     };
+    let repository = only_one(repos, "observe")?;
+    let want = desired::render(&repository);
+    let observed = runtime()?.block_on(async {
+        let clients = connect(&repository, false, &a.live).await?;
+        observe_with(&clients, &want, &a.live).await
+    })?;
     match &a.out {
         Some(f) => std::fs::write(f, observed.to_json())
             .with_context(|| format!("writing {}", f.display()))?,
@@ -514,65 +780,161 @@ fn observe_cmd(a: ObserveArgs) -> Result<u8> {
 }
 
 fn drift(a: DriftArgs) -> Result<u8> {
-    let Some((want, observed)) = load_and_observe(&a.repo, &a.live)? else {
-        return Ok(1);
+    let head = git::head_commit(&a.repo);
+    let commit_info = || {
+        head.as_ref().map(|id| {
+            let meta = git::commit_meta(&a.repo, id);
+            status_page::CommitInfo {
+                id: id.clone(),
+                subject: meta.as_ref().map(|m| m.subject.clone()),
+                committed_unix: meta.map(|m| m.time_unix),
+            }
+        })
     };
+    let repos = match load_clusters(&a.repo, &a.cluster) {
+        Ok(r) => r,
+        Err(diags) => {
+            report::write_diagnostics(&diags, &mut std::io::stderr())?;
+            if a.format == DriftFormat::Html {
+                // The CI artifact shows the problems too.
+                let page = status_page::Page::invalid_repository(now_unix(), commit_info(), diags);
+                write_output(a.out.as_deref(), page.render().as_bytes())?;
+            }
+            return Ok(1);
+        }
+    };
+    let several = repos.len() > 1;
     let opts = PlanOptions {
         allow_mass_delete: false,
-        source_commit: git::head_commit(&a.repo),
+        source_commit: head.clone(),
     };
-    let p = Plan {
-        kind: PlanKind::Drift,
-        ..plan::plan(&want, &observed, &opts)
-    };
-    report::write_plan(&p, a.format.into(), &mut std::io::stdout().lock())?;
-    Ok(p.verdict().exit_code())
+    let rt = runtime()?;
+    let mut plans = Vec::new();
+    let mut tenants = Vec::new();
+    for repository in repos {
+        let want = desired::render(&repository);
+        let observed = rt.block_on(async {
+            let clients = connect(&repository, several, &a.live).await?;
+            observe_with(&clients, &want, &a.live).await
+        })?;
+        drop(repository);
+        plans.push(Plan {
+            kind: PlanKind::Drift,
+            ..plan::plan(&want, &observed, &opts)
+        });
+        tenants.push(status_page::tenants_of(&want));
+    }
+    let mut buf = Vec::new();
+    match a.format {
+        DriftFormat::Text => report::write_plans(&plans, Format::Text, &mut buf)?,
+        DriftFormat::Markdown => report::write_plans(&plans, Format::Markdown, &mut buf)?,
+        DriftFormat::Json => report::write_plans(&plans, Format::Json, &mut buf)?,
+        DriftFormat::Html => {
+            buf = status_page::Page::drift_report(
+                now_unix(),
+                commit_info(),
+                tenants.iter().map(Vec::as_slice).zip(&plans),
+            )
+            .render()
+            .into_bytes()
+        }
+    }
+    write_output(a.out.as_deref(), &buf)?;
+    Ok(exit_code(&plans))
+}
+
+/// Writes `bytes` to FILE, or to standard output without one.
+fn write_output(file: Option<&Path>, bytes: &[u8]) -> Result<()> {
+    match file {
+        Some(f) => std::fs::write(f, bytes).with_context(|| format!("writing {}", f.display())),
+        None => Ok(std::io::stdout().lock().write_all(bytes)?),
+    }
+}
+
+/// Now, in Unix seconds (the status page counts ages from it).
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn apply(a: ApplyArgs) -> Result<u8> {
-    let Some(repository) = load(&a.repo)? else {
+    let Some(repos) = load(&a.repo, &a.cluster)? else {
         return Ok(1);
     };
+    let several = repos.len() > 1;
+    if several && a.plan_file.is_some() {
+        anyhow::bail!(
+            "--plan-file is one cluster's plan and this repository describes {} clusters: name it with --cluster",
+            repos.len()
+        );
+    }
     let format = Format::from(a.format);
-    let want = desired::render(&repository);
-    let rt = runtime()?;
-    let clients = rt.block_on(Clients::from_env(
-        &repository.config.cluster.region,
-        a.live.aws_max_attempts,
-    ))?;
-    let observed = rt.block_on(observe(&clients, &Scope::of(&want), a.live.iam_mode.into()))?;
-    let p = match &a.plan_file {
+    // A saved plan of another format version, or of another cluster, is
+    // refused before anything is read from AWS or the cluster.
+    let saved = match &a.plan_file {
         Some(f) => {
             let text =
                 std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-            let saved = Plan::from_json(&text).with_context(|| f.display().to_string())?;
-            saved
-                .check_fresh(&observed)
-                .with_context(|| f.display().to_string())?;
-            saved
+            Some((
+                f,
+                Plan::from_json(&text).with_context(|| f.display().to_string())?,
+            ))
         }
-        None => {
-            let opts = PlanOptions {
-                allow_mass_delete: a.allow_mass_delete,
-                source_commit: git::head_commit(&a.repo),
-            };
-            Plan {
-                observed_digest: Some(observed.digest()),
-                ..plan::plan(&want, &observed, &opts)
+        None => None,
+    };
+    let rt = runtime()?;
+    // Every cluster is planned (and the plans shown) before anything is
+    // written, and the answer is asked once.
+    let mut work = Vec::new();
+    for repository in repos {
+        let want = desired::render(&repository);
+        if let Some((f, saved)) = &saved {
+            if saved.cluster != want.cluster {
+                anyhow::bail!(
+                    "{}: the plan is for cluster `{}`, not `{}`",
+                    f.display(),
+                    saved.cluster,
+                    want.cluster
+                );
             }
         }
-    };
+        let clients = rt.block_on(connect(&repository, several, &a.live))?;
+        let observed = rt.block_on(observe(&clients, &Scope::of(&want), a.live.iam_mode.into()))?;
+        let p = match &saved {
+            Some((f, saved)) => {
+                saved
+                    .check_fresh(&observed)
+                    .with_context(|| f.display().to_string())?;
+                saved.clone()
+            }
+            None => {
+                let opts = PlanOptions {
+                    allow_mass_delete: a.allow_mass_delete,
+                    source_commit: git::head_commit(&a.repo),
+                };
+                Plan {
+                    observed_digest: Some(observed.digest()),
+                    ..plan::plan(&want, &observed, &opts)
+                }
+            }
+        };
+        work.push((clients, p));
+    }
     let mut out = std::io::stdout().lock();
-    report::write_plan(&p, format, &mut out)?;
-    let print_stats = || -> Result<()> {
+    let plans: Vec<Plan> = work.iter().map(|(_, p)| p.clone()).collect();
+    report::write_plans(&plans, format, &mut out)?;
+    let print_stats = |clients: &Clients| -> Result<()> {
         if a.live.stats {
             eprintln!("{}", serde_json::to_string(&clients.calls.snapshot())?);
         }
         Ok(())
     };
-    if p.is_empty() {
-        print_stats()?;
-        return Ok(p.verdict().exit_code());
+    if plans.iter().all(Plan::is_empty) {
+        for (clients, _) in &work {
+            print_stats(clients)?;
+        }
+        return Ok(exit_code(&plans));
     }
     if !a.auto_approve && !confirm()? {
         writeln!(out, "Apply cancelled.")?;
@@ -583,10 +945,21 @@ fn apply(a: ApplyArgs) -> Result<u8> {
         profile_delete_timeout: Duration::from_secs(a.profile_delete_timeout),
         ..Default::default()
     };
-    let report = rt.block_on(live_apply::execute(&clients, &p, &opts));
-    report::write_apply(&report, format, &mut out)?;
-    print_stats()?;
-    Ok(if report.converged() { 0 } else { 1 })
+    let mut converged = true;
+    for (clients, p) in &work {
+        if p.is_empty() {
+            print_stats(clients)?;
+            continue;
+        }
+        if several {
+            writeln!(out, "\nCluster `{}`:", p.cluster)?;
+        }
+        let report = rt.block_on(live_apply::execute(clients, p, &opts));
+        report::write_apply(&report, format, &mut out)?;
+        print_stats(clients)?;
+        converged &= report.converged();
+    }
+    Ok(if converged { 0 } else { 1 })
 }
 
 /// A secret from a file, trimmed; an empty one is refused (an empty webhook
@@ -639,13 +1012,15 @@ fn run_daemon(a: RunArgs) -> Result<u8> {
     let identity = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| format!("kftenant-{}", std::process::id()));
-    let lease = a.lease_name.map(|name| LeaseConfig {
-        name,
-        namespace: a.lease_namespace,
-        identity,
-        duration: Duration::from_secs(15),
-        renew: Duration::from_secs(5),
-    });
+    let lease = a
+        .lease_name
+        .map(|name| LeaseConfig::new(name, a.lease_namespace, identity));
+    let signers = a
+        .verify_signers
+        .as_deref()
+        .map(AllowedSigners::load)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let options = DaemonOptions {
         interval: a.interval,
         jitter: a.jitter,
@@ -658,11 +1033,14 @@ fn run_daemon(a: RunArgs) -> Result<u8> {
             ..Default::default()
         },
         lease,
+        signers,
+        // At most 90 days and 30 seconds: the parser caps every duration.
         ready_grace: a
             .ready_grace
             .unwrap_or(a.interval * 3 + Duration::from_secs(30)),
         region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
         aws_max_attempts: a.live.aws_max_attempts,
+        cluster: a.cluster,
         release_memory: heap::release,
     };
     tracing::info!(options = ?daemon::describe(&options), "starting");
@@ -717,6 +1095,134 @@ fn init(a: InitArgs) -> Result<u8> {
             Ok(1)
         }
     }
+}
+
+/// Refuses to write into a folder that already holds something (but hidden
+/// entries such as `.git`, and the config file given).
+fn check_empty_out(out: &Path, config: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok(());
+    };
+    let config = std::fs::canonicalize(config).ok();
+    let mut found = Vec::new();
+    for e in entries {
+        let e = e.with_context(|| format!("reading {}", out.display()))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || std::fs::canonicalize(e.path()).ok() == config {
+            continue;
+        }
+        found.push(name);
+    }
+    if !found.is_empty() {
+        found.sort();
+        anyhow::bail!(
+            "refusing to write into {}: it holds {} (import into a new or empty folder)",
+            out.display(),
+            found.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn import_cmd(a: ImportArgs) -> Result<u8> {
+    use kftenant::import::{self, ImportOptions};
+    let text = std::fs::read_to_string(&a.config)
+        .with_context(|| format!("reading {}", a.config.display()))?;
+    let mut diags = kftenant::diag::Diagnostics::default();
+    let config = kftenant::config::load(&text, &mut diags);
+    let diags = diags.sorted();
+    let Some(config) = config.filter(|_| diags.is_empty()) else {
+        report::write_diagnostics(&diags, &mut std::io::stderr())?;
+        return Ok(1);
+    };
+    check_empty_out(&a.out, &a.config)?;
+    let rt = runtime()?;
+    let clients = rt.block_on(Clients::from_env(
+        &config.cluster.region,
+        a.live.aws_max_attempts,
+        a.kube_context.as_deref(),
+    ))?;
+    let mut profiles = rt.block_on(kftenant::live::observe::list_profiles(
+        &clients,
+        &a.selector,
+    ))?;
+    if !a.profiles.is_empty() {
+        let missing: Vec<&String> = a
+            .profiles
+            .iter()
+            .filter(|n| !profiles.iter().any(|p| p.name == **n))
+            .collect();
+        if !missing.is_empty() {
+            anyhow::bail!(
+                "no Profile {} in the cluster{}",
+                missing
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if a.selector.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with labels `{}`", a.selector)
+                }
+            );
+        }
+        profiles.retain(|p| a.profiles.contains(&p.name));
+    }
+    let scope = Scope {
+        path: config.iam.role_path.clone(),
+        role_names: import::role_names(&profiles)
+            .into_iter()
+            .map(|n| n.to_ascii_lowercase())
+            .collect(),
+        policy_names: Default::default(),
+        profile_names: profiles.iter().map(|p| p.name.clone()).collect(),
+        cluster: config.cluster.name.clone(),
+        external_policy_arns: Default::default(),
+        account_id: config.cluster.account_id.clone(),
+        service_accounts: Default::default(),
+    };
+    let mut observed = rt.block_on(observe(&clients, &scope, a.live.iam_mode.into()))?;
+    if a.import_policies {
+        let arns = import::local_policy_arns(&config, &profiles, &observed);
+        let read = rt.block_on(kftenant::live::observe::policies_by_arn(&clients, &arns))?;
+        observed.policies.retain(|p| !arns.contains(&p.arn));
+        observed.policies.extend(read);
+    }
+    if a.live.stats {
+        eprintln!("{}", serde_json::to_string(&clients.calls.snapshot())?);
+    }
+    let imported = import::render(
+        &text,
+        &config,
+        &profiles,
+        &observed,
+        &ImportOptions {
+            import_policies: a.import_policies,
+        },
+    );
+    for (path, content) in &imported.files {
+        let path = a.out.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut out = std::io::stdout().lock();
+    match a.format {
+        ValidateFormat::Text => report::write_import(&imported, &a.out, &mut out)?,
+        ValidateFormat::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&imported.summary())?
+        )?,
+    }
+    if !imported.problems.is_empty() {
+        report::write_diagnostics(&imported.problems, &mut std::io::stderr())?;
+        return Ok(1);
+    }
+    Ok(0)
 }
 
 fn write_schemas(a: SchemaArgs) -> Result<u8> {
@@ -846,17 +1352,6 @@ mod heap {
 
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     pub fn release() {}
-}
-
-/// Connects with the standard settings and reads the live world `want` cares
-/// about; with `--stats`, prints the calls made.
-async fn observe_live(region: &str, want: &Desired, o: &LiveOpts) -> Result<Observed> {
-    let clients = Clients::from_env(region, o.aws_max_attempts).await?;
-    let observed = observe(&clients, &Scope::of(want), o.iam_mode.into()).await?;
-    if o.stats {
-        eprintln!("{}", serde_json::to_string(&clients.calls.snapshot())?);
-    }
-    Ok(observed)
 }
 
 /// Asks for "yes" on a terminal; refuses when there is no terminal to ask.

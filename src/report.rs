@@ -53,7 +53,7 @@ pub fn unified(before: &Json, after: &Json) -> String {
 fn change_body(c: &Change) -> String {
     let mut out = String::new();
     match c.action {
-        Action::Update => {
+        Action::Update | Action::Adopt => {
             for d in &c.diffs {
                 if d.before.is_object()
                     || d.after.is_object()
@@ -89,8 +89,13 @@ fn summary_line(p: &Plan) -> String {
     } else {
         "tenants"
     };
+    let adopt = if s.adopt > 0 {
+        format!("{} to adopt, ", s.adopt)
+    } else {
+        String::new()
+    };
     let mut line = format!(
-        "{}: {} to create, {} to update, {} to delete ({} {tenants}).",
+        "{}: {adopt}{} to create, {} to update, {} to delete ({} {tenants}).",
         match p.kind {
             PlanKind::Plan => "Plan",
             PlanKind::Drift => "Drift",
@@ -345,8 +350,98 @@ pub fn write_json(p: &Plan, w: &mut impl Write) -> io::Result<()> {
     writeln!(w)
 }
 
+/// Renders the plans of several clusters (one plan: exactly [`write_plan`]).
+pub fn write_plans(plans: &[Plan], format: Format, w: &mut impl Write) -> io::Result<()> {
+    if let [p] = plans {
+        return write_plan(p, format, w);
+    }
+    match format {
+        Format::Text => {
+            for p in plans {
+                write_text(p, w)?;
+                writeln!(w)?;
+            }
+            writeln!(w, "{} clusters:", plans.len())?;
+            for p in plans {
+                writeln!(w, "  {}: {}", p.cluster, cluster_summary(p))?;
+            }
+            Ok(())
+        }
+        Format::Json => {
+            serde_json::to_writer_pretty(
+                &mut *w,
+                &serde_json::json!({
+                    "format_version": crate::plan::PLAN_FORMAT_VERSION,
+                    "clusters": plans,
+                }),
+            )?;
+            writeln!(w)
+        }
+        Format::Markdown => {
+            for part in markdown_parts_all(plans, MARKDOWN_PART_LIMIT) {
+                w.write_all(part.as_bytes())?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// One cluster's plan in a line: its summary, or why nothing can be done.
+fn cluster_summary(p: &Plan) -> String {
+    if p.changes.is_empty() {
+        no_changes(p)
+    } else {
+        summary_line(p)
+    }
+}
+
+/// The plans of several clusters as Markdown: a table of every cluster at
+/// the top, then each cluster's plan; split into parts under `limit`
+/// characters. One plan: exactly [`markdown_parts`].
+pub fn markdown_parts_all(plans: &[Plan], limit: usize) -> Vec<String> {
+    if let [p] = plans {
+        return markdown_parts(p, limit);
+    }
+    let what = match plans.first().map(|p| p.kind) {
+        Some(PlanKind::Drift) => "kftenant drift report",
+        _ => "kftenant plan",
+    };
+    let commit = plans
+        .iter()
+        .find_map(|p| p.source_commit.as_deref())
+        .map(|c| format!(" at commit {}", short_commit(c)))
+        .unwrap_or_default();
+    let mut head = format!(
+        "### {what}: {} clusters{commit}\n\n| cluster | create | update | delete | drift | conflicts | held | |\n|---|---:|---:|---:|---:|---:|---:|---|\n",
+        plans.len()
+    );
+    for p in plans {
+        let s = &p.summary;
+        let state = match p.verdict() {
+            Verdict::Converged => "matches git",
+            Verdict::Changes => "changes",
+            Verdict::Blocked => ":warning: blocked",
+        };
+        head.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} | {} | {} | {state} |\n",
+            p.cluster, s.create, s.update, s.delete, s.drift, s.conflicts, s.held
+        ));
+    }
+    head.push('\n');
+    let mut blocks = vec![head];
+    for p in plans {
+        blocks.extend(markdown_blocks(p));
+    }
+    pack(blocks, limit)
+}
+
 /// Renders the plan as Markdown, split into parts under [`MARKDOWN_PART_LIMIT`] characters.
 pub fn markdown_parts(p: &Plan, limit: usize) -> Vec<String> {
+    pack(markdown_blocks(p), limit)
+}
+
+/// The plan as Markdown blocks, each kept whole in one part where it fits.
+fn markdown_blocks(p: &Plan) -> Vec<String> {
     let mut blocks = Vec::new();
     let mut head = format!("### {}\n\n**{}**\n\n", header(p), summary_line(p));
     if p.changes.is_empty() {
@@ -407,8 +502,12 @@ pub fn markdown_parts(p: &Plan, limit: usize) -> Vec<String> {
     }
     for (tenant, list) in groups(p) {
         let counts = |a: Action| list.iter().filter(|c| c.action == a).count();
+        let adopt = match counts(Action::Adopt) {
+            0 => String::new(),
+            n => format!("{n} to adopt, "),
+        };
         let mut b = format!(
-            "<details><summary><b>{}</b>: {} to create, {} to update, {} to delete</summary>\n\n",
+            "<details><summary><b>{}</b>: {adopt}{} to create, {} to update, {} to delete</summary>\n\n",
             group_title(tenant),
             counts(Action::Create),
             counts(Action::Update),
@@ -423,7 +522,7 @@ pub fn markdown_parts(p: &Plan, limit: usize) -> Vec<String> {
             ));
             let body = change_body(c);
             if !body.is_empty() {
-                let lang = if c.action == Action::Update {
+                let lang = if matches!(c.action, Action::Update | Action::Adopt) {
                     "diff"
                 } else {
                     "json"
@@ -455,7 +554,7 @@ pub fn markdown_parts(p: &Plan, limit: usize) -> Vec<String> {
         }
         blocks.push(b + "\n");
     }
-    pack(blocks, limit)
+    blocks
 }
 
 /// Packs blocks into parts under `limit` characters; a block too large on its
@@ -513,6 +612,12 @@ pub fn write_apply_text(r: &ApplyReport, w: &mut impl Write) -> io::Result<()> {
                 s.action.symbol(),
                 s.address
             )?,
+            Outcome::Stopped { code, reason } => writeln!(
+                w,
+                "  skipped  {} {} ({code}: {reason})",
+                s.action.symbol(),
+                s.address
+            )?,
         }
     }
     for c in &r.conflicts {
@@ -564,6 +669,9 @@ pub fn write_apply_markdown(r: &ApplyReport, w: &mut impl Write) -> io::Result<(
             Outcome::Skipped { after_failure_of } => {
                 format!("skipped (after `{after_failure_of}` failed)")
             }
+            Outcome::Stopped { code, reason } => {
+                format!("skipped (`{code}`: {})", reason.replace('|', "\\|"))
+            }
         };
         writeln!(
             w,
@@ -600,22 +708,89 @@ pub fn write_apply_json(r: &ApplyReport, w: &mut impl Write) -> io::Result<()> {
 /// Lists the files a valid repository was read from, with the tenants each
 /// tenant file defines: what `validate` read, so a file it did not read is
 /// noticed.
-pub fn write_files_read(repo: &Repository, w: &mut impl Write) -> io::Result<()> {
-    writeln!(w, "read {} files:", repo.files.len())?;
-    for f in &repo.files {
-        let tenants: Vec<&str> = repo
-            .tenants
+pub fn write_files_read(repos: &[Repository], w: &mut impl Write) -> io::Result<()> {
+    let Some(first) = repos.first() else {
+        return Ok(());
+    };
+    writeln!(w, "read {} files:", first.files.len())?;
+    for f in &first.files {
+        // A tenant on several clusters is named once, with where it is when
+        // that is not everywhere.
+        let mut tenants: Vec<(&str, Vec<&str>)> = Vec::new();
+        for r in repos {
+            for t in r.tenants.iter().filter(|t| t.file == *f) {
+                match tenants.iter_mut().find(|(n, _)| *n == t.name) {
+                    Some((_, on)) => on.push(&r.config.cluster.name),
+                    None => tenants.push((&t.name, vec![&r.config.cluster.name])),
+                }
+            }
+        }
+        let names: Vec<String> = tenants
             .iter()
-            .filter(|t| t.file == *f)
-            .map(|t| t.name.as_str())
+            .map(|(n, on)| {
+                if on.len() == repos.len() {
+                    n.to_string()
+                } else {
+                    format!("{n} ({})", on.join(", "))
+                }
+            })
             .collect();
-        if tenants.is_empty() {
+        if names.is_empty() {
             writeln!(w, "  {f}")?;
         } else {
-            writeln!(w, "  {f}: {}", tenants.join(", "))?;
+            writeln!(w, "  {f}: {}", names.join(", "))?;
         }
     }
     Ok(())
+}
+
+/// The report of `kftenant import`: what was written where, the notes to
+/// review, and what to run next.
+pub fn write_import(
+    imported: &crate::import::Imported,
+    dir: &std::path::Path,
+    w: &mut impl Write,
+) -> io::Result<()> {
+    let dir = dir.display();
+    writeln!(
+        w,
+        "kftenant import: {} tenant{} written to {dir} ({} files)",
+        imported.tenants.len(),
+        plural(imported.tenants.len()),
+        imported.files.len()
+    )?;
+    for t in &imported.tenants {
+        let adopts: Vec<&str> = [("the role", t.adopt_role), ("the Profile", t.adopt_profile)]
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(what, _)| what)
+            .collect();
+        let adopts = if adopts.is_empty() {
+            "already kftenant's".to_string()
+        } else {
+            format!("adopts {}", adopts.join(" and "))
+        };
+        writeln!(w, "  {}: role {} ({adopts})", t.file, t.role_arn)?;
+    }
+    if !imported.notes.is_empty() {
+        writeln!(w, "\nNotes (review them before applying):")?;
+        for n in &imported.notes {
+            writeln!(w, "  {} ({}): {}", n.profile, n.kind.label(), n.message)?;
+        }
+    }
+    if imported.problems.is_empty() {
+        writeln!(
+            w,
+            "\nNext: `kftenant validate {dir}`, then `kftenant plan {dir} --live`: one `adopt` change per resource taken over (exit code 2); review it, then `kftenant apply {dir}`."
+        )
+    } else {
+        writeln!(
+            w,
+            "\nThe repository does not validate ({} problem{}, on standard error): kftenant's rules refuse what is live. Fix the files (or kftenant.toml) before planning.",
+            imported.problems.len(),
+            plural(imported.problems.len())
+        )
+    }
 }
 
 /// Writes validation problems, one `file:line:column: message` each, and a count.
@@ -623,11 +798,17 @@ pub fn write_diagnostics(diags: &[Diagnostic], w: &mut impl Write) -> io::Result
     for d in diags {
         writeln!(w, "{d}")?;
     }
+    let total = crate::diag::count(diags);
+    let not_shown: usize = diags.iter().map(|d| d.not_shown).sum();
     writeln!(
         w,
-        "{} problem{} found; nothing was planned or applied.",
-        diags.len(),
-        if diags.len() == 1 { "" } else { "s" }
+        "{total} problem{} found{}; nothing was planned or applied.",
+        if total == 1 { "" } else { "s" },
+        if not_shown > 0 {
+            format!(" ({not_shown} not shown)")
+        } else {
+            String::new()
+        }
     )
 }
 

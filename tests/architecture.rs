@@ -22,8 +22,10 @@ const PURE: &[&str] = &[
     "model",
     "plan",
     "report",
+    "status_page",
     "applied",
     "schema",
+    "import",
 ];
 
 /// What the pure modules must not name.

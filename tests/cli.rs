@@ -1,5 +1,7 @@
 //! The `kftenant` binary end to end: exit codes, output, committed fixtures.
 
+#[path = "cli/broken.rs"]
+mod broken;
 mod support;
 
 use kftenant::plan::{desired, observed::Observed};
@@ -128,6 +130,103 @@ fn committed_schemas_are_fresh() {
         assert!(
             have == want,
             "schema/{name} is stale: run `cargo run -- schema`"
+        );
+    }
+}
+
+/// `deploy/iam-adopted-policy.json` is `iam-policy.json`'s tag-scoped writes
+/// on every path (adopted roles keep theirs), `iam-adopt-policy.json` only
+/// tags with this cluster's ownership, and neither reaches the controller's
+/// own role. Moto does not evaluate IAM policies, so this checks their text.
+#[test]
+fn deploy_adoption_policies_are_the_owned_writes_on_every_path() {
+    use kftenant::ownership::{MANAGER, TAG_CLUSTER, TAG_MANAGED_BY};
+    use serde_json::{Value, json};
+    use std::collections::BTreeSet;
+    let read = |f: &str| -> Value {
+        let text = std::fs::read_to_string(root().join("deploy").join(f)).unwrap();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("deploy/{f}: {e}"))
+    };
+    let sid = |doc: &Value, sid: &str| -> Value {
+        doc["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == sid)
+            .unwrap_or_else(|| panic!("no statement {sid}"))
+            .clone()
+    };
+    let actions = |s: &Value| -> BTreeSet<String> {
+        match &s["Action"] {
+            Value::String(a) => [a.clone()].into(),
+            Value::Array(a) => a.iter().map(|v| v.as_str().unwrap().to_string()).collect(),
+            other => panic!("Action {other}"),
+        }
+    };
+    let base = read("iam-policy.json");
+    let adopt = read("iam-adopt-policy.json");
+    let adopted = read("iam-adopted-policy.json");
+    let ours = |prefix: &str| {
+        json!({"StringEquals": {
+            format!("{prefix}/{TAG_MANAGED_BY}"): MANAGER,
+            format!("{prefix}/{TAG_CLUSTER}"): "CLUSTER_NAME",
+        }})
+    };
+    let owned_roles = sid(&base, "ChangeOwnedRoles");
+    let roles = sid(&adopted, "ChangeAdoptedRoles");
+    assert_eq!(actions(&roles), actions(&owned_roles));
+    assert_eq!(roles["Resource"], "arn:aws:iam::ACCOUNT_ID:role/*");
+    assert_eq!(roles["Condition"], ours("iam:ResourceTag"));
+    assert_eq!(owned_roles["Condition"], ours("iam:ResourceTag"));
+    let policies = sid(&adopted, "ChangeAdoptedPolicies");
+    assert_eq!(
+        actions(&policies),
+        actions(&sid(&base, "ChangeOwnedPolicies"))
+    );
+    assert_eq!(policies["Resource"], "arn:aws:iam::ACCOUNT_ID:policy/*");
+    assert_eq!(policies["Condition"], ours("aws:ResourceTag"));
+    for (name, action, resource) in [
+        ("AdoptRoles", "iam:TagRole", "role/*"),
+        ("AdoptPolicies", "iam:TagPolicy", "policy/*"),
+    ] {
+        let s = sid(&adopt, name);
+        assert_eq!(actions(&s), [action.to_string()].into(), "{name}");
+        assert_eq!(s["Resource"], format!("arn:aws:iam::ACCOUNT_ID:{resource}"));
+        assert_eq!(s["Condition"], ours("aws:RequestTag"), "{name}");
+    }
+    // Allows only, but for the guard of the controller's own role.
+    for (doc, guard) in [
+        (&adopt, "NeverAdoptItself"),
+        (&adopted, "NeverChangeItself"),
+    ] {
+        let allowed: BTreeSet<String> = doc["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                s["Effect"] == "Allow" && s["Resource"].as_str().unwrap().contains(":role/")
+            })
+            .flat_map(&actions)
+            .collect();
+        let g = sid(doc, guard);
+        assert_eq!(g["Effect"], "Deny");
+        assert_eq!(
+            g["Resource"],
+            "arn:aws:iam::ACCOUNT_ID:role/kftenant-controller"
+        );
+        assert_eq!(
+            actions(&g),
+            allowed,
+            "{guard} denies every role write allowed"
+        );
+        assert_eq!(doc["Statement"].as_array().unwrap().len(), 3);
+    }
+    // The files are documented where deploy/ is.
+    let readme = std::fs::read_to_string(root().join("deploy/README.md")).unwrap();
+    for f in ["iam-adopt-policy.json", "iam-adopted-policy.json"] {
+        assert!(
+            readme.contains(&format!("| `{f}` |")),
+            "deploy/README.md lists {f}"
         );
     }
 }
@@ -619,4 +718,178 @@ fn a_pull_requests_own_changes_are_not_called_drift() {
         drift_section.contains("recommendations") && !drift_section.contains("forecasting"),
         "{md}"
     );
+}
+
+#[test]
+fn usage_errors_exit_1_on_every_command_help_and_version_exit_0() {
+    // Exit 2 means "changes present" to CI: a typo must not look like that.
+    for cmd in [
+        "validate", "plan", "observe", "apply", "drift", "run", "schema", "init",
+    ] {
+        let out = kftenant(&[cmd, "--no-such-flag"]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).starts_with("error: unexpected argument '--no-such-flag' found"),
+            "{cmd}: {}",
+            text(&out.stderr)
+        );
+        let out = kftenant(&[cmd, "--help"]);
+        assert_eq!(out.status.code(), Some(0), "{cmd} --help");
+        assert!(
+            text(&out.stdout).contains("Usage: kftenant"),
+            "{cmd} --help"
+        );
+    }
+    let usage_errors: &[&[&str]] = &[
+        &[],
+        &["no-such-command"],
+        &["plan", "sample-repo", "--format", "xml"],
+        &["drift", "sample-repo", "--format", "xml"],
+        &["plan", "sample-repo", "--observed"],
+        &["plan", "sample-repo", "--live", "--observed", "x.json"],
+        &["drift", "sample-repo", "--iam-mode", "bogus"],
+        &["apply", "sample-repo", "--workers", "-1"],
+        &["run"],
+        &["init"],
+        &["run", "--repo", "x", "--interval", "99999999999999999h"],
+        &["run", "--repo", "x", "--interval", "18446744073709551615"],
+        &["run", "--repo", "x", "--jitter", "31d"],
+        &["run", "--repo", "x", "--ready-grace", "1000000000000s"],
+    ];
+    for args in usage_errors {
+        let out = kftenant(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        // Without a command, clap shows the help (on standard error).
+        let start = if args.is_empty() { "GitOps" } else { "error: " };
+        assert!(text(&out.stderr).starts_with(start), "{args:?}");
+        assert!(!text(&out.stderr).contains("panicked"), "{args:?}");
+    }
+    let out = kftenant(&["run", "--repo", "x", "--interval", "18446744073709551615"]);
+    assert!(
+        text(&out.stderr)
+            .contains("`18446744073709551615` is longer than 30 days, the longest kftenant takes"),
+        "{}",
+        text(&out.stderr)
+    );
+    for args in [&["--version"][..], &["--help"], &["help", "plan"]] {
+        let out = kftenant(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(!out.stdout.is_empty());
+    }
+    assert_eq!(
+        text(&kftenant(&["--version"]).stdout),
+        format!("kftenant {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn plan_and_drift_exit_1_on_errors_before_touching_the_live_world() {
+    // plan: 0 and 2 are checked above (converged snapshot, empty world).
+    let out = kftenant(&[
+        "plan",
+        "tests/fixtures/broken-repo",
+        "--observed",
+        "tests/fixtures/sample-converged.json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    // drift reads the repository before the live world: a broken one is exit
+    // 1 with no AWS or cluster in reach. Its 0 and 2 need the live world:
+    // tests/live.rs (empty_world_to_sample_repo, hand_made_drift_is_reported_then_corrected).
+    let out = kftenant(&["drift", "tests/fixtures/broken-repo"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).ends_with("10 problems found; nothing was planned or applied.\n"));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn saved_plans_and_snapshots_of_another_format_version_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A plan of format version 1 (untyped `after`), as kftenant 0.1 wrote it.
+    let out = kftenant(&["plan", "sample-repo", "--format", "json"]);
+    let mut plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    plan["format_version"] = 1.into();
+    for c in plan["changes"].as_array_mut().unwrap() {
+        let op = c.as_object_mut().unwrap().remove("operation").unwrap();
+        c["after"] = op;
+    }
+    let old = tmp.path().join("old-plan.json");
+    std::fs::write(&old, plan.to_string()).unwrap();
+    let out = kftenant(&[
+        "apply",
+        "sample-repo",
+        "--auto-approve",
+        "--plan-file",
+        old.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: {}: the plan has format_version 1, this kftenant reads 2: make a new plan with this version\n",
+            old.display()
+        )
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "refused before planning or applying anything"
+    );
+    // A snapshot from a future kftenant.
+    let mut snap: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/sample-converged.json")).unwrap(),
+    )
+    .unwrap();
+    snap["format_version"] = 99.into();
+    let future = tmp.path().join("future.json");
+    std::fs::write(&future, snap.to_string()).unwrap();
+    let out = kftenant(&[
+        "plan",
+        "sample-repo",
+        "--observed",
+        future.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: {}: the snapshot has format_version 99, this kftenant reads 1: observe again with this version\n",
+            future.display()
+        )
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn any_source_commit_is_shown_without_panicking() {
+    for commit in [
+        "é".repeat(40),
+        "🦀".repeat(13),
+        "a\u{301}".repeat(20),
+        String::new(),
+    ] {
+        let out = kftenant(&["plan", "sample-repo", "--source-commit", &commit]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{commit:?}: {}",
+            text(&out.stderr)
+        );
+        let short: String = commit.chars().take(12).collect();
+        let first = text(&out.stdout).lines().next().unwrap().to_string();
+        assert!(first.ends_with(&format!("at commit {short}")), "{first}");
+        let out = kftenant(&[
+            "plan",
+            "sample-repo",
+            "--source-commit",
+            &commit,
+            "--format",
+            "json",
+        ]);
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(plan["source_commit"], commit.as_str());
+    }
 }

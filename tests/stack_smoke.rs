@@ -813,9 +813,28 @@ async fn kftenant_service_account_has_deploys_rbac_and_no_more() {
     assert!(forbidden(
         secrets.list(&Default::default()).await.map(|_| ())
     ));
+    // Namespaces are read and annotated, never created or deleted: the
+    // profile controller owns their lifecycle.
     let namespaces: Api<Namespace> = Api::all(sa.clone());
+    namespaces
+        .list(&Default::default())
+        .await
+        .expect("deploy/'s ClusterRole lists Namespaces");
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "kftenant-rbac-probe"}
+    }))
+    .unwrap();
     assert!(forbidden(
-        namespaces.list(&Default::default()).await.map(|_| ())
+        namespaces
+            .create(&Default::default(), &ns)
+            .await
+            .map(|_| ())
+    ));
+    assert!(forbidden(
+        namespaces
+            .delete("default", &Default::default())
+            .await
+            .map(|_| ())
     ));
 
     // kftenant itself, as that ServiceAccount: a live plan reads Profiles fine.

@@ -1,5 +1,5 @@
-//! The daemon's HTTP endpoints: health, readiness, metrics, status, the
-//! latest report, and the push webhook.
+//! The daemon's HTTP endpoints: the status page (`/`), health, readiness,
+//! metrics, status, the latest report, and the push webhook.
 
 use super::Shared;
 use bytes::Bytes;
@@ -37,7 +37,7 @@ pub fn signature_ok(secret: &[u8], body: &[u8], signature: Option<&str>) -> bool
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -54,6 +54,7 @@ pub async fn handle(
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
     let resp = match (req.method(), path.as_str()) {
+        (&Method::GET, "/") => page(shared.status_page()),
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => {
             let (ready, why) = shared.readiness();
@@ -88,6 +89,24 @@ pub async fn handle(
     Ok(resp)
 }
 
+/// The status page, with headers that keep the browser from loading,
+/// framing, sniffing or caching anything.
+fn page(html: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/html; charset=utf-8")
+        .header(
+            "content-security-policy",
+            crate::status_page::content_security_policy(),
+        )
+        .header("x-content-type-options", "nosniff")
+        .header("x-frame-options", "DENY")
+        .header("referrer-policy", "no-referrer")
+        .header("cache-control", "no-store")
+        .body(Full::new(Bytes::from(html)))
+        .expect("valid response")
+}
+
 async fn hook(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let Some(secret) = shared.options.webhook_secret.clone() else {
         return reply(
@@ -103,7 +122,17 @@ async fn hook(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> 
         .map(String::from);
     let body = match Limited::new(req.into_body(), MAX_HOOK_BODY).collect().await {
         Ok(b) => b.to_bytes(),
+        Err(e) if !e.is::<http_body_util::LengthLimitError>() => {
+            return reply(StatusCode::BAD_REQUEST, "text/plain", "unreadable body\n");
+        }
         Err(_) => {
+            // Refused before the signature is even checked: an unsigned
+            // sender cannot make the daemon hold more than the cap.
+            shared.metrics.webhook("too_large");
+            tracing::warn!(
+                limit = MAX_HOOK_BODY,
+                "webhook refused: body over the limit"
+            );
             return reply(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "text/plain",

@@ -53,6 +53,7 @@ pub struct Metrics {
     errors: Family<Labels, Counter>,
     webhooks: Family<Labels, Counter>,
     fetch_failures: Counter,
+    refused_commits: Family<Labels, Counter>,
     leader: Gauge,
 }
 
@@ -74,6 +75,7 @@ impl Metrics {
             errors: Family::default(),
             webhooks: Family::default(),
             fetch_failures: Counter::default(),
+            refused_commits: Family::default(),
             leader: Gauge::default(),
             registry: Registry::default(),
         };
@@ -130,6 +132,11 @@ impl Metrics {
             m.fetch_failures.clone(),
         );
         registry.register(
+            "refused_commits",
+            "Head commits refused by --verify-signers (each counted once), by reason: unsigned, unknown_key, bad_signature, unsupported",
+            m.refused_commits.clone(),
+        );
+        registry.register(
             "leader",
             "Whether this replica holds the lease (1) or not (0)",
             m.leader.clone(),
@@ -181,9 +188,16 @@ impl Metrics {
             .set(1);
     }
 
-    /// Counts a webhook by result (`accepted`, `rejected`).
+    /// Counts a webhook by result (`accepted`, `rejected`, `too_large`).
     pub fn webhook(&self, result: &str) {
         self.webhooks.get_or_create(&label("result", result)).inc();
+    }
+
+    /// Counts a head commit refused by `--verify-signers`, by reason.
+    pub fn refused(&self, reason: &str) {
+        self.refused_commits
+            .get_or_create(&label("reason", reason))
+            .inc();
     }
 
     /// Counts a failed fetch.
@@ -292,6 +306,7 @@ mod tests {
         m.error("Throttling");
         m.applied("abc");
         m.webhook("accepted");
+        m.refused("unsigned");
         let text = m.encode();
         let rules = include_str!("../../deploy/monitoring/prometheusrule.yaml");
         let mut named = 0;

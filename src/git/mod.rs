@@ -103,7 +103,18 @@ pub enum SourceError {
         /// The refused commit.
         commit: String,
         /// Why.
-        reason: String,
+        reason: verify::Refusal,
+    },
+    /// A commit asked for is not the branch head nor an ancestor of it
+    /// (the branch was force-pushed past it), or is not in the clone at all.
+    #[error("commit {commit} is not on branch `{branch}` (head {head}): force-pushed away?")]
+    NotOnBranch {
+        /// The commit asked for.
+        commit: String,
+        /// The branch followed.
+        branch: String,
+        /// Its head.
+        head: String,
     },
 }
 
@@ -300,6 +311,45 @@ impl GitSource {
             root,
         })
     }
+
+    /// The files of `commit` from the clone's objects (the checkout is not
+    /// touched), provided it is `head` (a fetched branch head) or an
+    /// ancestor of it, and, with `signers`, signed by one of them. Blocking.
+    ///
+    /// For a daemon that restarts on a broken head: the last good commit it
+    /// recorded is healed from only while the branch still contains it.
+    pub fn commit_tree(
+        &self,
+        commit: &str,
+        head: &str,
+        signers: Option<&AllowedSigners>,
+    ) -> Result<GitTreeSource, SourceError> {
+        let repo = Repository::open(&self.cache_dir).map_err(git("open the clone"))?;
+        let not_on_branch = || SourceError::NotOnBranch {
+            commit: commit.to_string(),
+            branch: self.branch.clone(),
+            head: head.to_string(),
+        };
+        let oid = git2::Oid::from_str(commit).map_err(|_| not_on_branch())?;
+        let head_oid = git2::Oid::from_str(head).map_err(git("parse the head commit"))?;
+        let reachable = oid == head_oid
+            || (repo.find_commit(oid).is_ok()
+                && repo
+                    .graph_descendant_of(head_oid, oid)
+                    .map_err(git("walk the history"))?);
+        if !reachable {
+            return Err(not_on_branch());
+        }
+        if let Some(signers) = signers {
+            signers
+                .verify_commit(&repo, oid)
+                .map_err(|reason| SourceError::Unverified {
+                    commit: commit.to_string(),
+                    reason,
+                })?;
+        }
+        GitTreeSource::at(repo, oid, self.path.clone().unwrap_or_default())
+    }
 }
 
 /// The commit checked out in the git working tree rooted at `dir` (`dir`
@@ -309,6 +359,54 @@ pub fn head_commit(dir: &Path) -> Option<String> {
     let repo = Repository::open(dir).ok()?;
     let oid = repo.head().ok()?.target()?;
     Some(oid.to_string())
+}
+
+/// A commit's committer time and the first line of its message, for the status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitMeta {
+    /// Committer time, Unix seconds.
+    pub time_unix: i64,
+    /// The first line of the message, cut at 200 characters.
+    pub subject: String,
+}
+
+/// The [`CommitMeta`] of `commit` in the git repository that holds `dir`
+/// (the checkout or a folder in it); `None` when it cannot be read.
+pub fn commit_meta(dir: &Path, commit: &str) -> Option<CommitMeta> {
+    let repo = Repository::discover(dir).ok()?;
+    let c = repo.find_commit(git2::Oid::from_str(commit).ok()?).ok()?;
+    let subject = String::from_utf8_lossy(c.summary_bytes().unwrap_or_default());
+    Some(CommitMeta {
+        time_unix: c.time().seconds(),
+        subject: subject.chars().take(200).collect(),
+    })
+}
+
+/// `url` without the user information it may carry (`https://user:token@host/x`
+/// becomes `https://host/x`), for display; and the secret in it, to redact
+/// wherever an error message might repeat it: the password, or over HTTP(S)
+/// a lone user name (a token can stand there). An SSH user name (`git`) is
+/// no secret.
+pub fn url_without_credentials(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return (url.to_string(), None);
+    };
+    let userinfo = &rest[..at];
+    let secret = match userinfo.split_once(':') {
+        Some((_, password)) => Some(password),
+        None if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => {
+            Some(userinfo)
+        }
+        None => None,
+    };
+    (
+        format!("{scheme}://{}", &rest[at + 1..]),
+        secret.filter(|s| !s.is_empty()).map(String::from),
+    )
 }
 
 /// Why the SSH host key check refused the server. libgit2 replaces the
@@ -438,6 +536,49 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_recorded_commit_is_read_only_while_the_branch_contains_it() {
+        let remote = remote_with_commit();
+        std::fs::write(remote.path().join("a.txt"), "good").unwrap();
+        sh(remote.path(), &["add", "a.txt"]);
+        commit(remote.path(), &["-m", "good"]);
+        let cache = tempfile::tempdir().unwrap();
+        let src = GitSource::local(remote.path(), cache.path());
+        let good = src.sync().unwrap().commit;
+        std::fs::write(remote.path().join("a.txt"), "broken").unwrap();
+        commit(remote.path(), &["-am", "broken"]);
+        let head = src.sync().unwrap().commit;
+        // An ancestor of the head: read from the objects, the checkout untouched.
+        let tree = src.commit_tree(&good, &head, None).unwrap();
+        use crate::model::source::Source;
+        assert_eq!(tree.read("a.txt").unwrap().unwrap(), "good");
+        assert_eq!(
+            src.commit_tree(&head, &head, None)
+                .unwrap()
+                .read("a.txt")
+                .unwrap()
+                .unwrap(),
+            "broken"
+        );
+        // The branch is rewritten without it: refused, though the clone still has it.
+        sh(remote.path(), &["checkout", "-q", "--orphan", "rewritten"]);
+        commit(remote.path(), &["-m", "history rewritten"]);
+        sh(remote.path(), &["branch", "-q", "-M", "rewritten", "main"]);
+        let rewritten = src.sync().unwrap().commit;
+        match src.commit_tree(&good, &rewritten, None) {
+            Err(SourceError::NotOnBranch { commit, .. }) => assert_eq!(commit, good),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a commit off the branch was read"),
+        }
+        // Not in the clone at all, or not a commit id.
+        for unknown in ["0123456789abcdef0123456789abcdef01234567", "nonsense"] {
+            assert!(matches!(
+                src.commit_tree(unknown, &rewritten, None),
+                Err(SourceError::NotOnBranch { .. })
+            ));
+        }
+    }
+
+    #[test]
     fn missing_branch_is_an_error() {
         let remote = remote_with_commit();
         let cache = tempfile::tempdir().unwrap();
@@ -454,6 +595,50 @@ pub(crate) mod tests {
             format!("{:?}", GitAuth::Token("s3cret".into())),
             "Token(<redacted>)"
         );
+    }
+
+    #[test]
+    fn credentials_are_taken_out_of_urls() {
+        let cases = [
+            (
+                "https://x-access-token:s3cr3t@github.com/acme/t.git",
+                "https://github.com/acme/t.git",
+                Some("s3cr3t"),
+            ),
+            (
+                "https://ghp_token@github.com/acme/t",
+                "https://github.com/acme/t",
+                Some("ghp_token"),
+            ),
+            (
+                "ssh://git@example.com:2222/t.git",
+                "ssh://example.com:2222/t.git",
+                None,
+            ),
+            (
+                "ssh://git:pw@example.com/t.git",
+                "ssh://example.com/t.git",
+                Some("pw"),
+            ),
+            (
+                "https://github.com/acme/t@v1",
+                "https://github.com/acme/t@v1",
+                None,
+            ),
+            (
+                "git@github.com:acme/t.git",
+                "git@github.com:acme/t.git",
+                None,
+            ),
+            ("/srv/git/tenants", "/srv/git/tenants", None),
+        ];
+        for (url, shown, secret) in cases {
+            assert_eq!(
+                url_without_credentials(url),
+                (shown.to_string(), secret.map(String::from)),
+                "{url}"
+            );
+        }
     }
 
     #[test]

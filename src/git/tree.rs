@@ -81,6 +81,25 @@ impl GitTreeSource {
         ))
     }
 
+    /// The files of `commit` in `repo`, under the folder `prefix` ("" for
+    /// the root).
+    pub fn at(
+        repo: Repository,
+        commit: git2::Oid,
+        prefix: String,
+    ) -> Result<GitTreeSource, SourceError> {
+        let tree = repo
+            .find_commit(commit)
+            .map_err(git("find commit"))?
+            .tree_id();
+        Ok(GitTreeSource {
+            repo,
+            tree,
+            prefix: prefix.trim_matches('/').to_string(),
+            folders: Default::default(),
+        })
+    }
+
     fn full(&self, parts: &[String]) -> String {
         let rel = parts.join("/");
         match (self.prefix.is_empty(), rel.is_empty()) {
@@ -177,6 +196,9 @@ impl GitTreeSource {
         seen: &mut std::collections::BTreeSet<Vec<String>>,
         tree: &mut Tree,
     ) {
+        if tree.is_full() {
+            return;
+        }
         if shown.len() > MAX_DEPTH {
             tree.truncated = Some(format!(
                 "`{}` is nested more than {MAX_DEPTH} folders deep; it was not read",
@@ -217,7 +239,9 @@ impl GitTreeSource {
             };
             match target {
                 Some(dir) => {
-                    tree.dirs.insert(path.join("/"));
+                    if !tree.add_dir(path.join("/")) {
+                        return;
+                    }
                     self.walk(&dir, &path, seen, tree);
                     seen.remove(&dir);
                 }
@@ -248,7 +272,7 @@ impl Source for GitTreeSource {
                 limit: MAX_FILE_BYTES,
             }));
         }
-        Some(String::from_utf8(blob.content().to_vec()).map_err(|_| ReadError::NotText))
+        Some(crate::model::source::utf8(blob.content().to_vec()))
     }
 
     fn tree(&self) -> Tree {

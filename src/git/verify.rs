@@ -18,6 +18,53 @@ use std::path::Path;
 /// The SSHSIG namespace git signs commits in.
 const NAMESPACE: &str = "git";
 
+/// Why a commit was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The commit carries no signature.
+    Unsigned,
+    /// Signed with OpenPGP, or a signature that is not SSH's or does not parse.
+    Unsupported(String),
+    /// Signed by a key that is not in the allowed-signers file (its SHA-256 fingerprint).
+    UnknownKey(String),
+    /// Signed in the name of an allowed key, but the signature does not
+    /// match the commit (altered after signing, or forged).
+    BadSignature {
+        /// The principals of the allowed key.
+        signer: String,
+        /// What the check said.
+        error: String,
+    },
+}
+
+impl Refusal {
+    /// A stable label for metrics: `unsigned`, `unsupported`, `unknown_key`, `bad_signature`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::Unsigned => "unsigned",
+            Refusal::Unsupported(_) => "unsupported",
+            Refusal::UnknownKey(_) => "unknown_key",
+            Refusal::BadSignature { .. } => "bad_signature",
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Unsigned => write!(f, "the commit is not signed"),
+            Refusal::Unsupported(why) => write!(f, "{why}"),
+            Refusal::UnknownKey(fingerprint) => write!(
+                f,
+                "signed by key {fingerprint}, which is not an allowed signer"
+            ),
+            Refusal::BadSignature { signer, error } => {
+                write!(f, "bad signature by {signer}: {error}")
+            }
+        }
+    }
+}
+
 /// Keys allowed to sign the commits kftenant applies.
 #[derive(Debug, Clone)]
 pub struct AllowedSigners {
@@ -72,32 +119,39 @@ impl AllowedSigners {
     }
 
     /// Checks the signature of commit `oid`; returns the signer's principals.
-    pub fn verify_commit(&self, repo: &git2::Repository, oid: git2::Oid) -> Result<String, String> {
+    pub fn verify_commit(
+        &self,
+        repo: &git2::Repository,
+        oid: git2::Oid,
+    ) -> Result<String, Refusal> {
         let (signature, signed) = repo
             .extract_signature(&oid, None)
-            .map_err(|_| "the commit is not signed".to_string())?;
+            .map_err(|_| Refusal::Unsigned)?;
         let signature = signature
             .as_str()
-            .ok_or_else(|| "the commit's signature is not text".to_string())?;
+            .ok_or_else(|| Refusal::Unsupported("the commit's signature is not text".into()))?;
         if signature.contains("BEGIN PGP SIGNATURE") {
-            return Err(
+            return Err(Refusal::Unsupported(
                 "the commit has an OpenPGP signature; only SSH signatures are verified".into(),
-            );
+            ));
         }
-        let sig = SshSig::from_pem(signature)
-            .map_err(|e| format!("the commit's signature does not parse: {e}"))?;
+        let sig = SshSig::from_pem(signature).map_err(|e| {
+            Refusal::Unsupported(format!("the commit's signature does not parse: {e}"))
+        })?;
         let Some((who, key)) = self
             .keys
             .iter()
             .find(|(_, k)| k.key_data() == sig.public_key())
         else {
-            return Err(format!(
-                "signed by key {}, which is not an allowed signer",
-                sig.public_key().fingerprint(HashAlg::Sha256)
+            return Err(Refusal::UnknownKey(
+                sig.public_key().fingerprint(HashAlg::Sha256).to_string(),
             ));
         };
         key.verify(NAMESPACE, &signed, &sig)
-            .map_err(|e| format!("bad signature by {who}: {e}"))?;
+            .map_err(|e| Refusal::BadSignature {
+                signer: who.clone(),
+                error: e.to_string(),
+            })?;
         Ok(who.clone())
     }
 }
@@ -189,7 +243,7 @@ mod tests {
             commit(remote.path(), content, key);
             match src.sync_verified(Some(&signers)) {
                 Err(SourceError::Unverified { reason, .. }) => {
-                    assert!(reason.contains(why), "{reason}")
+                    assert!(reason.to_string().contains(why), "{reason}")
                 }
                 other => panic!("commit {content} not refused: {other:?}"),
             }
@@ -230,8 +284,11 @@ mod tests {
         );
         match src.sync_verified(Some(&signers)) {
             Err(SourceError::Unverified { reason, .. }) => {
+                assert_eq!(reason.label(), "bad_signature");
                 assert!(
-                    reason.starts_with("bad signature by alice@example.com"),
+                    reason
+                        .to_string()
+                        .starts_with("bad signature by alice@example.com"),
                     "{reason}"
                 )
             }

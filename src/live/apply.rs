@@ -8,6 +8,19 @@
 //! # Guarantees
 //! - A failed step stops the rest of *its* tenant (reported as skipped); other
 //!   tenants go on.
+//! - The [`WriteGuard`] of [`ApplyOptions`] is asked before every call
+//!   (every attempt, the AWS SDK's retries included); once it refuses,
+//!   nothing more is sent and every step not yet begun is reported as
+//!   stopped with its code (`LostLeadership` in the daemon). Kubernetes calls
+//!   are retried by [`Clients::kube_call`] (429, 500, 502, 503, 504, broken
+//!   connections, at most 4 attempts), not by kube's own retry layer, which
+//!   the guard could not see.
+//! - `EntityAlreadyExists` from `CreateRole` / `CreatePolicy` counts as done
+//!   only when the entity carries kftenant's tags (or marker) for this
+//!   cluster; anything else is a `Conflict`: nothing written to it, the rest
+//!   of its tenant skipped, a conflicted repo policy attached to no tenant.
+//! - `CreatePolicyVersion` is sent without the SDK's retries; after an
+//!   unknown outcome the versions are read back before it is sent again.
 //! - Deleting a role first waits (bounded) until the tenant's Profile is gone,
 //!   so the Kubeflow controller's finalizer still finds the role.
 //! - Steps are idempotent: deleting what is already gone, or attaching what is
@@ -17,7 +30,8 @@
 //!   our own short backoff for IAM's eventual consistency (a role just created
 //!   reported missing, or "Invalid principal" in a trust policy).
 //! - Each [`Operation`] has one small function below that makes its calls
-//!   through [`Clients::iam_call`] / [`Clients::kube_call`] (counted and timed there).
+//!   through [`Clients::iam_call`] / [`Clients::kube_call`] /
+//!   [`Clients::kube_write`] (counted, timed and guarded there).
 //!
 //! # Errors
 //! Every failure lands in the [`ApplyReport`] with its AWS or Kubernetes
@@ -47,6 +61,39 @@ use tokio::sync::Semaphore;
 /// Field manager of kftenant's server-side applies.
 pub const FIELD_MANAGER: &str = MANAGER;
 
+/// Asked before every call the executor makes (each IAM or Kubernetes
+/// write, and each attempt of the AWS SDK's own retries): once it refuses,
+/// nothing more is sent, and the steps not yet begun are reported as
+/// [`Outcome::Stopped`] with its code.
+///
+/// The daemon's guard says whether this replica still holds the leader lease
+/// with a margin (`daemon::lease::Leadership`); the CLI, whose user is the
+/// only writer, passes [`AlwaysWrite`].
+pub trait WriteGuard: std::fmt::Debug + Send + Sync {
+    /// `Ok(())` when a call may be sent now; otherwise why not.
+    fn check(&self) -> Result<(), Stopped>;
+}
+
+/// Why the executor stopped writing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {reason}")]
+pub struct Stopped {
+    /// Stable label for reports and metrics, e.g. `LostLeadership`.
+    pub code: &'static str,
+    /// In words.
+    pub reason: String,
+}
+
+/// A guard that always lets writes through.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlwaysWrite;
+
+impl WriteGuard for AlwaysWrite {
+    fn check(&self) -> Result<(), Stopped> {
+        Ok(())
+    }
+}
+
 /// How to execute.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
@@ -58,6 +105,8 @@ pub struct ApplyOptions {
     pub consistency_attempts: u32,
     /// How long to wait for the Kubeflow controller to make a new tenant's namespace.
     pub namespace_timeout: Duration,
+    /// Asked before every call; see [`WriteGuard`].
+    pub guard: Arc<dyn WriteGuard>,
 }
 
 impl Default for ApplyOptions {
@@ -67,13 +116,14 @@ impl Default for ApplyOptions {
             profile_delete_timeout: Duration::from_secs(120),
             consistency_attempts: 6,
             namespace_timeout: Duration::from_secs(60),
+            guard: Arc::new(AlwaysWrite),
         }
     }
 }
 
-/// Runs `steps` in order; after a failure the rest are skipped. Every write
-/// leaves an audit line (target `kftenant::audit`) and, for a Profile, a
-/// Kubernetes Event on it.
+/// Runs `steps` in order; after a failure the rest are skipped, and once
+/// the guard refuses, the rest are stopped. Every write leaves an audit line
+/// (target `kftenant::audit`) and, for a Profile, a Kubernetes Event on it.
 async fn run_group(
     clients: &Clients,
     opts: &ApplyOptions,
@@ -83,12 +133,22 @@ async fn run_group(
 ) -> Vec<StepResult> {
     let mut out = Vec::with_capacity(steps.len());
     let mut failed: Option<String> = None;
+    let mut stopped: Option<Stopped> = None;
     for c in steps {
-        let outcome = match &failed {
-            Some(f) => Outcome::Skipped {
+        // Asked here as well as before each call, so that a step not begun
+        // is reported as stopped rather than as failed.
+        if stopped.is_none() && failed.is_none() {
+            stopped = opts.guard.check().err();
+        }
+        let outcome = match (&stopped, &failed) {
+            (Some(s), _) => Outcome::Stopped {
+                code: s.code.to_string(),
+                reason: s.reason.clone(),
+            },
+            (None, Some(f)) => Outcome::Skipped {
                 after_failure_of: f.clone(),
             },
-            None => {
+            (None, None) => {
                 let started = std::time::Instant::now();
                 let executed = match uses_conflicted_policy(&c.operation, conflicted) {
                     Some(refused) => Err(refused),
@@ -99,14 +159,20 @@ async fn run_group(
                     Err(e) => (Err(e), None),
                 };
                 audit(&c, commit, &result, started.elapsed());
-                if let Operation::ApplyProfile { name, .. } | Operation::DeleteProfile { name } =
-                    &c.operation
+                if let Operation::ApplyProfile { name, .. }
+                | Operation::AdoptProfile { name, .. }
+                | Operation::DeleteProfile { name } = &c.operation
                 {
                     profile_event(clients, name, uid, &c, commit, &result).await;
                 }
                 match result {
                     Ok(()) => Outcome::Done,
                     Err(e) => {
+                        // Refused half-way through the step: some of its
+                        // calls may have been made, so it failed; the rest stop.
+                        if let Error::Stopped(s) = &e {
+                            stopped = Some(s.clone());
+                        }
                         failed = Some(c.address.clone());
                         Outcome::Failed {
                             code: e.code().to_string(),
@@ -128,6 +194,7 @@ async fn run_group(
 
 /// Executes `plan`. See the module docs for order and guarantees.
 pub async fn execute(clients: &Clients, plan: &Plan, opts: &ApplyOptions) -> ApplyReport {
+    let clients = &clients.for_writes(opts.guard.clone());
     let changes = &plan.changes;
     let commit = plan.source_commit.as_deref();
     let lead = changes.iter().take_while(|c| c.tenant.is_none()).count();
@@ -207,7 +274,7 @@ pub async fn execute(clients: &Clients, plan: &Plan, opts: &ApplyOptions) -> App
             .count(),
         skipped: results
             .iter()
-            .filter(|r| matches!(r.outcome, Outcome::Skipped { .. }))
+            .filter(|r| matches!(r.outcome, Outcome::Skipped { .. } | Outcome::Stopped { .. }))
             .count(),
         conflicts: plan.conflicts.len(),
         held: plan.held.len(),
@@ -262,6 +329,7 @@ async fn profile_event(
     let (kind, reason) = match (&c.operation, result) {
         (_, Err(_)) => ("Warning", "ApplyFailed"),
         (Operation::DeleteProfile { .. }, Ok(())) => ("Normal", "Deleted"),
+        (Operation::AdoptProfile { .. }, Ok(())) => ("Normal", "Adopted"),
         _ => ("Normal", "Applied"),
     };
     let mut message = format!("kftenant {}: {}", c.action_word(), c.reason);
@@ -476,6 +544,12 @@ async fn execute_operation(
             labels,
             annotations,
             spec,
+        }
+        | AdoptProfile {
+            name,
+            labels,
+            annotations,
+            spec,
         } => apply_profile(clients, name, labels, annotations, spec).await,
         DeleteProfile { name } => delete_profile(clients, opts, name).await,
         op => execute_write(clients, opts, op).await.map(|()| None),
@@ -568,21 +642,31 @@ async fn execute_write(
             )
         }
         UpdateTrustPolicy { role, document } => {
-            let req = || {
-                clients
-                    .iam
-                    .update_assume_role_policy()
-                    .role_name(role)
-                    .policy_document(document.as_str())
-                    .send()
-            };
-            with_backoff(opts, || async {
-                clients
-                    .iam_call("UpdateAssumeRolePolicy", req())
-                    .await
-                    .map(|_| ())
-            })
-            .await
+            update_trust_policy(clients, opts, role, document).await
+        }
+        AdoptRole {
+            name,
+            tags,
+            trust_policy,
+        } => {
+            // Tags first: the role is kftenant's from then on, so whatever
+            // fails after is planned again as an ordinary change.
+            retag(clients, Tagged::Role(name), tags).await?;
+            match trust_policy {
+                Some(doc) => update_trust_policy(clients, opts, name, doc).await,
+                None => Ok(()),
+            }
+        }
+        AdoptPolicy {
+            arn,
+            tags,
+            document,
+        } => {
+            retag(clients, Tagged::Policy(arn), tags).await?;
+            match document {
+                Some(doc) => new_policy_version(clients, opts, arn, doc).await,
+                None => Ok(()),
+            }
         }
         PutBoundary { role, arn } => {
             let req = || {
@@ -688,7 +772,7 @@ async fn execute_write(
                 )
                 .await,
         ),
-        ApplyProfile { .. } | DeleteProfile { .. } => {
+        ApplyProfile { .. } | AdoptProfile { .. } | DeleteProfile { .. } => {
             unreachable!("Profiles are written by execute_operation")
         }
         ApplyMember {
@@ -724,7 +808,7 @@ async fn execute_write(
             });
             let api: Api<ServiceAccount> = Api::namespaced(clients.kube.clone(), namespace);
             clients
-                .kube_call(
+                .kube_write(
                     "apply",
                     format!("apply ServiceAccount {namespace}/{name}"),
                     || async {
@@ -743,7 +827,7 @@ async fn execute_write(
             let api: Api<ServiceAccount> = Api::namespaced(clients.kube.clone(), namespace);
             not_found_ok(
                 clients
-                    .kube_call(
+                    .kube_write(
                         "delete",
                         format!("delete ServiceAccount {namespace}/{name}"),
                         || async { api.delete(name, &DeleteParams::default()).await },
@@ -757,7 +841,7 @@ async fn execute_write(
             let patch = json!({"metadata": {"annotations": {ROLE_ARN_ANNOTATION: null}}});
             not_found_ok(
                 clients
-                    .kube_call(
+                    .kube_write(
                         "patch",
                         format!("remove the role annotation of ServiceAccount {namespace}/{name}"),
                         || async {
@@ -770,6 +854,31 @@ async fn execute_write(
         }
         SetOwnerMarks { namespace, owner } => set_owner_marks(clients, namespace, owner).await,
     }
+}
+
+/// `UpdateAssumeRolePolicy`, retried while IAM does not know the OIDC
+/// provider or the role yet.
+async fn update_trust_policy(
+    clients: &Clients,
+    opts: &ApplyOptions,
+    role: &str,
+    document: &Document,
+) -> Result<(), Error> {
+    let req = || {
+        clients
+            .iam
+            .update_assume_role_policy()
+            .role_name(role)
+            .policy_document(document.as_str())
+            .send()
+    };
+    with_backoff(opts, || async {
+        clients
+            .iam_call("UpdateAssumeRolePolicy", req())
+            .await
+            .map(|_| ())
+    })
+    .await
 }
 
 /// Deletes are idempotent: what is already gone counts as deleted.
@@ -812,7 +921,7 @@ async fn apply_member(
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let bindings: Api<RoleBinding> = Api::namespaced(clients.kube.clone(), namespace);
     clients
-        .kube_call(
+        .kube_write(
             "apply",
             format!("apply RoleBinding {namespace}/{name}"),
             || async { bindings.patch(name, &params, &Patch::Apply(&binding)).await },
@@ -824,7 +933,7 @@ async fn apply_member(
         &authorization_policy_resource(),
     );
     clients
-        .kube_call(
+        .kube_write(
             "apply",
             format!("apply AuthorizationPolicy {namespace}/{name}"),
             || async { policies.patch(name, &params, &Patch::Apply(&policy)).await },
@@ -837,7 +946,7 @@ async fn delete_member(clients: &Clients, namespace: &str, name: &str) -> Result
     let bindings: Api<RoleBinding> = Api::namespaced(clients.kube.clone(), namespace);
     not_found_ok(
         clients
-            .kube_call(
+            .kube_write(
                 "delete",
                 format!("delete RoleBinding {namespace}/{name}"),
                 || async { bindings.delete(name, &DeleteParams::default()).await },
@@ -851,7 +960,7 @@ async fn delete_member(clients: &Clients, namespace: &str, name: &str) -> Result
     );
     not_found_ok(
         clients
-            .kube_call(
+            .kube_write(
                 "delete",
                 format!("delete AuthorizationPolicy {namespace}/{name}"),
                 || async { policies.delete(name, &DeleteParams::default()).await },
@@ -872,7 +981,7 @@ async fn set_owner_marks(clients: &Clients, namespace: &str, owner: &str) -> Res
         "metadata": {"name": namespace, "annotations": {NAMESPACE_OWNER_ANNOTATION: owner}},
     });
     clients
-        .kube_call(
+        .kube_write(
             "apply",
             format!("apply the owner annotation of Namespace {namespace}"),
             || async {
@@ -890,7 +999,7 @@ async fn set_owner_marks(clients: &Clients, namespace: &str, owner: &str) -> Res
     let bindings: Api<RoleBinding> = Api::namespaced(clients.kube.clone(), namespace);
     not_found_ok(
         clients
-            .kube_call(
+            .kube_write(
                 "patch",
                 format!(
                     "patch the user annotation of RoleBinding {namespace}/{OWNER_ROLE_BINDING}"
@@ -914,25 +1023,19 @@ async fn set_owner_marks(clients: &Clients, namespace: &str, owner: &str) -> Res
     );
     not_found_ok(
         clients
-            .kube_call(
-                "patch",
-                format!("patch the user annotation of AuthorizationPolicy {namespace}/{OWNER_AUTHORIZATION_POLICY}"),
-                || async { policies.patch(OWNER_AUTHORIZATION_POLICY, &PatchParams::default(), &Patch::Merge(&patch)).await },
-            )
+            .kube_write("patch", format!("patch the user annotation of AuthorizationPolicy {namespace}/{OWNER_AUTHORIZATION_POLICY}"), || async { policies.patch(OWNER_AUTHORIZATION_POLICY, &PatchParams::default(), &Patch::Merge(&patch)).await })
             .await,
     )
 }
 
 /// Waits (bounded) until the Kubeflow controller has made the namespace of a
-/// new Profile.
+/// new Profile. Every waiting step shares one LIST of namespaces (at most one
+/// every 250 ms, see [`super::NamespaceCache`]), so a cold apply of many
+/// tenants reads namespaces a few times, not once per tenant.
 async fn wait_namespace(clients: &Clients, name: &str, timeout: Duration) -> Result<(), Error> {
-    let api: Api<Namespace> = Api::all(clients.kube.clone());
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let found = clients
-            .kube_call("get", format!("get Namespace {name}"), || api.get_opt(name))
-            .await?;
-        if found.is_some() {
+        if clients.namespaces.contains(clients, name).await? {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
@@ -1243,7 +1346,7 @@ async fn delete_profile(
 ) -> Result<Option<String>, Error> {
     let api: Api<DynamicObject> = Api::all_with(clients.kube.clone(), &profile_resource());
     let uid = match clients
-        .kube_call("delete", format!("delete Profile {name}"), || async {
+        .kube_write("delete", format!("delete Profile {name}"), || async {
             api.delete(name, &DeleteParams::default()).await
         })
         .await
@@ -1274,7 +1377,7 @@ async fn apply_profile(
     });
     let api: Api<DynamicObject> = Api::all_with(clients.kube.clone(), &profile_resource());
     clients
-        .kube_call("apply", format!("apply Profile {name}"), || async {
+        .kube_write("apply", format!("apply Profile {name}"), || async {
             api.patch(
                 name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
@@ -1306,5 +1409,202 @@ async fn wait_profile_gone(clients: &Clients, name: &str, timeout: Duration) -> 
             }
             Some(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The guard, against a fake API server and IAM endpoint on localhost
+    //! (no stack): once it refuses, nothing more is sent.
+    use super::*;
+    use crate::plan::Action;
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// Refuses once `lost` is set.
+    #[derive(Debug, Default)]
+    struct Lease {
+        lost: AtomicBool,
+        checks: AtomicUsize,
+    }
+
+    impl WriteGuard for Lease {
+        fn check(&self) -> Result<(), Stopped> {
+            self.checks.fetch_add(1, Ordering::SeqCst);
+            if self.lost.load(Ordering::SeqCst) {
+                return Err(Stopped {
+                    code: "LostLeadership",
+                    reason: "the test took the lease away".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    /// What the fake server received, and when to take the lease away.
+    #[derive(Debug, Default)]
+    struct Server {
+        requests: Mutex<Vec<String>>,
+        /// Take the lease away once this many Profile writes have arrived.
+        lose_after_writes: usize,
+        lease: Arc<Lease>,
+    }
+
+    impl Server {
+        fn requests(&self) -> Vec<String> {
+            self.requests.lock().unwrap().clone()
+        }
+    }
+
+    /// Serves until the test ends: every Kubernetes request gets a
+    /// Profile, every IAM request a `ServiceFailure` (which the SDK retries).
+    async fn serve(server: Arc<Server>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                        let server = server.clone();
+                        async move {
+                            let line = format!("{} {}", req.method(), req.uri().path());
+                            let iam = req.uri().path() == "/";
+                            let writes = {
+                                let mut r = server.requests.lock().unwrap();
+                                r.push(line);
+                                r.iter().filter(|l| l.starts_with("PATCH")).count()
+                            };
+                            if writes >= server.lose_after_writes {
+                                server.lease.lost.store(true, Ordering::SeqCst);
+                            }
+                            let (status, body) = if iam {
+                                (500, "<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceFailure</Code><Message>try again</Message></Error><RequestId>r</RequestId></ErrorResponse>".to_string())
+                            } else {
+                                (200, r#"{"apiVersion":"kubeflow.org/v1","kind":"Profile","metadata":{"name":"p","uid":"u"}}"#.to_string())
+                            };
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .header(
+                                        "content-type",
+                                        if iam { "text/xml" } else { "application/json" },
+                                    )
+                                    .body(Full::new(Bytes::from(body)))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    async fn clients(url: &str) -> Clients {
+        let config = kube::Config::new(url.parse().unwrap());
+        Clients::for_tests(kube::Client::try_from(config).unwrap(), url)
+    }
+
+    fn profile(name: &str) -> Change {
+        Change::new(
+            Operation::ApplyProfile {
+                name: name.into(),
+                labels: Tags::new(),
+                annotations: Tags::new(),
+                spec: Document::from(json!({"owner": {"kind": "User", "name": "o@e"}})),
+            },
+            Some(name),
+            Action::Create,
+            "in git",
+        )
+    }
+
+    #[tokio::test]
+    async fn once_the_guard_refuses_nothing_more_is_sent_and_the_rest_is_stopped() {
+        let lease = Arc::new(Lease::default());
+        let server = Arc::new(Server {
+            lose_after_writes: 2,
+            lease: lease.clone(),
+            ..Default::default()
+        });
+        let url = serve(server.clone()).await;
+        let opts = ApplyOptions {
+            guard: lease.clone(),
+            ..Default::default()
+        };
+        let clients = clients(&url).await.for_writes(opts.guard.clone());
+        let steps: Vec<Change> = (1..=4).map(|i| profile(&format!("p{i}"))).collect();
+        let results = run_group(&clients, &opts, Some("abc"), &BTreeSet::new(), steps).await;
+        let outcomes: Vec<&Outcome> = results.iter().map(|r| &r.outcome).collect();
+        // The second write was sent before the lease went: it is done.
+        assert_eq!(outcomes[..2], [&Outcome::Done, &Outcome::Done]);
+        for o in &outcomes[2..] {
+            assert_eq!(
+                **o,
+                Outcome::Stopped {
+                    code: "LostLeadership".into(),
+                    reason: "the test took the lease away".into(),
+                }
+            );
+        }
+        // Two Profile writes, the first one's Event, and nothing after:
+        // not the second's Event, not the two other Profiles.
+        assert_eq!(
+            server.requests(),
+            [
+                "PATCH /apis/kubeflow.org/v1/profiles/p1",
+                "POST /api/v1/namespaces/default/events",
+                "PATCH /apis/kubeflow.org/v1/profiles/p2",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sdk_does_not_retry_an_iam_write_past_the_guard() {
+        let lease = Arc::new(Lease::default());
+        // The first request (an IAM write answered ServiceFailure) takes
+        // the lease away; the SDK would retry it.
+        let server = Arc::new(Server {
+            lose_after_writes: 0,
+            lease: lease.clone(),
+            ..Default::default()
+        });
+        let url = serve(server.clone()).await;
+        let opts = ApplyOptions {
+            guard: lease.clone(),
+            consistency_attempts: 1,
+            ..Default::default()
+        };
+        let clients = clients(&url).await.for_writes(opts.guard.clone());
+        let attach = Change::new(
+            Operation::AttachPolicy {
+                role: "r".into(),
+                arn: "arn:aws:iam::aws:policy/ReadOnlyAccess".into(),
+            },
+            Some("t"),
+            Action::Update,
+            "in git",
+        );
+        let results = run_group(
+            &clients,
+            &opts,
+            None,
+            &BTreeSet::new(),
+            vec![attach.clone(), attach],
+        )
+        .await;
+        match &results[0].outcome {
+            Outcome::Failed { code, .. } => assert_eq!(code, "LostLeadership"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(results[1].outcome, Outcome::Stopped { .. }));
+        assert_eq!(server.requests(), ["POST /"], "one attempt, no SDK retry");
     }
 }

@@ -675,6 +675,76 @@ async fn observe_profiles(clients: &Clients, scope: &Scope) -> Result<Vec<Observ
         .collect())
 }
 
+/// Every Profile of the cluster matching `selector` (a label selector;
+/// empty for all), in one LIST: what `kftenant import` chooses from.
+pub async fn list_profiles(
+    clients: &Clients,
+    selector: &str,
+) -> Result<Vec<ObservedProfile>, Error> {
+    let api: Api<DynamicObject> = Api::all_with(clients.kube.clone(), &profile_resource());
+    let mut lp = ListParams::default();
+    if !selector.is_empty() {
+        lp = lp.labels(selector);
+    }
+    let list = clients
+        .kube_call("list", "list Profiles", || api.list(&lp))
+        .await?;
+    let mut profiles: Vec<ObservedProfile> = list.items.into_iter().map(to_profile).collect();
+    profiles.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(profiles)
+}
+
+/// Customer-managed policies by ARN (`GetPolicy` and the default version's
+/// document, and their tags), for `kftenant import --import-policies`. A
+/// policy that does not exist is left out.
+pub async fn policies_by_arn(
+    clients: &Clients,
+    arns: &BTreeSet<String>,
+) -> Result<Vec<ObservedPolicy>, Error> {
+    let mut out = Vec::new();
+    for arn in arns {
+        let got = match clients
+            .iam_call("GetPolicy", clients.iam.get_policy().policy_arn(arn).send())
+            .await
+        {
+            Ok(g) => g,
+            Err(e) if e.is_no_such_entity() => continue,
+            Err(e) => return Err(e),
+        };
+        let Some(p) = got.policy() else { continue };
+        let default_version_id = p.default_version_id().unwrap_or_default().to_string();
+        let v = clients
+            .iam_call(
+                "GetPolicyVersion",
+                clients
+                    .iam
+                    .get_policy_version()
+                    .policy_arn(arn)
+                    .version_id(&default_version_id)
+                    .send(),
+            )
+            .await?;
+        out.push(ObservedPolicy {
+            name: p.policy_name().unwrap_or_default().to_string(),
+            path: p.path().unwrap_or_default().to_string(),
+            arn: arn.clone(),
+            document: v
+                .policy_version()
+                .and_then(|v| v.document())
+                .map(decoded)
+                .unwrap_or_default(),
+            default_version_id,
+            version_ids: Vec::new(),
+            attachment_count: (p.attachment_count().unwrap_or(0)
+                + p.permissions_boundary_usage_count().unwrap_or(0))
+            .max(0) as usize,
+            description: p.description().unwrap_or_default().to_string(),
+            tags: Some(policy_tags(clients, arn).await?),
+        });
+    }
+    Ok(out)
+}
+
 /// The tenant namespaces' objects kftenant looks at.
 #[derive(Default)]
 struct TenantObjects {

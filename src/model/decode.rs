@@ -4,14 +4,15 @@
 
 use super::{API_VERSION, INLINE_POLICIES_MAX_CHARS};
 use super::{
-    ESCALATION_HINT, Escalation, Loaded, PolicyRef, Reader, Tenant, check_denied_actions,
-    escalations_in, load_policy_text,
+    Adopt, ESCALATION_HINT, Escalation, Loaded, Pinned, PolicyRef, Reader, Tenant,
+    check_denied_actions, escalations_in, load_policy_text,
 };
 use crate::config::Config;
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
 use crate::kubeflow::{DEFAULT_SERVICE_ACCOUNT, MemberRole, binding_name};
 use crate::names::{
-    check_dns_label, check_dns_subdomain, check_label_key, check_policy_arn, check_policy_name,
+    check_dns_label, check_dns_subdomain, check_iam_name_chars, check_iam_path, check_label_key,
+    check_policy_arn, check_policy_name,
 };
 use crate::ownership::{MANAGED_BY_LABEL, RESERVED_PREFIX, ROLE_OWNERSHIP_TAGS};
 use crate::policy::{self, PolicyKind};
@@ -19,6 +20,10 @@ use crate::quota::{self, Quota, QuotaOverride};
 use crate::yaml::{Node, Value};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Kubernetes: keys and values of all annotations of one object together
+/// (`TotalAnnotationSizeLimitB` in apimachinery).
+const ANNOTATIONS_MAX_BYTES: usize = 256 << 10;
 
 pub(super) struct Cx<'a> {
     pub(super) file: &'a str,
@@ -30,6 +35,8 @@ pub(super) struct Cx<'a> {
     pub(super) policy_names: &'a BTreeSet<String>,
     /// What each valid repo policy grants of `[guardrails] escalation_actions`.
     pub(super) repo_escalations: &'a BTreeMap<String, Vec<Escalation>>,
+    /// The repo policies the tenant being decoded names by ARN.
+    pub(super) pinned: Vec<Pinned>,
 }
 
 /// A valid inline policy of the tenant, kept with its positions until the
@@ -50,11 +57,24 @@ pub mod fields {
     /// `metadata`.
     pub const METADATA: &[&str] = &["name"];
     /// `spec`.
-    pub const SPEC: &[&str] = &["owner", "iam", "profile", "members"];
+    pub const SPEC: &[&str] = &[
+        "owner",
+        "adopt",
+        "iam",
+        "profile",
+        "members",
+        "clusters",
+        "clusterSelector",
+        "overrides",
+    ];
+    /// `spec.adopt`.
+    pub const ADOPT: &[&str] = &["role", "profile", "policies"];
     /// `spec.members[]`.
     pub const MEMBER: &[&str] = &["user", "role"];
     /// `spec.iam`.
     pub const IAM: &[&str] = &[
+        "roleName",
+        "rolePath",
         "managedPolicies",
         "inlinePolicies",
         "permissionsBoundary",
@@ -254,11 +274,16 @@ impl Cx<'_> {
             return name.map(|name| Loaded {
                 tenant: placeholder_tenant(name, self.file),
                 name_pos,
+                pinned: std::mem::take(&mut self.pinned),
             });
         }
         let mut tenant = spec?;
         tenant.name = name?;
-        Some(Loaded { tenant, name_pos })
+        Some(Loaded {
+            tenant,
+            name_pos,
+            pinned: std::mem::take(&mut self.pinned),
+        })
     }
 
     fn spec(&mut self, node: &Node, tenant: &str) -> Option<Tenant> {
@@ -296,6 +321,10 @@ impl Cx<'_> {
         t.owner = owner.unwrap_or_default();
         if let Some(iam) = get("iam") {
             self.iam(iam, tenant, &mut t);
+        }
+        // After `iam`: the role and the policies it names are known.
+        if let Some(adopt) = get("adopt") {
+            self.adopt(adopt, tenant, &mut t);
         }
         let quota = get("profile").and_then(|p| self.profile(p, &mut t));
         t.resource_quota = Quota::merged(self.default_quota, quota.as_ref().map(|q| &q.over));
@@ -410,6 +439,77 @@ impl Cx<'_> {
         t.members.sort();
     }
 
+    /// `spec.adopt`: each entry names exactly what the tenant renders (its
+    /// role's ARN, its Profile, policies it attaches by ARN), so the block
+    /// says in the review what changes hands.
+    fn adopt(&mut self, node: &Node, tenant: &str, t: &mut Tenant) {
+        let Some(entries) = self.mapping(node, "spec.adopt", fields::ADOPT) else {
+            return;
+        };
+        if entries.is_empty() {
+            self.err_hint(
+                node.pos,
+                "spec.adopt names nothing to take over",
+                "name the live role (`role: <ARN>`), the Profile (`profile: <name>`) or `policies`, or remove the block",
+            );
+        }
+        for (k, v) in entries {
+            match k.as_str().unwrap_or_default() {
+                "role" => {
+                    let Some(arn) = self.string(v, "spec.adopt.role") else {
+                        continue;
+                    };
+                    let Some(c) = self.config.filter(|_| !tenant.is_empty()) else {
+                        continue;
+                    };
+                    let name = t.role_name.clone().unwrap_or_else(|| c.role_name(tenant));
+                    let path = t.role_path.as_deref().unwrap_or(&c.iam.role_path);
+                    let want = c.account().role_arn(path, &name);
+                    if arn == want {
+                        t.adopt.role = true;
+                    } else {
+                        self.err_hint(
+                            v.pos,
+                            format!("spec.adopt.role `{arn}` is not this tenant's role `{want}`"),
+                            "kftenant takes over only the role the tenant renders: set spec.iam.roleName and spec.iam.rolePath to the live role's name and path (`kftenant import` writes them); with several clusters, in spec.overrides.<cluster> of the role's cluster",
+                        );
+                    }
+                }
+                "profile" => {
+                    let Some(profile) = self.string(v, "spec.adopt.profile") else {
+                        continue;
+                    };
+                    if profile == tenant {
+                        t.adopt.profile = true;
+                    } else if !tenant.is_empty() {
+                        self.err_hint(
+                            v.pos,
+                            format!("spec.adopt.profile `{profile}` is not this tenant's Profile `{tenant}`"),
+                            "a tenant's Profile (and namespace) has the tenant's name",
+                        );
+                    }
+                }
+                "policies" => {
+                    for (arn, n) in self.string_list(v, "spec.adopt.policies") {
+                        match self.pinned.iter().find(|p| p.arn == arn) {
+                            Some(p) => {
+                                if !t.adopt.policies.insert(p.name.clone()) {
+                                    self.err(n.pos, format!("`{arn}` is listed twice in spec.adopt.policies"));
+                                }
+                            }
+                            None => self.err_hint(
+                                n.pos,
+                                format!("spec.adopt.policies: `{arn}` is not a policy this tenant attaches by ARN from policies/"),
+                                "name it by this ARN in spec.iam.managedPolicies (or permissionsBoundary), with its document in policies/<name>.json",
+                            ),
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn iam(&mut self, node: &Node, tenant: &str, t: &mut Tenant) {
         if node.value == Value::Null {
             return;
@@ -424,6 +524,26 @@ impl Cx<'_> {
         let mut bounded = false;
         for (k, v) in entries {
             match k.as_str().unwrap_or_default() {
+                "roleName" => {
+                    if let Some(name) = self.string(v, "spec.iam.roleName") {
+                        if name.is_empty() || name.len() > 64 {
+                            self.err(v.pos, format!("spec.iam.roleName `{name}` must be 1 to 64 characters"));
+                        } else if let Some(msg) = check_iam_name_chars(&name) {
+                            self.err(v.pos, format!("spec.iam.roleName `{name}`: {msg}"));
+                        } else {
+                            t.role_name = Some(name);
+                        }
+                    }
+                }
+                "rolePath" => {
+                    if let Some(path) = self.string(v, "spec.iam.rolePath") {
+                        if check_iam_path(&path).is_some() {
+                            self.err_hint(v.pos, format!("spec.iam.rolePath `{path}` is not an IAM path"), "a path starts and ends with `/`, e.g. `/` or `/teams/`");
+                        } else {
+                            t.role_path = Some(path);
+                        }
+                    }
+                }
                 "managedPolicies" => {
                     let mut seen = BTreeSet::new();
                     let list = self.string_list(v, "spec.iam.managedPolicies");
@@ -452,6 +572,7 @@ impl Cx<'_> {
                 }
                 "maxSessionDuration" => match v.value {
                     Value::Int(i) if (3600..=43200).contains(&i) => t.max_session_duration = Some(i as u32),
+                    Value::Str(_) => self.err_hint(v.pos, format!("spec.iam.maxSessionDuration must be a number of seconds from 3600 to 43200, found the string \"{}\"", v.scalar_text()), "remove the quotes"),
                     _ => self.err(v.pos, format!("spec.iam.maxSessionDuration must be a number of seconds from 3600 to 43200, found {}", v.scalar_text())),
                 },
                 "tags" => {
@@ -505,6 +626,19 @@ impl Cx<'_> {
             if let Some(msg) = check_policy_arn(s) {
                 self.err(n.pos, format!("{what}: {msg}"));
                 return None;
+            }
+            // An ARN of this account naming a repo policy is that policy, at
+            // the ARN's path (one made before kftenant, which IAM cannot move).
+            if let Some((path, name)) = self.config.and_then(|c| repo_policy_at(c, s)) {
+                if self.policy_names.contains(name) {
+                    self.pinned.push(Pinned {
+                        name: name.to_string(),
+                        path: path.to_string(),
+                        arn: s.to_string(),
+                        pos: n.pos,
+                    });
+                    return Some(PolicyRef::Repo(name.to_string()));
+                }
             }
             return Some(PolicyRef::Arn(s.to_string()));
         }
@@ -734,7 +868,7 @@ impl Cx<'_> {
                 None
             }
             Some(Ok(text)) => {
-                let (node, doc) = load_policy_text(&path, &text, self.diags)?;
+                let (node, doc) = load_policy_text(self.src, &path, &text, self.diags)?;
                 if let Some(c) = self.config {
                     let before = self.diags.len();
                     check_denied_actions(
@@ -784,12 +918,21 @@ impl Cx<'_> {
                     }
                 }
                 "annotations" => {
+                    let mut total = 0;
                     for (key, kn, val) in self.string_map(v, "spec.profile.annotations") {
+                        total += key.len() + val.len();
                         if let Some(msg) = check_label_key(&key) {
                             self.err(kn.pos, format!("annotation `{key}`: {msg}"));
                         } else {
                             t.annotations.insert(key, val);
                         }
+                    }
+                    if total > ANNOTATIONS_MAX_BYTES {
+                        self.err_hint(
+                            k.pos,
+                            format!("annotations total {total} bytes, over Kubernetes' limit of {ANNOTATIONS_MAX_BYTES} per object"),
+                            "the API server would refuse the Profile; keep large data out of annotations",
+                        );
                     }
                 }
                 _ => {}
@@ -969,7 +1112,7 @@ struct QuotaWritten {
 /// `None` when `user` can be a member: an email address (what Kubeflow's
 /// dashboards and KFAM expect), or at least a name without spaces or control
 /// characters.
-fn check_user(user: &str) -> Option<String> {
+pub fn check_user(user: &str) -> Option<String> {
     if user.is_empty() || user.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Some("must be a user id without spaces".into());
     }
@@ -989,6 +1132,20 @@ fn check_user(user: &str) -> Option<String> {
     None
 }
 
+/// `(path, name)` of a customer-managed policy ARN of `config`'s account
+/// (partition and account id), e.g. `("/", "s3-access")`.
+fn repo_policy_at<'a>(config: &Config, arn: &'a str) -> Option<(&'a str, &'a str)> {
+    let prefix = format!(
+        "arn:{}:iam::{}:policy",
+        config.partition(),
+        config.cluster.account_id
+    );
+    let resource = arn.strip_prefix(&prefix)?;
+    let cut = resource.rfind('/')? + 1;
+    let (path, name) = resource.split_at(cut);
+    check_iam_path(path).is_none().then_some((path, name))
+}
+
 pub(super) fn placeholder_tenant(name: String, file: &str) -> Tenant {
     Tenant {
         name,
@@ -1004,11 +1161,14 @@ pub(super) fn placeholder_tenant(name: String, file: &str) -> Tenant {
         labels: BTreeMap::new(),
         annotations: BTreeMap::new(),
         members: Vec::new(),
+        role_name: None,
+        role_path: None,
+        adopt: Adopt::default(),
     }
 }
 
-/// Checks that span tenants: duplicates, role name collisions and lengths, boundaries.
-fn check_tag(key: &str, val: &str) -> Option<String> {
+/// `None` when `key` and `val` make a tag IAM and kftenant accept on a role; otherwise what is wrong.
+pub fn check_tag(key: &str, val: &str) -> Option<String> {
     if key.to_ascii_lowercase().starts_with("aws:") {
         return Some(format!(
             "tag key `{key}`: the `aws:` prefix is reserved by AWS"

@@ -8,13 +8,15 @@
 //! - tenant files: every `*.yaml` / `*.yml` (any case) under `tenants/`, in
 //!   any subfolder (a folder per department is normal);
 //! - shared policies: `policies/<name>.json` (any case), directly in `policies/`;
+//! - cluster files: `clusters/<name>.toml` (any case), directly in `clusters/`;
 //! - inline policy documents: any path a tenant names;
 //! - hidden files and folders (`.github/`, `.gitkeep`) and Markdown files
 //!   (`*.md`: notes for people) are never read and never an error.
 //!
-//! Anything else under `tenants/` or `policies/`, and any YAML file outside
+//! Anything else under `tenants/`, `policies/` or `clusters/`, and any YAML file outside
 //! `tenants/`, is an error saying it is not read.
 
+use super::clusters::CLUSTERS_DIR;
 use super::source::Tree;
 use crate::diag::{Diagnostic, Diagnostics};
 
@@ -45,6 +47,9 @@ pub struct Layout {
     pub tenant_files: Vec<String>,
     /// Shared policy files with their policy name (the file name without `.json`), sorted.
     pub policy_files: Vec<(String, String)>,
+    /// Cluster files with their cluster name (the file name without
+    /// `.toml`), sorted; empty in a repository of one cluster.
+    pub cluster_files: Vec<(String, String)>,
     /// True when `tenants/` exists (an empty one is allowed; a missing one is a mistake).
     pub tenants_dir: bool,
 }
@@ -61,6 +66,7 @@ impl Layout {
         };
         let tenants_prefix = format!("{TENANTS_DIR}/");
         let policies_prefix = format!("{POLICIES_DIR}/");
+        let clusters_prefix = format!("{CLUSTERS_DIR}/");
         for path in &tree.files {
             if is_markdown(path) {
                 continue;
@@ -86,6 +92,18 @@ impl Layout {
                     _ => diags.push(
                         Diagnostic::file(path, "not read: a file in policies/ must be a policy document (<name>.json)")
                             .with_hint("rename it to .json if it is a policy, or move it out of policies/"),
+                    ),
+                }
+            } else if let Some(rest) = path.strip_prefix(&clusters_prefix) {
+                match rest.rsplit_once('.') {
+                    Some((name, ext))
+                        if !rest.contains('/') && !name.is_empty() && ext.eq_ignore_ascii_case("toml") =>
+                    {
+                        layout.cluster_files.push((path.clone(), name.to_string()));
+                    }
+                    _ => diags.push(
+                        Diagnostic::file(path, "not read: a file in clusters/ must be a cluster file (<name>.toml), directly in clusters/")
+                            .with_hint("name it clusters/<cluster name>.toml, or move it out of clusters/"),
                     ),
                 }
             } else if is_yaml(path) {
@@ -131,6 +149,7 @@ mod tests {
             ".github/workflows/plan.yml",
             "policies/s3.JSON",
             "inline/x.json",
+            "clusters/prod.toml",
         ]);
         assert!(problems.is_empty(), "{problems:#?}");
         assert_eq!(
@@ -145,6 +164,10 @@ mod tests {
             l.policy_files,
             vec![("policies/s3.JSON".to_string(), "s3".to_string())]
         );
+        assert_eq!(
+            l.cluster_files,
+            vec![("clusters/prod.toml".to_string(), "prod".to_string())]
+        );
     }
 
     #[test]
@@ -157,6 +180,8 @@ mod tests {
             "policies/notes.txt",
             "team-a.yaml",
             "old/tenants/c.yml",
+            "clusters/eu/prod.toml",
+            "clusters/prod.yaml",
         ]);
         let files: Vec<&str> = problems
             .iter()
@@ -165,6 +190,8 @@ mod tests {
         assert_eq!(
             files,
             vec![
+                "clusters/eu/prod.toml",
+                "clusters/prod.yaml",
                 "old/tenants/c.yml",
                 "policies/notes.txt",
                 "policies/team/x.json",
@@ -174,7 +201,7 @@ mod tests {
             ],
             "{problems:#?}"
         );
-        assert!(problems[3].contains("not read: tenant files live under tenants/"));
+        assert!(problems[5].contains("not read: tenant files live under tenants/"));
     }
 
     #[test]

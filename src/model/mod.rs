@@ -20,12 +20,29 @@
 //! `escalation_policy_arns` only for tenants whose role has no permissions
 //! boundary, so a repo policy's escalations are computed once and reported at
 //! each such tenant's `managedPolicies` entry.
+//!
+//! # Bounds
+//! Pull requests from anyone are loaded, so the work and memory of [`load`]
+//! are bounded whatever the files say:
+//! - each file: [`source::MAX_FILE_BYTES`] of UTF-8 text, and the tree built
+//!   from it within [`yaml::Limits::FILE`] (depth, documents, nodes and text,
+//!   aliases counted as what they copy);
+//! - the repository: the walk within [`source::MAX_FILES`] entries and
+//!   [`source::MAX_PATH_BYTES`] of paths; at most [`MAX_REPO_BYTES`] of text
+//!   read in all (each file is read once, however many tenants or clusters
+//!   name it, and kept once); at most [`MAX_REPO_NODES`] nodes and [`MAX_REPO_TEXT`] bytes of
+//!   scalar text built from all files together, which bounds everything kept
+//!   of them; problems within [`crate::diag::MAX_TOTAL`].
+//!
+//! Each limit crossed is a problem at the file (and line and column) where it
+//! was crossed. A byte-order mark at the start of any file is skipped.
 
+pub mod clusters;
 mod decode;
 pub mod layout;
 pub mod source;
 
-pub use decode::fields;
+pub use decode::{check_tag, check_user, fields};
 pub use layout::Layout;
 pub use source::{DirSource, MemSource, ReadError, Source};
 
@@ -48,6 +65,17 @@ pub const API_VERSION: &str = "kftenant.io/v1alpha1";
 pub const MANAGED_POLICY_MAX_CHARS: usize = 6144;
 /// AWS quota: all inline policies of one role together.
 pub const INLINE_POLICIES_MAX_CHARS: usize = 10240;
+/// Text read from all files of a repository together. The 10,000 tenants of
+/// the benchmarks (`benches/synthetic.rs`) are 6 MiB in 10,022 files, and IAM
+/// allows at most 5,000 roles per account.
+pub const MAX_REPO_BYTES: u64 = 64 << 20;
+/// Nodes built from all YAML and JSON files together (aliases counted as
+/// what they copy; see [`yaml::Limits`]). The benchmarks' 10,000 tenants
+/// build 570,000.
+pub const MAX_REPO_NODES: usize = 2_000_000;
+/// Bytes of scalar text built from all files together. The benchmarks'
+/// 10,000 tenants build 4 MiB.
+pub const MAX_REPO_TEXT: usize = 32 << 20;
 
 // ---------------------------------------------------------------------------
 // The file format (these types generate `schema/tenant.schema.json`).
@@ -80,6 +108,11 @@ pub struct TenantMetadata {
 pub struct TenantSpec {
     /// The Profile owner (a user name as your identity provider gives it, usually an email).
     pub owner: String,
+    /// Live resources that kftenant may take over although it did not create
+    /// them (written by `kftenant import`). Without it, a live role, Profile
+    /// or policy of the tenant that kftenant does not own is a conflict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt: Option<TenantAdopt>,
     /// The tenant's IAM role.
     #[serde(default)]
     pub iam: TenantIam,
@@ -89,6 +122,91 @@ pub struct TenantSpec {
     /// Who may use the tenant besides its owner (the dashboard's "contributors").
     #[serde(default)]
     pub members: Vec<MemberSpec>,
+    /// The clusters the tenant is on, by name (default: every cluster of the
+    /// repository). Not with `clusterSelector`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clusters: Option<Vec<String>>,
+    /// The clusters the tenant is on, by the labels of their `[cluster]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_selector: Option<ClusterSelector>,
+    /// Changes for one cluster, by cluster name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overrides: BTreeMap<String, ClusterOverride>,
+}
+
+/// `spec.clusterSelector`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSelector {
+    /// Labels every selected cluster has, e.g. `{env: prod}`.
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// `spec.overrides.<cluster>`: what differs on that cluster.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterOverride {
+    /// Quota changes over the tenant's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ProfileOverride>,
+    /// Policies added to the tenant's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iam: Option<IamOverride>,
+    /// Contributors on that cluster, instead of the tenant's `members`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<MemberSpec>>,
+    /// What kftenant may take over on that cluster, instead of the tenant's
+    /// `adopt` (each cluster's role made before kftenant is its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt: Option<TenantAdopt>,
+}
+
+/// `spec.overrides.<cluster>.profile`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProfileOverride {
+    /// Limits set (or removed with `null`) over the tenant's quota; `scopes`
+    /// replace the tenant's when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_quota: Option<TenantResourceQuota>,
+}
+
+/// `spec.overrides.<cluster>.iam`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IamOverride {
+    /// Managed policies attached on that cluster besides the tenant's.
+    #[serde(default)]
+    pub managed_policies: Vec<String>,
+    /// Inline policies on that cluster besides the tenant's.
+    #[serde(default)]
+    pub inline_policies: Vec<InlinePolicySpec>,
+    /// The role's name on that cluster, instead of the tenant's `roleName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_name: Option<String>,
+    /// The role's path on that cluster, instead of the tenant's `rolePath`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_path: Option<String>,
+}
+
+/// `spec.adopt`: what kftenant may take over, each named exactly as it is
+/// live, so a review sees what changes hands. Once taken over (ownership
+/// tags and labels added), the block may stay or go: it changes nothing more.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantAdopt {
+    /// The ARN of the tenant's existing IAM role: it must be the role the
+    /// tenant renders (`[iam] role_name_template` and `role_path`, or
+    /// `spec.iam.roleName` and `spec.iam.rolePath`).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// The name of the tenant's existing Profile: the tenant's name.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// ARNs of existing customer-managed policies that have a file in
+    /// `policies/` and that this tenant attaches by that ARN.
+    #[serde(default)]
+    pub policies: Vec<String>,
 }
 
 /// One entry of `spec.members`.
@@ -105,7 +223,17 @@ pub struct MemberSpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TenantIam {
-    /// Managed policies to attach: full ARNs, or names of files in `policies/` (without `.json`).
+    /// The role's name, when it is not the one `[iam] role_name_template`
+    /// renders (a role made before kftenant; IAM cannot rename a role).
+    #[serde(default)]
+    pub role_name: Option<String>,
+    /// The role's IAM path, when it is not `[iam] role_path` (a role made
+    /// before kftenant; IAM cannot move a role).
+    #[serde(default)]
+    pub role_path: Option<String>,
+    /// Managed policies to attach: full ARNs, or names of files in `policies/`
+    /// (without `.json`). An ARN of this account whose name has a file in
+    /// `policies/` is that repo policy, kept at the ARN's path.
     #[serde(default)]
     pub managed_policies: Vec<String>,
     /// Inline policies of the role.
@@ -211,6 +339,45 @@ pub struct Tenant {
     pub annotations: BTreeMap<String, String>,
     /// Contributors: user and role, sorted by user.
     pub members: Vec<(String, crate::kubeflow::MemberRole)>,
+    /// `spec.iam.roleName`: the role's name when it is not the template's.
+    pub role_name: Option<String>,
+    /// `spec.iam.rolePath`: the role's path when it is not `[iam] role_path`.
+    pub role_path: Option<String>,
+    /// `spec.adopt`: what kftenant may take over.
+    pub adopt: Adopt,
+}
+
+/// What a tenant lets kftenant take over (`spec.adopt`), checked against
+/// what the tenant renders.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Adopt {
+    /// The tenant's role.
+    pub role: bool,
+    /// The tenant's Profile.
+    pub profile: bool,
+    /// Repo policies, by name.
+    pub policies: BTreeSet<String>,
+}
+
+impl Tenant {
+    /// The name of the tenant's role: `spec.iam.roleName`, or the template's.
+    pub fn role_name(&self, config: &Config) -> String {
+        self.role_name
+            .clone()
+            .unwrap_or_else(|| config.role_name(&self.name))
+    }
+
+    /// The IAM path of the tenant's role: `spec.iam.rolePath`, or `[iam] role_path`.
+    pub fn role_path<'a>(&'a self, config: &'a Config) -> &'a str {
+        self.role_path.as_deref().unwrap_or(&config.iam.role_path)
+    }
+
+    /// The ARN of the tenant's role.
+    pub fn role_arn(&self, config: &Config) -> String {
+        config
+            .account()
+            .role_arn(self.role_path(config), &self.role_name(config))
+    }
 }
 
 /// A shared policy from `policies/`.
@@ -220,8 +387,33 @@ pub struct RepoPolicy {
     pub name: String,
     /// The file, relative to the repository root.
     pub file: String,
+    /// Its IAM path: `[iam] role_path`, or the path of the ARN tenants name
+    /// it by (a policy made before kftenant; IAM cannot move a policy).
+    pub path: String,
+    /// Tenants name it by an ARN (a policy made before kftenant, adopted):
+    /// its IAM name is then the file name, not `[iam] policy_name_template`'s.
+    pub pinned: bool,
     /// The document.
     pub document: Json,
+}
+
+impl RepoPolicy {
+    /// The policy's IAM name: `[iam] policy_name_template`'s, or the file
+    /// name when tenants name it by an ARN.
+    pub fn iam_name(&self, config: &Config) -> String {
+        if self.pinned {
+            self.name.clone()
+        } else {
+            config.policy_name(&self.name)
+        }
+    }
+
+    /// The policy's ARN in `config`'s account.
+    pub fn arn(&self, config: &Config) -> String {
+        config
+            .account()
+            .policy_arn(&self.path, &self.iam_name(config))
+    }
 }
 
 /// A repository in which every check passed.
@@ -237,22 +429,75 @@ pub struct Repository {
     pub files: BTreeSet<String>,
 }
 
-/// Loads and validates the repository at `root`.
+/// Loads and validates the repository at `root`, which must describe one
+/// cluster (see [`load`]).
 pub fn load_dir(root: &Path) -> Result<Repository, Vec<Diagnostic>> {
     load(&DirSource::new(root))
 }
 
-/// Loads and validates a repository. Returns every problem when there is any.
+/// Loads and validates a repository of one cluster. Returns every problem
+/// when there is any; a repository of several clusters is a problem too
+/// (load one with [`load_cluster`], or all with [`load_all`]).
 pub fn load(src: &dyn Source) -> Result<Repository, Vec<Diagnostic>> {
+    let mut all = load_with(src, None)?;
+    if all.len() == 1 {
+        return Ok(all.remove(0));
+    }
+    let names: Vec<&str> = all.iter().map(|r| r.config.cluster.name.as_str()).collect();
+    Err(vec![
+        Diagnostic::file(
+            clusters::CLUSTERS_DIR,
+            format!(
+                "this repository describes {} clusters ({}); name one",
+                names.len(),
+                names.join(", ")
+            ),
+        )
+        .with_hint("pass --cluster NAME"),
+    ])
+}
+
+/// Loads and validates every cluster of a repository, sorted by name: one
+/// [`Repository`] per cluster, each as that cluster sees it (its config over
+/// the shared one, its tenants with their overrides). Checks across clusters
+/// run too: no two clusters in one account render the same role or policy
+/// name.
+pub fn load_all(src: &dyn Source) -> Result<Vec<Repository>, Vec<Diagnostic>> {
+    load_with(src, None)
+}
+
+/// Loads and validates what cluster `name` needs of a repository: the shared
+/// files, its own cluster file (no other), and the tenants on it. In a
+/// repository of one cluster, `name` must be that cluster's.
+pub fn load_cluster(src: &dyn Source, name: &str) -> Result<Repository, Vec<Diagnostic>> {
+    load_with(src, Some(name)).map(|mut r| r.remove(0))
+}
+
+/// The names of the clusters a repository declares in `clusters/` (empty for
+/// a repository of one cluster), read from its tree alone.
+pub fn cluster_names(src: &dyn Source) -> Vec<String> {
     let mut diags = Diagnostics::default();
-    let reader = Reader {
-        src,
-        read: Default::default(),
-    };
-    let config = match reader.read(config::CONFIG_FILE) {
-        Some(Ok(text)) => config::load(&text, &mut diags),
+    Layout::of(&src.tree(), &mut diags)
+        .cluster_files
+        .into_iter()
+        .map(|(_, name)| name)
+        .collect()
+}
+
+/// One cluster being loaded.
+struct ClusterLoad {
+    info: clusters::ClusterInfo,
+    config: Option<Config>,
+}
+
+fn load_with(src: &dyn Source, only: Option<&str>) -> Result<Vec<Repository>, Vec<Diagnostic>> {
+    let mut diags = Diagnostics::default();
+    let reader = Reader::new(src);
+    let layout = Layout::of(&src.tree(), &mut diags);
+    let base = match reader.read(config::CONFIG_FILE) {
+        Some(Ok(text)) => Some(text),
         Some(Err(e)) => {
-            diags.push(Diagnostic::file(config::CONFIG_FILE, e.to_string()));
+            diags.push(e.diagnostic(config::CONFIG_FILE));
             None
         }
         None => {
@@ -266,64 +511,332 @@ pub fn load(src: &dyn Source) -> Result<Repository, Vec<Diagnostic>> {
             None
         }
     };
-    let layout = Layout::of(&src.tree(), &mut diags);
-    let (policies, repo_escalations) = load_policies(&reader, &layout, config.as_ref(), &mut diags);
-    // Every file in policies/ names a policy, even one with errors of its own,
-    // so a broken policy is reported once and not again at each tenant using it.
-    let policy_names: BTreeSet<String> = layout
-        .policy_files
-        .iter()
-        .map(|(_, name)| name.clone())
-        .collect();
-    let default_quota = config.as_ref().and_then(Config::default_quota);
-    let mut tenants = Vec::new();
+    let mut loads = cluster_configs(&reader, &layout, base.as_deref(), only, &mut diags);
+    // Every cluster is known by name (for spec.clusters and spec.overrides);
+    // tenants are decoded for the ones being loaded.
+    let infos: Vec<clusters::ClusterInfo> = loads.iter().map(|l| l.info.clone()).collect();
+    loads.retain(|l| only.is_none_or(|o| o == l.info.name));
+    if loads.is_empty() {
+        // No config to name a cluster: still check every file, so one run
+        // shows every problem.
+        loads.push(ClusterLoad {
+            info: clusters::ClusterInfo {
+                name: String::new(),
+                labels: Some(BTreeMap::new()),
+            },
+            config: None,
+        });
+    }
+    // Each tenant file is parsed once; each cluster decodes its own view.
+    let mut docs: Vec<(&str, Vec<Node>)> = Vec::new();
     for path in &layout.tenant_files {
         match reader.read(path) {
-            Some(Ok(text)) => load_tenant_file(
-                &reader,
-                path,
-                &text,
-                config.as_ref(),
-                default_quota.as_ref(),
-                &policy_names,
-                &repo_escalations,
-                &mut tenants,
-                &mut diags,
-            ),
-            Some(Err(e)) => diags.push(Diagnostic::file(path, e.to_string())),
+            Some(Ok(text)) => match reader.parse_yaml(path, &text) {
+                Ok(d) => {
+                    if d.is_empty() {
+                        diags.push(
+                            Diagnostic::file(path, "no Tenant document in this file")
+                                .with_hint("delete the file if the tenant is gone"),
+                        );
+                    }
+                    docs.push((path, d));
+                }
+                Err(d) => diags.push(d),
+            },
+            Some(Err(e)) => diags.push(e.diagnostic(path)),
             None => {}
         }
     }
-    if let Some(config) = &config {
-        cross_check(config, &tenants, &mut diags);
+    let several = loads.len() > 1;
+    let mut per_cluster: Vec<(String, Diagnostics)> = Vec::new();
+    let mut out = Vec::new();
+    let mut roles: Vec<RoleName> = Vec::new();
+    for load in loads {
+        let mut cd = Diagnostics::default();
+        let config = load.config.as_ref();
+        let (mut policies, repo_escalations) = load_policies(&reader, &layout, config, &mut cd);
+        // Every file in policies/ names a policy, even one with errors of its own,
+        // so a broken policy is reported once and not again at each tenant using it.
+        let policy_names: BTreeSet<String> = layout
+            .policy_files
+            .iter()
+            .map(|(_, name)| name.clone())
+            .collect();
+        let default_quota = config.and_then(Config::default_quota);
+        let mut tenants = Vec::new();
+        for (path, file_docs) in &docs {
+            for doc in file_docs {
+                let Some(doc) = clusters::view(doc, path, &load.info, &infos, &mut cd) else {
+                    continue;
+                };
+                let mut cx = Cx {
+                    file: path,
+                    diags: &mut cd,
+                    src: &reader,
+                    config,
+                    default_quota: default_quota.as_ref(),
+                    policy_names: &policy_names,
+                    repo_escalations: &repo_escalations,
+                    pinned: Vec::new(),
+                };
+                if let Some(t) = cx.tenant(&doc) {
+                    tenants.push(t);
+                }
+            }
+        }
+        if let Some(config) = config {
+            cross_check(config, &tenants, &mut cd);
+            pin_policy_paths(&mut policies, &tenants, &mut cd);
+            for l in &tenants {
+                roles.push(RoleName {
+                    cluster: config.cluster.name.clone(),
+                    account: config.cluster.account_id.clone(),
+                    role: l.tenant.role_name(config),
+                    tenant: l.tenant.name.clone(),
+                    file: l.tenant.file.clone(),
+                    pos: l.name_pos,
+                });
+            }
+        }
+        if cd.is_empty() && diags.is_empty() {
+            if let Some(config) = load.config {
+                let mut tenants: Vec<Tenant> = tenants.into_iter().map(|t| t.tenant).collect();
+                tenants.sort_by(|a, b| a.name.cmp(&b.name));
+                out.push(Repository {
+                    config,
+                    tenants,
+                    policies,
+                    files: BTreeSet::new(),
+                });
+            }
+        }
+        per_cluster.push((load.info.name, cd));
+    }
+    merge_cluster_diagnostics(per_cluster, several, &mut diags);
+    if only.is_none() && several {
+        cross_cluster_check(&roles, &out, &mut diags);
     }
     if !diags.is_empty() {
         return Err(diags.sorted());
     }
-    let mut tenants: Vec<Tenant> = tenants.into_iter().map(|t| t.tenant).collect();
-    tenants.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Repository {
-        config: config.expect("no diagnostics means the config loaded"),
-        tenants,
-        policies,
-        files: reader.read.into_inner(),
-    })
+    let files = reader.read.into_inner();
+    for r in &mut out {
+        r.files = files.clone();
+    }
+    Ok(out)
 }
 
-/// Reads through a [`Source`], remembering what was read.
+/// The config of each cluster to load: the one of `kftenant.toml`, or one
+/// per `clusters/<name>.toml` over it (only `only`'s when given).
+fn cluster_configs(
+    reader: &Reader<'_>,
+    layout: &Layout,
+    base: Option<&str>,
+    only: Option<&str>,
+    diags: &mut Diagnostics,
+) -> Vec<ClusterLoad> {
+    let Some(base) = base else {
+        return Vec::new();
+    };
+    if layout.cluster_files.is_empty() {
+        let Some(config) = config::load(base, diags) else {
+            return Vec::new();
+        };
+        if let Some(want) = only.filter(|n| *n != config.cluster.name) {
+            diags.push(
+                Diagnostic::at(
+                    config::CONFIG_FILE,
+                    config.origin.locate(&["cluster", "name"]).1,
+                    format!(
+                        "no cluster `{want}`: this repository describes cluster `{}`",
+                        config.cluster.name
+                    ),
+                )
+                .with_hint("drop --cluster, or name that cluster"),
+            );
+            return Vec::new();
+        }
+        return vec![ClusterLoad {
+            info: clusters::ClusterInfo {
+                name: config.cluster.name.clone(),
+                labels: Some(config.cluster.labels.clone()),
+            },
+            config: Some(config),
+        }];
+    }
+    let base_ok = config::check_base(base, diags);
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for (path, name) in &layout.cluster_files {
+        if let Some(first) = seen.insert(name.to_ascii_lowercase(), path) {
+            diags.push(
+                Diagnostic::file(path, format!("cluster `{name}` is declared twice: {first} and {path} differ only in case"))
+                    .with_hint("cluster names are compared without case (they are part of IAM names): remove one"),
+            );
+        }
+    }
+    if let Some(want) = only {
+        if !layout.cluster_files.iter().any(|(_, n)| n == want) {
+            let names: Vec<&str> = layout
+                .cluster_files
+                .iter()
+                .map(|(_, n)| n.as_str())
+                .collect();
+            diags.push(
+                Diagnostic::file(
+                    clusters::CLUSTERS_DIR,
+                    format!(
+                        "no cluster `{want}`: this repository declares {}",
+                        names.join(", ")
+                    ),
+                )
+                .with_hint(format!("add clusters/{want}.toml, or name one of those")),
+            );
+            return Vec::new();
+        }
+    }
+    let mut loads = Vec::new();
+    for (path, name) in &layout.cluster_files {
+        if only.is_some_and(|o| o != name) {
+            // Another daemon's cluster: not read, its labels unknown.
+            loads.push(ClusterLoad {
+                info: clusters::ClusterInfo {
+                    name: name.clone(),
+                    labels: None,
+                },
+                config: None,
+            });
+            continue;
+        }
+        let config = match reader.read(path) {
+            Some(Ok(text)) if base_ok => config::load_layered(base, name, path, &text, diags),
+            Some(Ok(_)) => None,
+            Some(Err(e)) => {
+                diags.push(e.diagnostic(path));
+                None
+            }
+            None => None,
+        };
+        loads.push(ClusterLoad {
+            info: clusters::ClusterInfo {
+                name: name.clone(),
+                labels: config.as_ref().map(|c| c.cluster.labels.clone()),
+            },
+            config,
+        });
+    }
+    loads
+}
+
+/// Reads and parses through a [`Source`], remembering what was read and
+/// holding the repository to its limits (see the module docs, Bounds).
 pub(super) struct Reader<'s> {
     src: &'s dyn Source,
     read: std::cell::RefCell<BTreeSet<String>>,
+    /// What was read, so each cluster of a repository reads a file once.
+    cache: std::cell::RefCell<BTreeMap<String, Option<Result<String, ReadError>>>>,
+    /// Bytes of text read so far, against [`MAX_REPO_BYTES`].
+    bytes: std::cell::Cell<u64>,
+    /// What the YAML loader built so far, against [`MAX_REPO_NODES`] and [`MAX_REPO_TEXT`].
+    built: std::cell::Cell<yaml::Usage>,
 }
 
-impl Reader<'_> {
-    /// The text of `path`; see [`Source::read`].
-    pub(super) fn read(&self, path: &str) -> Option<Result<String, ReadError>> {
-        let r = self.src.read(path);
-        if matches!(r, Some(Ok(_))) {
-            self.read.borrow_mut().insert(path.to_string());
+impl<'s> Reader<'s> {
+    fn new(src: &'s dyn Source) -> Self {
+        Reader {
+            src,
+            read: Default::default(),
+            cache: Default::default(),
+            bytes: Default::default(),
+            built: Default::default(),
         }
+    }
+
+    /// The text of `path` without a leading byte-order mark; see
+    /// [`Source::read`]. Read once: a second call answers from memory.
+    pub(super) fn read(&self, path: &str) -> Option<Result<String, ReadError>> {
+        if let Some(r) = self.cache.borrow().get(path) {
+            return r.clone();
+        }
+        let r = self.read_uncached(path);
+        self.cache.borrow_mut().insert(path.to_string(), r.clone());
         r
+    }
+
+    fn read_uncached(&self, path: &str) -> Option<Result<String, ReadError>> {
+        let mut text = match self.src.read(path)? {
+            Ok(text) => text,
+            Err(e) => return Some(Err(e)),
+        };
+        let total = self.bytes.get().saturating_add(text.len() as u64);
+        if total > MAX_REPO_BYTES {
+            return Some(Err(ReadError::RepositoryTooLarge {
+                limit: MAX_REPO_BYTES,
+            }));
+        }
+        self.bytes.set(total);
+        self.read.borrow_mut().insert(path.to_string());
+        if text.starts_with('\u{feff}') {
+            text.drain(..'\u{feff}'.len_utf8());
+        }
+        Some(Ok(text))
+    }
+
+    /// The documents of the YAML `text` (the file `path`), within the file's
+    /// and the repository's limits; the problem when there is one.
+    pub(super) fn parse_yaml(&self, path: &str, text: &str) -> Result<Vec<Node>, Diagnostic> {
+        self.parse(path, text, "YAML", yaml::load)
+    }
+
+    /// [`Reader::parse_yaml`] for a JSON text that serde_json accepted.
+    pub(super) fn parse_json(&self, path: &str, text: &str) -> Result<Vec<Node>, Diagnostic> {
+        self.parse(
+            path,
+            text,
+            "JSON (read as YAML for positions)",
+            yaml::load_json,
+        )
+    }
+
+    fn parse(
+        &self,
+        path: &str,
+        text: &str,
+        what: &str,
+        load: fn(&str, &yaml::Limits) -> yaml::Loaded,
+    ) -> Result<Vec<Node>, Diagnostic> {
+        let built = self.built.get();
+        if built.nodes >= MAX_REPO_NODES || built.scalar_bytes >= MAX_REPO_TEXT {
+            return Err(Diagnostic::file(
+                path,
+                "not read: the repository's files before it already reached kftenant's limit on what all files together may build",
+            ));
+        }
+        let (docs, used) = load(text, &yaml::Limits::FILE).map_err(|e| {
+            let message = match &e {
+                yaml::LoadError::Syntax { message, .. } => {
+                    format!("{what} syntax error: {message}")
+                }
+                other => other.to_string(),
+            };
+            let d = Diagnostic::at(path, e.pos(), message);
+            match e.hint() {
+                Some(h) => d.with_hint(h),
+                None => d,
+            }
+        })?;
+        let total = yaml::Usage {
+            nodes: built.nodes.saturating_add(used.nodes),
+            scalar_bytes: built.scalar_bytes.saturating_add(used.scalar_bytes),
+        };
+        self.built.set(total);
+        if total.nodes > MAX_REPO_NODES || total.scalar_bytes > MAX_REPO_TEXT {
+            return Err(Diagnostic::file(
+                path,
+                format!("not read: with this file, the repository's files together build more than {MAX_REPO_NODES} values or {MAX_REPO_TEXT} bytes of text, over kftenant's limit"),
+            )
+            .with_hint("aliases (*name) count as every value they copy; split the repository, or write fewer aliases"));
+        }
+        Ok(docs)
     }
 }
 
@@ -348,12 +861,12 @@ fn load_policies(
         let text = match reader.read(path) {
             Some(Ok(text)) => text,
             Some(Err(e)) => {
-                diags.push(Diagnostic::file(path, e.to_string()));
+                diags.push(e.diagnostic(path));
                 continue;
             }
             None => continue,
         };
-        let Some((node, doc)) = load_policy_text(path, &text, diags) else {
+        let Some((node, doc)) = load_policy_text(reader, path, &text, diags) else {
             continue;
         };
         let size = policy::iam_size(&doc);
@@ -373,6 +886,8 @@ fn load_policies(
         out.push(RepoPolicy {
             name: name.clone(),
             file: path.clone(),
+            path: config.map_or_else(String::new, |c| c.iam.role_path.clone()),
+            pinned: false,
             document: doc,
         });
     }
@@ -382,26 +897,38 @@ fn load_policies(
 /// Parses a JSON policy document: JSON syntax first (serde_json's messages are
 /// the clearest), then the IAM grammar with positions.
 pub(super) fn load_policy_text(
+    reader: &Reader<'_>,
     path: &str,
     text: &str,
     diags: &mut Diagnostics,
 ) -> Option<(Node, Json)> {
     if let Err(e) = serde_json::from_str::<Json>(text) {
-        diags.push(Diagnostic::at(
-            path,
-            Pos::new(e.line().max(1), e.column().max(1)),
-            format!("invalid JSON: {e}"),
-        ));
+        let pos = Pos::new(e.line().max(1), e.column().max(1));
+        // serde_json stops at 128 levels; the same limit as the YAML loader's
+        // gets the same message, whichever of the two meets it first.
+        if e.to_string().starts_with("recursion limit exceeded") {
+            let e = yaml::LoadError::Limit {
+                pos,
+                limit: yaml::Limit::Depth(yaml::Limits::FILE.depth),
+            };
+            let d = Diagnostic::at(path, pos, e.to_string());
+            diags.push(match e.hint() {
+                Some(h) => d.with_hint(h),
+                None => d,
+            });
+        } else {
+            diags.push(Diagnostic::at(path, pos, format!("invalid JSON: {e}")));
+        }
         return None;
     }
-    let node = match yaml::load_documents(text) {
+    let node = match reader.parse_json(path, text) {
         Ok(mut docs) if !docs.is_empty() => docs.remove(0),
         Ok(_) => {
             diags.push(Diagnostic::file(path, "empty policy document"));
             return None;
         }
-        Err(e) => {
-            diags.push(Diagnostic::at(path, e.pos, e.message));
+        Err(d) => {
+            diags.push(d);
             return None;
         }
     };
@@ -524,49 +1051,142 @@ pub(super) fn escalations_in(
 pub(super) struct Loaded {
     pub(super) tenant: Tenant,
     pub(super) name_pos: Pos,
+    /// The repo policies the tenant names by ARN, each with the path it says.
+    pub(super) pinned: Vec<Pinned>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn load_tenant_file(
-    src: &Reader<'_>,
-    path: &str,
-    text: &str,
-    config: Option<&Config>,
-    default_quota: Option<&Quota>,
-    policy_names: &BTreeSet<String>,
-    repo_escalations: &BTreeMap<String, Vec<Escalation>>,
-    out: &mut Vec<Loaded>,
+/// A repo policy named by its ARN, which says its path.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Pinned {
+    /// The policy (file) name.
+    pub(super) name: String,
+    /// The path the ARN says.
+    pub(super) path: String,
+    /// The ARN as written.
+    pub(super) arn: String,
+    /// Where it is written.
+    pub(super) pos: Pos,
+}
+
+/// A tenant's role name on one cluster, for the checks across clusters.
+struct RoleName {
+    cluster: String,
+    account: String,
+    role: String,
+    tenant: String,
+    file: String,
+    pos: Pos,
+}
+
+/// Adds each cluster's problems to `diags`, once each. In a repository of
+/// several clusters, a problem that only some clusters have (a guardrail of
+/// one cluster, an override) says which.
+fn merge_cluster_diagnostics(
+    per_cluster: Vec<(String, Diagnostics)>,
+    several: bool,
     diags: &mut Diagnostics,
 ) {
-    let docs = match yaml::load_documents(text) {
-        Ok(d) => d,
-        Err(e) => {
-            diags.push(Diagnostic::at(
-                path,
-                e.pos,
-                format!("YAML syntax error: {}", e.message),
-            ));
-            return;
+    let n = per_cluster.len();
+    let mut seen: Vec<(Diagnostic, Vec<String>)> = Vec::new();
+    let mut index: std::collections::HashMap<Diagnostic, usize> = Default::default();
+    // Per file, the most problems one cluster found there.
+    let mut found: BTreeMap<String, usize> = BTreeMap::new();
+    for (cluster, cd) in per_cluster {
+        let (list, per_file) = cd.into_parts();
+        for (file, k) in per_file {
+            let f = found.entry(file).or_default();
+            *f = (*f).max(k);
         }
-    };
-    if docs.is_empty() {
-        diags.push(
-            Diagnostic::file(path, "no Tenant document in this file")
-                .with_hint("delete the file if the tenant is gone"),
-        );
+        for d in list {
+            match index.get(&d) {
+                Some(&i) => {
+                    let on = &mut seen[i].1;
+                    if !on.contains(&cluster) {
+                        on.push(cluster.clone());
+                    }
+                }
+                None => {
+                    index.insert(d.clone(), seen.len());
+                    seen.push((d, vec![cluster.clone()]));
+                }
+            }
+        }
     }
-    for doc in &docs {
-        let mut cx = Cx {
-            file: path,
-            diags,
-            src,
-            config,
-            default_quota,
-            policy_names,
-            repo_escalations,
-        };
-        if let Some(t) = cx.tenant(doc) {
-            out.push(t);
+    let kept = seen
+        .into_iter()
+        .map(|(mut d, on)| {
+            if several && on.len() < n && !d.file.starts_with(clusters::CLUSTERS_DIR) {
+                let s = if on.len() == 1 { "" } else { "s" };
+                d.message = format!("{} (on cluster{s} {})", d.message, on.join(", "));
+            }
+            d
+        })
+        .collect();
+    diags.absorb(kept, found);
+}
+
+/// Checks across clusters: IAM names are unique per account, so two
+/// clusters in one account must not render the same role name (compared
+/// without case, as IAM does) or the same policy name.
+fn cross_cluster_check(roles: &[RoleName], repos: &[Repository], diags: &mut Diagnostics) {
+    let mut by_role: BTreeMap<(&str, String), &RoleName> = BTreeMap::new();
+    for r in roles {
+        let key = (r.account.as_str(), r.role.to_ascii_lowercase());
+        match by_role.get(&key) {
+            Some(first) if first.cluster != r.cluster => diags.push(
+                Diagnostic::at(
+                    &r.file,
+                    r.pos,
+                    format!(
+                        "tenant `{}` on cluster `{}` renders IAM role name `{}`, which tenant `{}` on cluster `{}` renders too, in the same account {} (IAM role names are unique per account, without case)",
+                        r.tenant, r.cluster, r.role, first.tenant, first.cluster, r.account
+                    ),
+                )
+                .with_hint(format!(
+                    "`{}` is defined at {}:{}:{}; put `{{cluster}}` in [iam] role_name_template (the default has it)",
+                    first.tenant, first.file, first.pos.line, first.pos.column
+                )),
+            ),
+            Some(_) => {}
+            None => {
+                by_role.insert(key, r);
+            }
+        }
+    }
+    let mut by_policy: BTreeMap<(&str, String), &str> = BTreeMap::new();
+    for repo in repos {
+        let c = &repo.config;
+        for p in &repo.policies {
+            let name = p.iam_name(c);
+            let key = (c.cluster.account_id.as_str(), name.to_ascii_lowercase());
+            match by_policy.get(&key) {
+                // Named by its ARN: a policy made before kftenant, which the
+                // template cannot rename; its tags give it to one cluster.
+                Some(first) if *first != c.cluster.name && p.pinned => diags.push(
+                    Diagnostic::file(
+                        &p.file,
+                        format!(
+                            "clusters `{first}` and `{}` share account {} and both name policy `{}` by its ARN; its ownership tags give it to one cluster",
+                            c.cluster.name,
+                            c.cluster.account_id,
+                            p.arn(c)
+                        ),
+                    )
+                    .with_hint("place the tenants that name it by ARN on one cluster (spec.clusters), or give the other cluster its own copy by name"),
+                ),
+                Some(first) if *first != c.cluster.name => diags.push(
+                    c.origin
+                        .at(&["iam", "policy_name_template"], format!(
+                            "clusters `{first}` and `{}` share account {} and both would create policy `{name}` from {}",
+                            c.cluster.name, c.cluster.account_id, p.file
+                        ))
+                        .with_hint("set [iam] policy_name_template = \"{policy}-{cluster}\" in kftenant.toml, so each cluster has its own copy"),
+                ),
+                Some(_) => {}
+                None => {
+                    by_policy.insert(key, &c.cluster.name);
+                }
+            }
         }
     }
 }
@@ -592,8 +1212,9 @@ fn cross_check(config: &Config, tenants: &[Loaded], diags: &mut Diagnostics) {
             continue;
         }
         by_name.insert(&t.name, l);
-        let role = config.role_name(&t.name);
-        if role.len() > 64 {
+        let role = t.role_name(config);
+        // A `roleName` is checked where it is written.
+        if t.role_name.is_none() && role.len() > 64 {
             diags.push(
                 Diagnostic::at(
                     &t.file,
@@ -628,17 +1249,53 @@ fn cross_check(config: &Config, tenants: &[Loaded], diags: &mut Diagnostics) {
     check_decommissioned(config, &by_name, diags);
 }
 
+/// A repo policy's path: the path of the ARN tenants name it by (a policy
+/// made before kftenant, which IAM cannot move), else `[iam] role_path`.
+/// Every ARN naming one policy must say the same path.
+fn pin_policy_paths(policies: &mut [RepoPolicy], tenants: &[Loaded], diags: &mut Diagnostics) {
+    let mut first: BTreeMap<&str, (&Pinned, &str)> = BTreeMap::new();
+    for l in tenants {
+        for p in &l.pinned {
+            match first.get(p.name.as_str()) {
+                None => {
+                    first.insert(&p.name, (p, &l.tenant.file));
+                }
+                Some((f, file)) if f.path != p.path => diags.push(
+                    Diagnostic::at(
+                        &l.tenant.file,
+                        p.pos,
+                        format!(
+                            "`{}` names policy `{}` at path `{}`, but {}:{}:{} names it at `{}`; a policy has one path",
+                            p.arn, p.name, p.path, file, f.pos.line, f.pos.column, f.path
+                        ),
+                    )
+                    .with_hint("name it by the same ARN everywhere (or by its name alone)"),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+    for policy in policies {
+        if let Some((p, _)) = first.get(policy.name.as_str()) {
+            policy.path.clone_from(&p.path);
+            policy.pinned = true;
+        }
+    }
+}
+
 /// `[prune] decommissioned`: tenant names, each once, none still in git.
 fn check_decommissioned(
     config: &Config,
     tenants: &BTreeMap<&str, &Loaded>,
     diags: &mut Diagnostics,
 ) {
-    let pos = config::locate(&config.text, "prune", "decommissioned");
     let mut seen = BTreeSet::new();
     for name in &config.prune.decommissioned {
         let err = |msg: String, hint: String| {
-            Diagnostic::at(config::CONFIG_FILE, pos, msg).with_hint(hint)
+            config
+                .origin
+                .at(&["prune", "decommissioned"], msg)
+                .with_hint(hint)
         };
         if let Some(msg) = crate::names::check_dns_label(name) {
             diags.push(err(
@@ -661,6 +1318,8 @@ fn check_decommissioned(
         }
     }
 }
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(test)]
 mod escalation_tests;
 
@@ -732,6 +1391,113 @@ mod tests {
             p[0].starts_with("tenants/a.yaml:3:5: YAML syntax error:"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_accepted_in_every_kind_of_file() {
+        const BOM: &str = "\u{feff}";
+        let src = base()
+            .with("kftenant.toml", &format!("{BOM}{CONFIG}"))
+            .with("policies/shared.json", &format!("{BOM}{POLICY}"))
+            .with("inline/a.json", &format!("{BOM}{POLICY}"))
+            .with(
+                "tenants/a.yaml",
+                &format!(
+                    "{BOM}{}",
+                    tenant(
+                        "team-a",
+                        "  owner: a@example.com\n  iam:\n    inlinePolicies: [{name: a, file: inline/a.json}]\n"
+                    )
+                ),
+            );
+        let repo = load(&src).unwrap();
+        assert_eq!(repo.tenants[0].inline_policies.len(), 1);
+        // Positions on the first line are counted without it, as editors show them.
+        let p = problems(&base().with("tenants/a.yaml", &format!("{BOM}kind: [\n")));
+        assert!(
+            p[0].starts_with("tenants/a.yaml:2:1: YAML syntax error"),
+            "{p:?}"
+        );
+        let p = problems(&base().with("kftenant.toml", &format!("{BOM}{CONFIG}nmae = 1\n")));
+        assert!(
+            p[0].starts_with("kftenant.toml:6:1: unknown key `nmae`"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn an_alias_bomb_is_one_located_problem() {
+        let mut bomb = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..9 {
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                vec![format!("*a{}", i - 1); 9].join(", ")
+            ));
+        }
+        let p = problems(&base().with("tenants/a.yaml", &bomb));
+        assert_eq!(
+            p,
+            vec![
+                "tenants/a.yaml:6:15: builds more than 250000 values (an alias counts as every value it copies), over kftenant's limit; the file was not read further\n  hint: an alias (*name) copies its anchor (&name), and aliases of aliases multiply: write the values out, or split the file"
+            ]
+        );
+        // The same in an inline policy file and in a shared policy: JSON has
+        // no aliases, but depth is bounded the same way by both parsers.
+        let deep = |n: usize| format!("{{\"Statement\": {}1{}}}", "[".repeat(n), "]".repeat(n));
+        let p = problems(&base().with("policies/deep.json", &deep(100)));
+        assert_eq!(
+            p,
+            vec![
+                "policies/deep.json:1:78: nested more than 64 levels deep (aliases included), over kftenant's limit; the file was not read further\n  hint: a tenant document is about 12 levels deep at most; flatten this structure"
+            ]
+        );
+        let p = problems(&base().with("policies/deep.json", &deep(200)));
+        assert_eq!(
+            p,
+            vec![
+                "policies/deep.json:1:141: nested more than 64 levels deep (aliases included), over kftenant's limit; the file was not read further\n  hint: a tenant document is about 12 levels deep at most; flatten this structure"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_repository_as_a_whole_is_bounded() {
+        // Each file builds about 216,000 nodes: under the file's limit; the
+        // tenth crosses the repository's 2,000,000, and later files are not parsed.
+        let mut file = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..5 {
+            file.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                vec![format!("*a{}", i - 1); 9].join(", ")
+            ));
+        }
+        file.push_str("b: [*a4]\n");
+        let mut src = base();
+        for i in 10..22 {
+            src = src.with(&format!("tenants/t{i}.yaml"), &file);
+        }
+        let p = problems(&src);
+        assert!(p.contains(&"tenants/t19.yaml: not read: with this file, the repository's files together build more than 2000000 values or 33554432 bytes of text, over kftenant's limit\n  hint: aliases (*name) count as every value they copy; split the repository, or write fewer aliases".to_string()), "{p:#?}");
+        assert!(p.contains(&"tenants/t21.yaml: not read: the repository's files before it already reached kftenant's limit on what all files together may build".to_string()), "{p:#?}");
+        // Text read: each file counts once (a file named again and again is
+        // read once); the 64th file of a mebibyte crosses the limit.
+        let big = "x".repeat(1 << 20);
+        let inline: String = (0..70)
+            .map(|i| format!("      - {{name: p{i}, file: big{i}.json}}\n"))
+            .collect();
+        let mut src = base();
+        for i in 0..70 {
+            src = src.with(&format!("big{i}.json"), &big);
+        }
+        let src = src.with(
+            "tenants/a.yaml",
+            &tenant(
+                "team-a",
+                &format!("  owner: a@example.com\n  iam:\n    inlinePolicies:\n{inline}"),
+            ),
+        );
+        let p = problems(&src);
+        assert!(p.contains(&"tenants/a.yaml:72:27: inline policy file `big63.json` not read: the repository's files add up to more than 67108864 bytes, over kftenant's limit".to_string()), "{p:#?}");
     }
 
     #[test]
@@ -1166,6 +1932,20 @@ mod tests {
     }
 
     #[test]
+    fn annotations_are_held_to_the_api_servers_limit() {
+        let big = "v".repeat(200_000);
+        let p = one_tenant(&format!(
+            "  owner: a@example.com\n  profile:\n    annotations:\n      a.example/x: {big}\n      a.example/y: {big}\n"
+        ));
+        assert_eq!(
+            p,
+            vec![
+                "tenants/a.yaml:8:5: annotations total 400022 bytes, over Kubernetes' limit of 262144 per object\n  hint: the API server would refuse the Profile; keep large data out of annotations"
+            ]
+        );
+    }
+
+    #[test]
     fn config_errors_and_tenant_errors_come_together() {
         let src = base()
             .with("kftenant.toml", &CONFIG.replace("123456789012", "12"))
@@ -1174,6 +1954,151 @@ mod tests {
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(p[0].starts_with("kftenant.toml:3:1: account_id `12`"));
         assert!(p[1].starts_with("tenants/a.yaml:4:9: tenant name `BAD`"));
+    }
+
+    #[test]
+    fn a_role_made_before_kftenant_keeps_its_name_and_path() {
+        let r = load(&base().with(
+            "tenants/a.yaml",
+            &tenant(
+                "team-a",
+                "  owner: a@example.com\n  iam:\n    roleName: TeamA-Legacy\n    rolePath: /\n",
+            ),
+        ))
+        .unwrap_or_else(|p| panic!("{p:#?}"));
+        let t = &r.tenants[0];
+        assert_eq!(t.role_name(&r.config), "TeamA-Legacy");
+        assert_eq!(t.role_path(&r.config), "/");
+        assert_eq!(
+            t.role_arn(&r.config),
+            "arn:aws:iam::123456789012:role/TeamA-Legacy"
+        );
+        // Without them: the template's name and [iam] role_path.
+        let r = load(&base().with(
+            "tenants/a.yaml",
+            &tenant("team-a", "  owner: a@example.com\n"),
+        ))
+        .unwrap();
+        assert_eq!(
+            r.tenants[0].role_arn(&r.config),
+            "arn:aws:iam::123456789012:role/kftenant/team-a-prod-role"
+        );
+        let long = "r".repeat(65);
+        let src = base().with(
+            "tenants/a.yaml",
+            &format!(
+                "{}\n---\n{}\n---\n{}",
+                tenant("team-a", &format!("  owner: a@example.com\n  iam:\n    roleName: {long}\n    rolePath: kftenant\n")),
+                tenant("team-b", "  owner: a@example.com\n  iam:\n    roleName: bad/name\n"),
+                // Collides with team-c's template name, case-insensitively.
+                tenant("team-d", "  owner: a@example.com\n  iam:\n    roleName: TEAM-C-prod-role\n    rolePath: /\n"),
+            ),
+        )
+        .with("tenants/c.yaml", &tenant("team-c", "  owner: a@example.com\n"));
+        assert_eq!(
+            problems(&src),
+            vec![
+                format!("tenants/a.yaml:8:15: spec.iam.roleName `{long}` must be 1 to 64 characters"),
+                "tenants/a.yaml:9:15: spec.iam.rolePath `kftenant` is not an IAM path\n  hint: a path starts and ends with `/`, e.g. `/` or `/teams/`".to_string(),
+                "tenants/a.yaml:19:15: spec.iam.roleName `bad/name`: `/` is not allowed in IAM names (letters, digits and +=,.@_- only)".to_string(),
+                "tenants/c.yaml:4:9: tenant `team-c` renders IAM role name `team-c-prod-role`, which collides with tenant `team-d` (IAM role names are case-insensitive)\n  hint: `team-d` is defined at tenants/a.yaml:25:9".to_string(),
+            ]
+        );
+    }
+
+    const POLICY_AT_ROOT: &str = "arn:aws:iam::123456789012:policy/shared";
+
+    #[test]
+    fn adopt_names_exactly_what_the_tenant_renders() {
+        let spec = format!(
+            "  owner: a@example.com\n  adopt:\n    role: arn:aws:iam::123456789012:role/team-a-prod-role\n    profile: team-a\n    policies: [{POLICY_AT_ROOT}]\n  iam:\n    rolePath: /\n    managedPolicies: [{POLICY_AT_ROOT}]\n"
+        );
+        let r = load(&base().with("tenants/a.yaml", &tenant("team-a", &spec)))
+            .unwrap_or_else(|p| panic!("{p:#?}"));
+        let t = &r.tenants[0];
+        assert_eq!(
+            t.adopt,
+            Adopt {
+                role: true,
+                profile: true,
+                policies: ["shared".to_string()].into(),
+            }
+        );
+        assert_eq!(t.managed_policies, vec![PolicyRef::Repo("shared".into())]);
+        // Anything else is refused where it is written.
+        let spec = "  owner: a@example.com\n  adopt:\n    role: arn:aws:iam::123456789012:role/team-a-prod-role\n    profile: team-b\n    policies: [arn:aws:iam::aws:policy/ReadOnlyAccess]\n    roles: x\n  iam:\n    managedPolicies: [arn:aws:iam::aws:policy/ReadOnlyAccess]\n";
+        let p = problems(&base().with("tenants/a.yaml", &tenant("team-a", spec)));
+        assert_eq!(
+            p,
+            vec![
+                "tenants/a.yaml:8:11: spec.adopt.role `arn:aws:iam::123456789012:role/team-a-prod-role` is not this tenant's role `arn:aws:iam::123456789012:role/kftenant/team-a-prod-role`\n  hint: kftenant takes over only the role the tenant renders: set spec.iam.roleName and spec.iam.rolePath to the live role's name and path (`kftenant import` writes them); with several clusters, in spec.overrides.<cluster> of the role's cluster",
+                "tenants/a.yaml:9:14: spec.adopt.profile `team-b` is not this tenant's Profile `team-a`\n  hint: a tenant's Profile (and namespace) has the tenant's name",
+                "tenants/a.yaml:10:16: spec.adopt.policies: `arn:aws:iam::aws:policy/ReadOnlyAccess` is not a policy this tenant attaches by ARN from policies/\n  hint: name it by this ARN in spec.iam.managedPolicies (or permissionsBoundary), with its document in policies/<name>.json",
+                "tenants/a.yaml:11:5: unknown field `roles` in spec.adopt\n  hint: did you mean `role`?",
+            ]
+        );
+        let p = problems(&base().with(
+            "tenants/a.yaml",
+            &tenant("team-a", "  owner: a@example.com\n  adopt: {}\n"),
+        ));
+        assert_eq!(
+            p,
+            vec![
+                "tenants/a.yaml:7:10: spec.adopt names nothing to take over\n  hint: name the live role (`role: <ARN>`), the Profile (`profile: <name>`) or `policies`, or remove the block"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_repo_policy_named_by_its_arn_keeps_its_path() {
+        let by_arn = |t: &str| {
+            tenant(
+                t,
+                &format!(
+                    "  owner: a@example.com\n  iam:\n    managedPolicies: [{POLICY_AT_ROOT}]\n"
+                ),
+            )
+        };
+        let src = base().with("tenants/a.yaml", &by_arn("team-a")).with(
+            "tenants/b.yaml",
+            &tenant(
+                "team-b",
+                "  owner: a@example.com\n  iam:\n    managedPolicies: [shared]\n",
+            ),
+        );
+        let r = load(&src).unwrap_or_else(|p| panic!("{p:#?}"));
+        assert_eq!(r.policies[0].path, "/");
+        assert_eq!(r.policies[0].arn(&r.config), POLICY_AT_ROOT);
+        // Both tenants attach the one policy, by ARN or by name.
+        let d = crate::plan::desired::render(&r);
+        for t in ["team-a", "team-b"] {
+            assert_eq!(
+                d.roles[t].managed_policy_arns,
+                [POLICY_AT_ROOT.to_string()].into(),
+                "{t}"
+            );
+        }
+        assert_eq!(d.policies["shared"].arn, POLICY_AT_ROOT);
+        // Named by name only: under [iam] role_path, as always.
+        let r = load(&base().with(
+            "tenants/b.yaml",
+            &tenant(
+                "team-b",
+                "  owner: a@example.com\n  iam:\n    managedPolicies: [shared]\n",
+            ),
+        ))
+        .unwrap();
+        assert_eq!(r.policies[0].path, "/kftenant/");
+        // Two paths for one policy: refused. Another account's ARN is not the repo policy.
+        let src = base()
+            .with("tenants/a.yaml", &by_arn("team-a"))
+            .with("tenants/c.yaml", &tenant("team-c", "  owner: a@example.com\n  iam:\n    managedPolicies:\n      - arn:aws:iam::123456789012:policy/ml/shared\n      - arn:aws:iam::999999999999:policy/shared\n"));
+        assert_eq!(
+            problems(&src),
+            vec![
+                "tenants/c.yaml:9:9: `arn:aws:iam::123456789012:policy/ml/shared` names policy `shared` at path `/ml/`, but tenants/a.yaml:8:23 names it at `/`; a policy has one path\n  hint: name it by the same ARN everywhere (or by its name alone)"
+            ]
+        );
     }
 
     #[test]
@@ -1198,6 +2123,7 @@ mod tests {
         assert_eq!(props(&schema), sorted(fields::DOCUMENT));
         assert_eq!(props(&def("TenantMetadata")), sorted(fields::METADATA));
         assert_eq!(props(&def("TenantSpec")), sorted(fields::SPEC));
+        assert_eq!(props(&def("TenantAdopt")), sorted(fields::ADOPT));
         assert_eq!(props(&def("TenantIam")), sorted(fields::IAM));
         assert_eq!(props(&def("InlinePolicySpec")), sorted(fields::INLINE));
         assert_eq!(props(&def("TenantProfile")), sorted(fields::PROFILE));

@@ -6,18 +6,24 @@
 //!   stays inside is followed, any other is a [`ReadError::OutsideRoot`],
 //!   whose message never contains what the link points at.
 //! - Bounded: a file over [`MAX_FILE_BYTES`] is not read
-//!   ([`ReadError::TooLarge`]); a tree over [`MAX_FILES`] files or
-//!   [`MAX_DEPTH`] folders deep is reported, not walked further.
+//!   ([`ReadError::TooLarge`]); a tree over [`MAX_FILES`] files and folders,
+//!   [`MAX_PATH_BYTES`] bytes of paths or [`MAX_DEPTH`] folders deep is
+//!   reported, and the walk stops there (links to folders list them again,
+//!   so without the stop a few links can make a listing exponential).
 //! - Hidden files and folders (a name starting with `.`: `.git`, `.github`,
 //!   `.gitkeep`) are not part of the [`Tree`]; they can still be read by path.
 
+use crate::diag::{Diagnostic, Pos};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Files larger than this are not read (tenant files and policies are a few KiB).
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
-/// A tree with more files than this is not walked further.
+/// A tree with more files and folders than this is not walked further.
 pub const MAX_FILES: usize = 100_000;
+/// A tree whose paths add up to more bytes than this is not walked further
+/// (100,000 paths of 160 bytes; a real repository has a few hundred KiB).
+pub const MAX_PATH_BYTES: usize = 16 << 20;
 /// Folders nested deeper than this are not walked.
 pub const MAX_DEPTH: usize = 32;
 
@@ -36,11 +42,55 @@ pub enum ReadError {
         limit: u64,
     },
     /// Not UTF-8 text.
-    #[error("is not UTF-8 text")]
-    NotText,
+    #[error("is not UTF-8 text (byte 0x{byte:02x} at line {}, column {})", pos.line, pos.column)]
+    NotText {
+        /// Where the first byte that is not part of a UTF-8 character is
+        /// (the column counts the characters before it on its line).
+        pos: Pos,
+        /// That byte.
+        byte: u8,
+    },
+    /// The repository's files read so far already add up to the limit.
+    #[error(
+        "not read: the repository's files add up to more than {limit} bytes, over kftenant's limit"
+    )]
+    RepositoryTooLarge {
+        /// The limit.
+        limit: u64,
+    },
     /// Any other I/O error.
     #[error("cannot be read: {0}")]
     Io(String),
+}
+
+impl ReadError {
+    /// The problem, at the place in the file when there is one.
+    pub fn diagnostic(&self, path: &str) -> Diagnostic {
+        match self {
+            ReadError::NotText { pos, byte } => Diagnostic::at(
+                path,
+                *pos,
+                format!("not UTF-8 text: byte 0x{byte:02x} is not part of a UTF-8 character"),
+            )
+            .with_hint("save the file as UTF-8; kftenant does not read Latin-1 or UTF-16"),
+            other => Diagnostic::file(path, other.to_string()),
+        }
+    }
+}
+
+/// `bytes` as text, or where they stop being UTF-8.
+pub(crate) fn utf8(bytes: Vec<u8>) -> Result<String, ReadError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let at = e.utf8_error().valid_up_to();
+        let before = std::str::from_utf8(&bytes[..at]).expect("valid up to here");
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ReadError::NotText {
+            pos: Pos::new(line, column),
+            byte: bytes[at],
+        }
+    })
 }
 
 /// The files and folders of a repository, as paths relative to its root
@@ -53,18 +103,51 @@ pub struct Tree {
     pub dirs: BTreeSet<String>,
     /// Why the walk stopped early, if it did.
     pub truncated: Option<String>,
+    /// Bytes of the paths listed so far.
+    path_bytes: usize,
 }
 
 impl Tree {
     /// Records a file, unless the tree is full.
     pub(crate) fn add_file(&mut self, path: String) -> bool {
-        if self.files.len() >= MAX_FILES {
-            self.truncated = Some(format!(
-                "the repository has more than {MAX_FILES} files; the rest were not read"
-            ));
+        if !self.room_for(&path) {
             return false;
         }
         self.files.insert(path);
+        true
+    }
+
+    /// Records a folder, unless the tree is full.
+    pub(crate) fn add_dir(&mut self, path: String) -> bool {
+        if !self.room_for(&path) {
+            return false;
+        }
+        self.dirs.insert(path);
+        true
+    }
+
+    /// True once the walk has stopped: nothing more is listed.
+    pub fn is_full(&self) -> bool {
+        self.truncated.is_some()
+    }
+
+    fn room_for(&mut self, path: &str) -> bool {
+        if self.is_full() {
+            return false;
+        }
+        if self.files.len() + self.dirs.len() >= MAX_FILES {
+            self.truncated = Some(format!(
+                "the repository has more than {MAX_FILES} files and folders; the rest were not read"
+            ));
+            return false;
+        }
+        if self.path_bytes + path.len() > MAX_PATH_BYTES {
+            self.truncated = Some(format!(
+                "the repository's paths add up to more than {MAX_PATH_BYTES} bytes; the rest were not read"
+            ));
+            return false;
+        }
+        self.path_bytes += path.len();
         true
     }
 }
@@ -126,6 +209,9 @@ impl DirSource {
         seen: &mut BTreeSet<PathBuf>,
         tree: &mut Tree,
     ) {
+        if tree.is_full() {
+            return;
+        }
         if depth > MAX_DEPTH {
             tree.truncated = Some(format!(
                 "`{rel}` is nested more than {MAX_DEPTH} folders deep; it was not read"
@@ -167,7 +253,9 @@ impl DirSource {
                 // twice is reported as a duplicate).
                 let real = std::fs::canonicalize(&target).unwrap_or(target.clone());
                 if seen.insert(real.clone()) {
-                    tree.dirs.insert(rel.clone());
+                    if !tree.add_dir(rel.clone()) {
+                        return;
+                    }
                     self.walk(&target, &rel, depth + 1, seen, tree);
                     seen.remove(&real);
                 }
@@ -197,7 +285,7 @@ impl Source for DirSource {
             }));
         }
         Some(match std::fs::read(&real) {
-            Ok(bytes) => String::from_utf8(bytes).map_err(|_| ReadError::NotText),
+            Ok(bytes) => utf8(bytes),
             Err(e) => Err(ReadError::Io(e.kind().to_string())),
         })
     }
@@ -241,8 +329,8 @@ impl Source for MemSource {
             for d in dirs {
                 visible &= !hidden(d);
                 dir = join(&dir, d);
-                if visible {
-                    tree.dirs.insert(dir.clone());
+                if visible && !tree.dirs.contains(&dir) {
+                    tree.add_dir(dir.clone());
                 }
             }
             if visible && !hidden(name) {
@@ -298,6 +386,34 @@ mod tests {
     }
 
     #[test]
+    fn links_that_multiply_the_tree_stop_at_the_limit() {
+        // d0 holds two links to d1, d1 two to d2, ...: 2^17 listings of
+        // d17's file, unless the walk stops at MAX_FILES entries.
+        let repo = tempfile::tempdir().unwrap();
+        let r = repo.path();
+        let depth = 17;
+        for i in 0..=depth {
+            std::fs::create_dir_all(r.join(format!("d{i}"))).unwrap();
+        }
+        std::fs::write(r.join(format!("d{depth}/t.yaml")), "x").unwrap();
+        for i in 0..depth {
+            for l in ["a", "b"] {
+                std::os::unix::fs::symlink(
+                    r.join(format!("d{}", i + 1)),
+                    r.join(format!("d{i}/{l}")),
+                )
+                .unwrap();
+            }
+        }
+        let tree = DirSource::new(r).tree();
+        assert_eq!(tree.files.len() + tree.dirs.len(), MAX_FILES);
+        assert_eq!(
+            tree.truncated.as_deref(),
+            Some("the repository has more than 100000 files and folders; the rest were not read")
+        );
+    }
+
+    #[test]
     fn large_and_binary_files_are_not_read() {
         let repo = tempfile::tempdir().unwrap();
         let big = vec![b'a'; (MAX_FILE_BYTES + 1) as usize];
@@ -308,7 +424,20 @@ mod tests {
             src.read("big.json"),
             Some(Err(ReadError::TooLarge { .. }))
         ));
-        assert_eq!(src.read("bin.json"), Some(Err(ReadError::NotText)));
+        assert_eq!(
+            src.read("bin.json"),
+            Some(Err(ReadError::NotText {
+                pos: Pos::new(1, 1),
+                byte: 0xff
+            }))
+        );
+        assert_eq!(
+            utf8(b"a: 1\nowner: caf\xe9\n".to_vec())
+                .unwrap_err()
+                .diagnostic("t.yaml")
+                .to_string(),
+            "t.yaml:2:11: not UTF-8 text: byte 0xe9 is not part of a UTF-8 character\n  hint: save the file as UTF-8; kftenant does not read Latin-1 or UTF-16"
+        );
     }
 
     #[test]

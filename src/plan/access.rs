@@ -7,7 +7,10 @@
 //! does not exist yet (a new tenant), the changes wait for it.
 
 use super::desired::{DesiredAccess, DesiredMember};
-use super::{Action, Change, FieldDiff, Live, Operation, Part, Resource, UnmanagedAccess};
+use super::{
+    Action, Change, FieldDiff, Live, Operation, Part, Resource, UnmanagedAccess,
+    WAITS_FOR_NAMESPACE,
+};
 use crate::kubeflow::{
     NAMESPACE_OWNER_ANNOTATION, OWNER_AUTHORIZATION_POLICY, OWNER_ROLE_BINDING, RBAC_GROUP,
     ROLE_ANNOTATION, ROLE_ARN_ANNOTATION, USER_ANNOTATION,
@@ -42,7 +45,7 @@ pub(super) fn plan(
 fn waiting_note(waits: bool, tenant: &str) -> String {
     if waits {
         format!(
-            "; waits for namespace `{tenant}`, which the Kubeflow controller makes from the Profile"
+            "; {WAITS_FOR_NAMESPACE} `{tenant}`, which the Kubeflow controller makes from the Profile"
         )
     } else {
         String::new()
@@ -178,12 +181,13 @@ fn members(
             && binding.body.to_json() == binding_body(m)
         {
             // Added in the dashboard, and now in git too: the same user and
-            // role, so git asks for exactly this binding. kftenant labels it.
+            // role, so git asks for exactly this binding. kftenant labels it:
+            // an adoption, as `spec.adopt` is for the role and the Profile.
             out.changes.push(
                 Change::new(
                     apply(name, m),
                     Some(tenant),
-                    Action::Update,
+                    Action::Adopt,
                     format!(
                         "`{}` was added as {} in the dashboard and is now in git: kftenant takes the binding over (adds its labels)",
                         m.user,
@@ -455,7 +459,7 @@ mod tests {
                 .iter()
                 .map(|c| (c.action, c.address.as_str()))
                 .collect::<Vec<_>>(),
-            vec![(Action::Update, "member.team.user-bob-x-io-clusterrole-view")]
+            vec![(Action::Adopt, "member.team.user-bob-x-io-clusterrole-view")]
         );
         assert!(p.changes[0].reason.contains("takes the binding over"));
         assert_eq!(p.unmanaged_access.len(), 1);

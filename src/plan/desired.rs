@@ -115,6 +115,10 @@ pub struct DesiredRole {
     pub managed_policy_arns: BTreeSet<String>,
     /// Inline policies by name.
     pub inline_policies: BTreeMap<String, Document>,
+    /// Git lets kftenant take over a live role of this name that it does
+    /// not own (`spec.adopt.role`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
 }
 
 /// A customer-managed policy from `policies/`.
@@ -130,6 +134,10 @@ pub struct DesiredPolicy {
     pub document: Document,
     /// Ownership tags.
     pub tags: BTreeMap<String, String>,
+    /// Git lets kftenant take over the live policy of this ARN (a tenant's
+    /// `spec.adopt.policies`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
 }
 
 /// A Kubeflow `Profile` (kubeflow.org/v1), the fields kftenant owns.
@@ -143,6 +151,10 @@ pub struct DesiredProfile {
     pub annotations: BTreeMap<String, String>,
     /// `spec` as kftenant sets it: owner, plugins, resourceQuotaSpec.
     pub spec: Document,
+    /// Git lets kftenant take over a live Profile of this name that it does
+    /// not own (`spec.adopt.profile`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
 }
 
 impl DesiredProfile {
@@ -157,26 +169,46 @@ impl DesiredProfile {
     }
 }
 
-fn resolve(config: &Config, r: &PolicyRef) -> String {
+/// The ARNs of the repo policies, by name (each at its own path).
+type RepoArns = BTreeMap<String, String>;
+
+fn repo_arns(repo: &Repository) -> RepoArns {
+    repo.policies
+        .iter()
+        .map(|p| (p.name.clone(), p.arn(&repo.config)))
+        .collect()
+}
+
+fn resolve(config: &Config, repo: &RepoArns, r: &PolicyRef) -> String {
     match r {
         PolicyRef::Arn(a) => a.clone(),
-        PolicyRef::Repo(name) => config.repo_policy_arn(name),
+        PolicyRef::Repo(name) => repo
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| config.repo_policy_arn(name)),
     }
 }
 
 /// Renders the desired world from a validated repository.
 pub fn render(repo: &Repository) -> Desired {
     let c = &repo.config;
+    let arns = repo_arns(repo);
+    let adopted: BTreeSet<&String> = repo
+        .tenants
+        .iter()
+        .flat_map(|t| &t.adopt.policies)
+        .collect();
     let policies = repo
         .policies
         .iter()
         .map(|p| {
             let d = DesiredPolicy {
-                name: p.name.clone(),
-                path: c.iam.role_path.clone(),
-                arn: c.repo_policy_arn(&p.name),
+                name: p.iam_name(c),
+                path: p.path.clone(),
+                arn: p.arn(c),
                 document: Document::from(&p.document),
                 tags: ownership_tags(&c.cluster.name, None),
+                adopt: adopted.contains(&p.name),
             };
             (p.name.clone(), d)
         })
@@ -185,7 +217,7 @@ pub fn render(repo: &Repository) -> Desired {
     let mut profiles = BTreeMap::new();
     let mut access = BTreeMap::new();
     for t in &repo.tenants {
-        let role = render_role(c, t);
+        let role = render_role(c, &arns, t);
         profiles.insert(t.name.clone(), render_profile(c, t, &role.arn));
         access.insert(t.name.clone(), render_access(c, t, &role.arn));
         roles.insert(t.name.clone(), role);
@@ -240,8 +272,8 @@ fn render_access(c: &Config, t: &Tenant, role_arn: &str) -> DesiredAccess {
     }
 }
 
-fn render_role(c: &Config, t: &Tenant) -> DesiredRole {
-    let name = c.role_name(&t.name);
+fn render_role(c: &Config, arns: &RepoArns, t: &Tenant) -> DesiredRole {
+    let name = t.role_name(c);
     let mut tags = t.tags.clone();
     tags.extend(ownership_tags(&c.cluster.name, Some(&t.name)));
     let boundary = t.permissions_boundary.clone().or_else(|| {
@@ -255,19 +287,24 @@ fn render_role(c: &Config, t: &Tenant) -> DesiredRole {
     });
     DesiredRole {
         tenant: t.name.clone(),
-        arn: c.role_arn(&t.name),
+        arn: t.role_arn(c),
         name,
-        path: c.iam.role_path.clone(),
+        path: t.role_path(c).to_string(),
         trust_policy: Document::from(c.trust_policy(&t.name, &t.service_accounts)),
-        permissions_boundary: boundary.map(|b| resolve(c, &b)),
+        permissions_boundary: boundary.map(|b| resolve(c, arns, &b)),
         max_session_duration: t.max_session_duration.unwrap_or(c.iam.max_session_duration),
         tags,
-        managed_policy_arns: t.managed_policies.iter().map(|r| resolve(c, r)).collect(),
+        managed_policy_arns: t
+            .managed_policies
+            .iter()
+            .map(|r| resolve(c, arns, r))
+            .collect(),
         inline_policies: t
             .inline_policies
             .iter()
             .map(|(k, v)| (k.clone(), Document::from(v)))
             .collect(),
+        adopt: t.adopt.role,
     }
 }
 
@@ -293,6 +330,7 @@ fn render_profile(c: &Config, t: &Tenant, role_arn: &str) -> DesiredProfile {
         labels,
         annotations: t.annotations.clone(),
         spec: Document::from(spec),
+        adopt: t.adopt.profile,
     }
 }
 
@@ -309,6 +347,7 @@ pub fn changed_tenants(base: Option<&Repository>, head: &Desired) -> Vec<(String
         return head.roles.keys().map(|t| (t.clone(), "changed")).collect();
     };
     let c = &base.config;
+    let arns = repo_arns(base);
     let base_tenants: BTreeMap<&str, &Tenant> =
         base.tenants.iter().map(|t| (t.name.as_str(), t)).collect();
     let names: BTreeSet<&str> = base_tenants
@@ -323,7 +362,7 @@ pub fn changed_tenants(base: Option<&Repository>, head: &Desired) -> Vec<(String
                 (None, Some(_)) => "added",
                 (Some(_), None) => "removed",
                 (Some(bt), Some(head_role)) => {
-                    let base_role = render_role(c, bt);
+                    let base_role = render_role(c, &arns, bt);
                     let changed = base_role != *head_role
                         || head.profiles.get(t) != Some(&render_profile(c, bt, &base_role.arn))
                         || head.access.get(t) != Some(&render_access(c, bt, &base_role.arn));

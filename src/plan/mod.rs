@@ -60,6 +60,11 @@ use std::fmt;
 ///   operation).
 pub const PLAN_FORMAT_VERSION: u32 = 2;
 
+/// The words a change's reason carries when it waits for the namespace the
+/// Kubeflow controller makes from the tenant's Profile
+/// ([`Change::waits_for_namespace`]).
+pub(crate) const WAITS_FOR_NAMESPACE: &str = "waits for namespace";
+
 /// Options that change what a plan may contain.
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
@@ -80,15 +85,20 @@ pub enum Action {
     Update,
     /// The resource will be deleted.
     Delete,
+    /// The resource exists, kftenant did not create it, and git asks kftenant
+    /// to take it over (`spec.adopt`, or a contributor git lists as it is):
+    /// marked as kftenant's and brought to git's state in place, never recreated.
+    Adopt,
 }
 
 impl Action {
-    /// `+`, `~` or `-`.
+    /// `+`, `~`, `-` or `>` (taken over).
     pub fn symbol(self) -> char {
         match self {
             Action::Create => '+',
             Action::Update => '~',
             Action::Delete => '-',
+            Action::Adopt => '>',
         }
     }
 }
@@ -243,13 +253,20 @@ impl Change {
         self
     }
 
-    /// `created`, `updated` or `deleted`, for messages.
+    /// `created`, `updated`, `deleted` or `adopted`, for messages.
     pub fn action_word(&self) -> &'static str {
         match self.action {
             Action::Create => "created",
             Action::Update => "updated",
             Action::Delete => "deleted",
+            Action::Adopt => "adopted",
         }
+    }
+
+    /// True when the change waits for the Kubeflow controller to make the
+    /// tenant's namespace (from its Profile) before it can be made.
+    pub fn waits_for_namespace(&self) -> bool {
+        self.reason.contains(WAITS_FOR_NAMESPACE)
     }
 
     /// What a create brings into being, as the plan shows it.
@@ -296,6 +313,9 @@ pub struct Kept {
 /// Counts for summaries and exit codes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
+    /// Changes that take over an existing resource (left out when none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub adopt: usize,
     /// Changes that create.
     pub create: usize,
     /// Changes that update.
@@ -311,6 +331,10 @@ pub struct Summary {
     pub held: usize,
     /// Tenants with at least one change.
     pub tenants_changed: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What a plan is for: what the renderers call it.
@@ -729,11 +753,13 @@ fn plan_tenant(
     let live_role = live.role(&role.name);
     let live_profile = live.profiles.get(tenant).copied();
     let before = out.conflicts.len();
-    if let Some(lr) = live_role {
-        role::check_ownership(out, cluster, role, lr);
-    }
+    let ownership = live_role.map(|lr| role::check_ownership(out, cluster, role, lr));
+    let mut adopt_profile = false;
     if let Some(lp) = live_profile.filter(|p| !owns_labels(&p.labels, cluster)) {
-        profile::conflict(out, cluster, lp);
+        match profile::refuse_adoption(cluster, profile, lp) {
+            None => adopt_profile = true,
+            Some(reason) => profile::conflict(out, lp, reason),
+        }
     }
     for arn in role
         .managed_policy_arns
@@ -769,11 +795,20 @@ fn plan_tenant(
     if out.conflicts.len() > before {
         return;
     }
-    match live_role {
-        None => out.changes.extend(role::create(role)),
-        Some(lr) => out.changes.extend(role::update(role, lr)),
+    // An adopted Profile goes first: with `annotateOnly` set, the Kubeflow
+    // controller stops editing the role's trust policy before kftenant
+    // replaces it.
+    if let (true, Some(lp)) = (adopt_profile, live_profile) {
+        out.changes.push(profile::adopt(profile, lp));
     }
-    out.changes.extend(profile::change(profile, live_profile));
+    match (live_role, ownership) {
+        (Some(lr), Some(role::Ownership::Adopt)) => out.changes.extend(role::adopt(role, lr)),
+        (Some(lr), _) => out.changes.extend(role::update(role, lr)),
+        (None, _) => out.changes.extend(role::create(role)),
+    }
+    if !adopt_profile {
+        out.changes.extend(profile::change(profile, live_profile));
+    }
     if let Some(access) = desired.access.get(tenant) {
         access::plan(
             out,
@@ -806,6 +841,7 @@ fn finish(desired: &Desired, opts: &PlanOptions, out: Part) -> Plan {
         .collect();
     let count = |a: Action| out.changes.iter().filter(|c| c.action == a).count();
     let summary = Summary {
+        adopt: count(Action::Adopt),
         create: count(Action::Create),
         update: count(Action::Update),
         delete: count(Action::Delete),
@@ -865,7 +901,9 @@ fn live_doc(raw: &str) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ownership::{MANAGED_BY_LABEL, MANAGER, TAG_CLUSTER, ownership_tags, policy_marker};
+    use crate::ownership::{
+        MANAGED_BY_LABEL, MANAGER, TAG_CLUSTER, TAG_MANAGED_BY, ownership_tags, policy_marker,
+    };
     use converged::iam_encode;
     use desired::{DesiredPolicy, DesiredProfile, DesiredRole};
     use serde_json::json;
@@ -897,6 +935,7 @@ mod tests {
                 arn: ARN_S3.into(),
                 document: doc("s3:GetObject").into(),
                 tags: ownership_tags("prod", None),
+                adopt: false,
             },
         );
         for t in tenants {
@@ -914,6 +953,7 @@ mod tests {
                     tags: ownership_tags("prod", Some(t)),
                     managed_policy_arns: [ARN_S3.to_string()].into(),
                     inline_policies: [("logs".to_string(), doc("logs:PutLogEvents").into())].into(),
+                    adopt: false,
                 },
             );
             let mut labels = BTreeMap::new();
@@ -926,6 +966,7 @@ mod tests {
                     labels,
                     annotations: BTreeMap::new(),
                     spec: json!({"owner": {"kind": "User", "name": "a@x"}}).into(),
+                    adopt: false,
                 },
             );
         }
@@ -1346,6 +1387,207 @@ mod tests {
             addrs(&p).last(),
             Some(&(Action::Delete, "iam_role.a-role".into()))
         );
+    }
+
+    /// `world(&["a"])` with its role and Profile made by hand before
+    /// kftenant: no ownership marks, the guide's trust policy (`aud` only),
+    /// a Profile without `annotateOnly`. Git keeps the role's tag `team`.
+    fn made_by_hand() -> (Desired, Observed) {
+        let mut d = world(&["a"]);
+        d.roles
+            .get_mut("a")
+            .unwrap()
+            .tags
+            .insert("team".into(), "x".into());
+        let mut o = Observed::converged(&d);
+        let role = &mut o.roles[0];
+        role.tags = [("team".to_string(), "x".to_string())].into();
+        role.assume_role_policy_document = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity", "Principal": {"Federated": "arn:x"}, "Condition": {"StringEquals": {"issuer:aud": "sts.amazonaws.com"}}}]}).to_string();
+        let profile = &mut o.profiles[0];
+        profile.labels.clear();
+        profile.spec = json!({"owner": {"kind": "User", "name": "a@x"}, "plugins": [{"kind": "AwsIamForServiceAccount", "spec": {"awsIamRole": "arn"}}]}).into();
+        (d, o)
+    }
+
+    fn adopt(d: &mut Desired) {
+        d.roles.get_mut("a").unwrap().adopt = true;
+        d.profiles.get_mut("a").unwrap().adopt = true;
+    }
+
+    #[test]
+    fn what_kftenant_did_not_make_is_adopted_only_when_git_asks() {
+        let (mut d, o) = made_by_hand();
+        // Without `spec.adopt`: conflicts, nothing changes, nothing deleted.
+        let p = run(&d, &o);
+        assert!(p.changes.is_empty(), "{:#?}", p.changes);
+        assert_eq!(
+            p.conflicts
+                .iter()
+                .map(|c| c.address.as_str())
+                .collect::<Vec<_>>(),
+            vec!["iam_role.a-role", "profile.a"]
+        );
+        assert!(
+            p.conflicts[0]
+                .reason
+                .contains("adopt: {role: arn:aws:iam::123456789012:role/kftenant/a-role}"),
+            "{}",
+            p.conflicts[0].reason
+        );
+        assert_eq!(p.verdict(), Verdict::Blocked);
+        // With it: one adopt change per resource, the Profile first; no drift.
+        adopt(&mut d);
+        let p = run(&d, &o);
+        assert_eq!(
+            addrs(&p),
+            vec![
+                (Action::Adopt, "profile.a".into()),
+                (Action::Adopt, "iam_role.a-role".into()),
+            ]
+        );
+        assert!(p.conflicts.is_empty() && p.drift.is_empty());
+        assert_eq!((p.summary.adopt, p.summary.tenants_changed), (2, 1));
+        assert_eq!(p.verdict(), Verdict::Changes);
+        match &p.changes[1].operation {
+            Operation::AdoptRole {
+                tags, trust_policy, ..
+            } => {
+                assert_eq!(tags.set, ownership_tags("prod", Some("a")));
+                assert!(tags.unset.is_empty(), "the role's own tag stays: {tags:?}");
+                assert_eq!(trust_policy.as_ref(), Some(&d.roles["a"].trust_policy));
+            }
+            other => panic!("{other:?}"),
+        }
+        let fields: Vec<&str> = p.changes[1]
+            .diffs
+            .iter()
+            .map(|f| f.field.as_str())
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                "trust_policy",
+                "tags.kftenant.io/cluster",
+                "tags.kftenant.io/managed-by",
+                "tags.kftenant.io/tenant"
+            ]
+        );
+        let fields: Vec<&str> = p.changes[0]
+            .diffs
+            .iter()
+            .map(|f| f.field.as_str())
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                "labels.app.kubernetes.io/managed-by",
+                "labels.kftenant.io/cluster",
+                "spec.plugins"
+            ]
+        );
+        // Once adopted: nothing more, whether `spec.adopt` stays or goes.
+        let after = Observed::converged(&d);
+        assert!(run(&d, &after).is_empty());
+        let mut without = d.clone();
+        without.roles.get_mut("a").unwrap().adopt = false;
+        without.profiles.get_mut("a").unwrap().adopt = false;
+        assert!(run(&without, &after).is_empty());
+    }
+
+    #[test]
+    fn adoption_never_takes_what_another_kftenant_owns_nor_moves_a_role() {
+        let (mut d, mut o) = made_by_hand();
+        adopt(&mut d);
+        o.roles[0]
+            .tags
+            .insert(TAG_MANAGED_BY.into(), MANAGER.into());
+        o.roles[0].tags.insert(TAG_CLUSTER.into(), "staging".into());
+        o.profiles[0]
+            .labels
+            .insert(TAG_CLUSTER.into(), "staging".into());
+        let p = run(&d, &o);
+        assert!(p.changes.is_empty(), "{:#?}", p.changes);
+        assert!(
+            p.conflicts[0].reason.contains("adoption never takes over"),
+            "{:?}",
+            p.conflicts
+        );
+        assert!(
+            p.conflicts[1].reason.contains("adoption never takes over"),
+            "{:?}",
+            p.conflicts
+        );
+        // A role elsewhere than git says: git must name its path.
+        let (mut d, mut o) = made_by_hand();
+        adopt(&mut d);
+        o.roles[0].path = "/".into();
+        let p = run(&d, &o);
+        assert_eq!(p.conflicts.len(), 1);
+        assert!(
+            p.conflicts[0]
+                .reason
+                .contains("write `rolePath: /` in spec.iam"),
+            "{}",
+            p.conflicts[0].reason
+        );
+        assert!(p.changes.is_empty());
+    }
+
+    #[test]
+    fn what_else_git_wants_of_an_adopted_role_follows_its_adoption() {
+        let (mut d, mut o) = made_by_hand();
+        adopt(&mut d);
+        let extra = "arn:aws:iam::aws:policy/ReadOnlyAccess".to_string();
+        o.roles[0].attached_policy_arns.push(extra.clone());
+        o.roles[0].max_session_duration = 7200;
+        let p = run(&d, &o);
+        assert_eq!(
+            addrs(&p),
+            vec![
+                (Action::Adopt, "profile.a".into()),
+                (Action::Adopt, "iam_role.a-role".into()),
+                (
+                    Action::Update,
+                    "iam_role.a-role.max_session_duration".into()
+                ),
+                (
+                    Action::Delete,
+                    format!("iam_role.a-role.attachment[{extra}]")
+                ),
+            ]
+        );
+        assert!(
+            p.changes.iter().all(|c| !c.drift),
+            "not kftenant's before: no drift"
+        );
+    }
+
+    #[test]
+    fn a_policy_made_by_hand_is_adopted_when_a_tenant_asks() {
+        let mut d = world(&["a"]);
+        let mut o = Observed::converged(&d);
+        o.policies[0].description = String::new();
+        o.policies[0].tags = Some(BTreeMap::new());
+        o.policies[0].attachment_count = 3;
+        assert_eq!(run(&d, &o).conflicts.len(), 2, "policy and tenant");
+        d.policies.get_mut("s3").unwrap().adopt = true;
+        let p = run(&d, &o);
+        assert!(p.conflicts.is_empty(), "{:#?}", p.conflicts);
+        assert_eq!(addrs(&p), vec![(Action::Adopt, "iam_policy.s3".into())]);
+        assert!(
+            p.changes[0]
+                .reason
+                .contains("also attached to 2 roles, users or groups no tenant names"),
+            "{}",
+            p.changes[0].reason
+        );
+        match &p.changes[0].operation {
+            Operation::AdoptPolicy { tags, document, .. } => {
+                assert_eq!(tags.set, ownership_tags("prod", None));
+                assert!(document.is_none(), "same document: no new version");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

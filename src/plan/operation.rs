@@ -245,6 +245,46 @@ pub enum Operation {
         /// Service account name.
         name: String,
     },
+    /// Takes over a role kftenant did not create, as git asks
+    /// (`spec.adopt.role`): tags it (ownership tags and git's tags; first,
+    /// so the role is kftenant's from then on and a failure later is planned
+    /// again as an ordinary change), then brings its trust policy to
+    /// kftenant's shape. Never recreates it.
+    AdoptRole {
+        /// Role name.
+        name: String,
+        /// Tag changes: kftenant's ownership tags added, git's tags.
+        tags: TagChange,
+        /// The trust policy, when it is not already kftenant's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trust_policy: Option<Document>,
+    },
+    /// Takes over a Profile kftenant did not create, as git asks
+    /// (`spec.adopt.profile`): a server-side apply of kftenant's labels and
+    /// spec (field manager `kftenant`), which updates the Profile in place
+    /// (same UID, same namespace).
+    AdoptProfile {
+        /// Profile name.
+        name: String,
+        /// Labels kftenant sets.
+        labels: Tags,
+        /// Annotations kftenant sets.
+        annotations: Tags,
+        /// `spec` as kftenant sets it.
+        spec: Document,
+    },
+    /// Takes over a customer-managed policy kftenant did not create, as git
+    /// asks (a tenant's `spec.adopt.policies`): tags it, then a new default
+    /// version when git's document differs.
+    AdoptPolicy {
+        /// Policy ARN.
+        arn: String,
+        /// Tag changes: kftenant's ownership tags.
+        tags: TagChange,
+        /// The new default version's document, when the document differs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        document: Option<Document>,
+    },
     /// Sets the owner where the Kubeflow controller does not when the owner
     /// changes (kubeflow/kubeflow#6576): the namespace's `owner` annotation
     /// (without it the controller stops), and the `user` annotation of its
@@ -285,6 +325,9 @@ impl Operation {
             DeleteServiceAccount { .. } => "delete_service_account",
             ReleaseServiceAccount { .. } => "release_service_account",
             SetOwnerMarks { .. } => "set_owner_marks",
+            AdoptRole { .. } => "adopt_role",
+            AdoptProfile { .. } => "adopt_profile",
+            AdoptPolicy { .. } => "adopt_policy",
         }
     }
 
@@ -293,10 +336,12 @@ impl Operation {
         use Operation::*;
         match self {
             CreatePolicy { name, .. } => Resource::Policy { name: name.clone() },
-            UpdatePolicy { arn, .. } | DeletePolicy { arn } => Resource::Policy {
-                name: arn.rsplit('/').next().unwrap_or(arn).to_string(),
-            },
-            CreateRole { name, .. } | DeleteRole { name, .. } => {
+            UpdatePolicy { arn, .. } | DeletePolicy { arn } | AdoptPolicy { arn, .. } => {
+                Resource::Policy {
+                    name: arn.rsplit('/').next().unwrap_or(arn).to_string(),
+                }
+            }
+            CreateRole { name, .. } | DeleteRole { name, .. } | AdoptRole { name, .. } => {
                 Resource::Role { name: name.clone() }
             }
             UpdateTrustPolicy { role, .. } => Resource::RoleTrustPolicy { role: role.clone() },
@@ -317,7 +362,7 @@ impl Operation {
                     policy_name: name.clone(),
                 }
             }
-            ApplyProfile { name, .. } | DeleteProfile { name } => {
+            ApplyProfile { name, .. } | DeleteProfile { name } | AdoptProfile { name, .. } => {
                 Resource::Profile { name: name.clone() }
             }
             ApplyMember {

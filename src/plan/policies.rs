@@ -6,7 +6,7 @@ use super::observed::{Observed, ObservedPolicy};
 use super::{
     Action, Change, FieldDiff, Live, Operation, Part, Resource, TagChange, diff_maps, live_doc,
 };
-use crate::ownership::{MANAGER, TAG_CLUSTER, TAG_MANAGED_BY, owns_policy, policy_marker};
+use crate::ownership::{RESERVED_PREFIX, owns_policy, policy_marker};
 use crate::policy;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,17 +22,22 @@ pub(super) fn plan_wanted(out: &mut Part, desired: &Desired, live: &Live<'_>) ->
     let mut blocked = BTreeSet::new();
     for p in desired.policies.values() {
         match live.policy(&p.name) {
-            Some(lp) if !owned(lp, cluster) => {
-                blocked.insert(p.arn.clone());
-                out.conflict(
-                    &Resource::Policy { name: p.name.clone() },
-                    None,
-                    format!(
-                        "policy `{}` exists ({}) without kftenant's ownership tags for cluster `{cluster}`; kftenant will not touch it. Rename policies/{}.json, or tag the live policy {TAG_MANAGED_BY}={MANAGER} and {TAG_CLUSTER}={cluster} to adopt it",
-                        p.name, lp.arn, p.name
-                    ),
-                );
-            }
+            Some(lp) if !owned(lp, cluster) => match refuse_adoption(p, lp) {
+                None => out.changes.push(adopt(p, lp, desired)),
+                Some(why) => {
+                    blocked.insert(p.arn.clone());
+                    out.conflict(
+                        &Resource::Policy {
+                            name: p.name.clone(),
+                        },
+                        None,
+                        why.unwrap_or_else(|| format!(
+                            "policy `{}` exists ({}) without kftenant's ownership tags for cluster `{cluster}`; kftenant will not touch it. Rename policies/{}.json; or, to take it over, name it by its ARN in the tenants that attach it and list it in one tenant's `spec.adopt.policies` (`kftenant import --import-policies` writes both)",
+                            p.name, lp.arn, p.name
+                        )),
+                    );
+                }
+            },
             Some(lp) => out.changes.extend(update(p, lp)),
             None => out.changes.push(Change::new(
                 Operation::CreatePolicy {
@@ -50,6 +55,87 @@ pub(super) fn plan_wanted(out: &mut Part, desired: &Desired, live: &Live<'_>) ->
         }
     }
     blocked
+}
+
+/// `None` when git adopts the live policy `live` and may: no kftenant's
+/// marks of another cluster, and exactly the ARN git names. Otherwise
+/// `Some(why)`, with `None` inside for the plain "not kftenant's" conflict.
+fn refuse_adoption(want: &DesiredPolicy, live: &ObservedPolicy) -> Option<Option<String>> {
+    if !want.adopt {
+        return Some(None);
+    }
+    let marked = live.description.starts_with("Managed by kftenant")
+        || live
+            .tags
+            .iter()
+            .flatten()
+            .any(|(k, _)| k.starts_with(RESERVED_PREFIX));
+    if marked {
+        return Some(Some(format!(
+            "policy `{}` carries kftenant's marks of another cluster; adoption never takes over what another kftenant manages",
+            live.arn
+        )));
+    }
+    if live.arn != want.arn {
+        return Some(Some(format!(
+            "git adopts policy `{}`, but the live one is `{}`; name it by that ARN",
+            want.arn, live.arn
+        )));
+    }
+    None
+}
+
+/// Taking over a live policy git adopts: its ownership tags and, when git's
+/// document differs, a new default version. Attached elsewhere too, its
+/// changes reach those roles, users and groups: the reason says how many.
+fn adopt(want: &DesiredPolicy, live: &ObservedPolicy, desired: &Desired) -> Change {
+    let before_doc = live_doc(&live.document);
+    let after_doc = policy::normalize_owned(want.document.to_json());
+    let live_tags = live.tags.clone().unwrap_or_default();
+    let mut diffs = Vec::new();
+    let document = (before_doc != after_doc).then(|| {
+        diffs.push(FieldDiff {
+            field: "document".into(),
+            before: before_doc.clone(),
+            after: after_doc,
+        });
+        want.document.clone()
+    });
+    diffs.extend(diff_maps("tags", &live_tags, &want.tags));
+    let ours = desired
+        .roles
+        .values()
+        .filter(|r| {
+            r.managed_policy_arns.contains(&want.arn)
+                || r.permissions_boundary.as_ref() == Some(&want.arn)
+        })
+        .count();
+    let others = live.attachment_count.saturating_sub(ours);
+    let mut reason = format!(
+        "git adopts policy `{}` (spec.adopt.policies): kftenant's ownership tags",
+        want.name
+    );
+    if document.is_some() {
+        reason.push_str(", and git's document as a new default version");
+    }
+    if others > 0 {
+        reason.push_str(&format!(
+            "; it is also attached to {others} roles, users or groups no tenant names, which its changes reach"
+        ));
+    }
+    let mut c = Change::new(
+        Operation::AdoptPolicy {
+            arn: live.arn.clone(),
+            tags: TagChange::between(&live_tags, &want.tags),
+            document,
+        },
+        None,
+        Action::Adopt,
+        reason,
+    )
+    .before(json!({"arn": live.arn, "document": before_doc, "tags": live_tags}));
+    c.diffs = diffs;
+    c
 }
 
 /// A managed policy whose document or tags differ from git, or `None`.

@@ -24,32 +24,60 @@ fn same_field(field: &str, live: Option<&Json>, want: Option<&Json>) -> bool {
     }
 }
 
+/// Whether a live Profile that kftenant does not own may be taken over:
+/// `None` when git adopts it (`spec.adopt.profile`) and no other kftenant
+/// labelled it; otherwise why not (a conflict).
+pub(super) fn refuse_adoption(
+    cluster: &str,
+    want: &DesiredProfile,
+    live: &ObservedProfile,
+) -> Option<String> {
+    let tenant = live.name.as_str();
+    if !want.adopt {
+        return Some(format!(
+            "Profile `{tenant}` exists without the labels {MANAGED_BY_LABEL}={MANAGER} and {TAG_CLUSTER}={cluster}; kftenant will not touch it. To take it over, add `adopt: {{profile: {tenant}}}` to the tenant's spec (`kftenant import` writes it), or rename the tenant"
+        ));
+    }
+    if let Some(other) = live.labels.get(TAG_CLUSTER) {
+        return Some(format!(
+            "Profile `{tenant}` is labelled {TAG_CLUSTER}={other}: adoption never takes over what another kftenant manages"
+        ));
+    }
+    if live.deleting {
+        return Some(format!(
+            "Profile `{tenant}` is being deleted; it cannot be adopted"
+        ));
+    }
+    None
+}
+
 /// Records the conflict of a live Profile that kftenant does not own.
-pub(super) fn conflict(out: &mut Part, cluster: &str, live: &ObservedProfile) {
+pub(super) fn conflict(out: &mut Part, live: &ObservedProfile, reason: String) {
     let tenant = live.name.as_str();
     out.conflict(
         &Resource::Profile {
             name: tenant.to_string(),
         },
         Some(tenant),
-        format!(
-            "Profile `{tenant}` exists without the labels {MANAGED_BY_LABEL}={MANAGER} and {TAG_CLUSTER}={cluster}; kftenant will not touch it. Label it to adopt it, or rename the tenant"
-        ),
+        reason,
     );
 }
 
-/// The change that makes the live Profile (if any) match git, or `None`.
-pub(super) fn change(want: &DesiredProfile, live: Option<&ObservedProfile>) -> Option<Change> {
-    let operation = || Operation::ApplyProfile {
+fn operation(want: &DesiredProfile) -> Operation {
+    Operation::ApplyProfile {
         name: want.name.clone(),
         labels: want.labels.clone(),
         annotations: want.annotations.clone(),
         spec: want.spec.clone(),
-    };
+    }
+}
+
+/// The change that makes the live Profile (if any) match git, or `None`.
+pub(super) fn change(want: &DesiredProfile, live: Option<&ObservedProfile>) -> Option<Change> {
     let tenant = Some(want.name.as_str());
     let Some(live) = live else {
         return Some(Change::new(
-            operation(),
+            operation(want),
             tenant,
             Action::Create,
             format!("tenant `{}` is in git and has no Profile", want.name),
@@ -58,11 +86,51 @@ pub(super) fn change(want: &DesiredProfile, live: Option<&ObservedProfile>) -> O
     if converged(live, want) {
         return None;
     }
-    let before = subset(live, want);
-    let after = json!({"labels": want.labels, "annotations": want.annotations, "spec": want.spec});
-    if before == after {
+    let (before, diffs) = differences(live, want);
+    if diffs.is_empty() {
         return None;
     }
+    Some(
+        Change::new(
+            operation(want),
+            tenant,
+            Action::Update,
+            "Profile in the cluster differs from git",
+        )
+        .before(before)
+        .drift(diffs),
+    )
+}
+
+/// Taking over a live Profile git adopts: a server-side apply of kftenant's
+/// labels and spec, shown with what it changes (kftenant's labels,
+/// `annotateOnly`, the owner's `apiGroup`, ...). The Profile is updated in
+/// place: same UID, and the namespace and everything in it stay.
+pub(super) fn adopt(want: &DesiredProfile, live: &ObservedProfile) -> Change {
+    let (before, diffs) = differences(live, want);
+    let mut c = Change::new(
+        Operation::AdoptProfile {
+            name: want.name.clone(),
+            labels: want.labels.clone(),
+            annotations: want.annotations.clone(),
+            spec: want.spec.clone(),
+        },
+        Some(&want.name),
+        Action::Adopt,
+        format!(
+            "git adopts Profile `{}` (spec.adopt.profile): kftenant's labels and its spec, updated in place (same UID; the namespace and its workloads stay)",
+            want.name
+        ),
+    )
+    .before(before);
+    c.diffs = diffs;
+    c
+}
+
+/// What kftenant compares of the live Profile, and the fields that differ.
+fn differences(live: &ObservedProfile, want: &DesiredProfile) -> (Json, Vec<FieldDiff>) {
+    let before = subset(live, want);
+    let after = json!({"labels": want.labels, "annotations": want.annotations, "spec": want.spec});
     let mut diffs = Vec::new();
     for section in ["labels", "annotations", "spec"] {
         let (b, a) = (&before[section], &after[section]);
@@ -85,16 +153,7 @@ pub(super) fn change(want: &DesiredProfile, live: Option<&ObservedProfile>) -> O
                 }),
         );
     }
-    Some(
-        Change::new(
-            operation(),
-            tenant,
-            Action::Update,
-            "Profile in the cluster differs from git",
-        )
-        .before(before)
-        .drift(diffs),
-    )
+    (before, diffs)
 }
 
 /// The part of a live Profile that kftenant compares: its own label and

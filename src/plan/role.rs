@@ -5,44 +5,132 @@
 use super::desired::DesiredRole;
 use super::observed::ObservedRole;
 use super::{Action, Change, FieldDiff, Operation, Part, Resource, TagChange, diff_maps, live_doc};
-use crate::ownership::{TAG_TENANT, owns_tags};
+use crate::ownership::{RESERVED_PREFIX, TAG_TENANT, owns_tags};
 use crate::policy;
 use serde_json::{Value as Json, json};
 use std::collections::BTreeSet;
 
-/// Records a conflict when the live role with the desired name is not this
-/// tenant's to change: not kftenant's for this cluster, another tenant's, or
-/// on another path (IAM cannot move a role).
+/// Whether the live role with the desired name is this tenant's to change:
+/// kftenant's for this cluster and this tenant, on the desired path; or,
+/// when git asks for it (`spec.adopt.role`), no kftenant's at all and exactly
+/// the role git names. Otherwise records the conflict.
 pub(super) fn check_ownership(
     out: &mut Part,
     cluster: &str,
     want: &DesiredRole,
     live: &ObservedRole,
-) {
+) -> Ownership {
     let tenant = want.tenant.as_str();
     let res = Resource::Role {
         name: want.name.clone(),
     };
-    let reason = if !owns_tags(&live.tags, cluster) {
+    let foreign = !live.tags.keys().any(|k| k.starts_with(RESERVED_PREFIX));
+    let reason = if owns_tags(&live.tags, cluster) {
+        if live.tags.get(TAG_TENANT).map(String::as_str) != Some(tenant) {
+            format!(
+                "role `{}` is managed by kftenant for tenant `{}`, not `{tenant}`",
+                live.name,
+                live.tags.get(TAG_TENANT).map_or("?", String::as_str)
+            )
+        } else if live.path != want.path {
+            format!(
+                "role `{}` has path `{}` but git wants `{}`; IAM cannot move a role, so delete it by hand and kftenant will recreate it",
+                live.name, live.path, want.path
+            )
+        } else {
+            return Ownership::Ours;
+        }
+    } else if !want.adopt {
         format!(
-            "role `{}` exists without kftenant's ownership tags for cluster `{cluster}`; kftenant will not touch it or tenant `{tenant}`. Rename the tenant or [iam] role_name_template, or delete the live role",
-            live.name
+            "role `{}` exists without kftenant's ownership tags for cluster `{cluster}`; kftenant will not touch it or tenant `{tenant}`. To take it over, add `adopt: {{role: {}}}` to the tenant's spec (`kftenant import` writes it); else rename the tenant or [iam] role_name_template, or delete the live role",
+            live.name, live.arn
         )
-    } else if live.tags.get(TAG_TENANT).map(String::as_str) != Some(tenant) {
+    } else if !foreign {
         format!(
-            "role `{}` is managed by kftenant for tenant `{}`, not `{tenant}`",
+            "role `{}` carries kftenant's tags of another cluster or tenant ({}); adoption never takes over what another kftenant manages",
             live.name,
-            live.tags.get(TAG_TENANT).map_or("?", String::as_str)
+            live.tags
+                .iter()
+                .filter(|(k, _)| k.starts_with(RESERVED_PREFIX))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else if live.name != want.name {
+        format!(
+            "git adopts role `{}`, but IAM names it `{}` (names differ in case); write `roleName: {}` in spec.iam",
+            want.name, live.name, live.name
         )
     } else if live.path != want.path {
         format!(
-            "role `{}` has path `{}` but git wants `{}`; IAM cannot move a role, so delete it by hand and kftenant will recreate it",
-            live.name, live.path, want.path
+            "git adopts role `{}` at path `{}`, but it lives at `{}` and IAM cannot move a role; write `rolePath: {}` in spec.iam",
+            live.name, want.path, live.path, live.path
         )
     } else {
-        return;
+        return Ownership::Adopt;
     };
     out.conflict(&res, Some(tenant), reason);
+    Ownership::Conflict
+}
+
+/// What the live role of a tenant's name is to kftenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ownership {
+    /// kftenant's, for this tenant: planned field by field.
+    Ours,
+    /// Not kftenant's, and git adopts it.
+    Adopt,
+    /// Not this tenant's to change (recorded as a conflict).
+    Conflict,
+}
+
+/// Taking over a live role git adopts: one `adopt` change that tags it
+/// (ownership tags and git's tags) and brings its trust policy to
+/// kftenant's shape; then, as ordinary changes, whatever else git wants
+/// different (attachments, inline policies, boundary, session duration).
+/// None of it is drift: the role was not kftenant's.
+pub(super) fn adopt(want: &DesiredRole, live: &ObservedRole) -> Vec<Change> {
+    let trust_before = live_doc(&live.assume_role_policy_document);
+    let trust_after = policy::normalize_owned(want.trust_policy.to_json());
+    let mut diffs = Vec::new();
+    let trust = if trust_before == trust_after {
+        None
+    } else {
+        diffs.push(FieldDiff {
+            field: "trust_policy".into(),
+            before: trust_before.clone(),
+            after: trust_after,
+        });
+        Some(want.trust_policy.clone())
+    };
+    diffs.extend(diff_maps("tags", &live.tags, &want.tags));
+    let mut adopt = Change::new(
+        Operation::AdoptRole {
+            name: want.name.clone(),
+            tags: TagChange::between(&live.tags, &want.tags),
+            trust_policy: trust,
+        },
+        Some(&want.tenant),
+        Action::Adopt,
+        format!(
+            "git adopts role `{}` (spec.adopt.role): kftenant's ownership tags, and the trust policy kftenant renders (default-editor and the tenant's service accounts, which the Kubeflow controller accepts as it is)",
+            want.name
+        ),
+    )
+    .before(json!({"trust_policy": trust_before, "tags": live.tags}));
+    adopt.diffs = diffs;
+    // The rest, against the role as it is once adopted.
+    let adopted = ObservedRole {
+        tags: want.tags.clone(),
+        assume_role_policy_document: want.trust_policy.as_str().to_string(),
+        ..live.clone()
+    };
+    std::iter::once(adopt)
+        .chain(update(want, &adopted).into_iter().map(|mut c| {
+            c.drift = false;
+            c
+        }))
+        .collect()
 }
 
 /// A new role: the role itself (trust policy, boundary, duration and tags

@@ -22,13 +22,16 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod check;
+pub mod daemon;
 pub mod git_http;
 pub mod git_ssh;
 pub mod kube_proxy;
 pub mod kubeflow;
 pub mod proxy;
 pub mod repo;
+pub mod tcp_proxy;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -325,4 +328,97 @@ pub async fn iam_client_at(endpoint: &str, max_attempts: u32) -> aws_sdk_iam::Cl
         .load()
         .await;
     aws_sdk_iam::Client::new(&config)
+}
+
+/// A second cluster on the stack (`scripts/stack add-cluster second`: its
+/// own kube-apiserver and profile controller, the same etcd and moto), started
+/// on first use and shared by the tests of this binary; its kubeconfig.
+pub fn second_cluster() -> &'static Path {
+    static SECOND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let result = SECOND.get_or_init(|| {
+        let stack = stack();
+        let script = repo_root().join("scripts/stack");
+        let output = Command::new("bash")
+            .arg(&script)
+            .args(["add-cluster", "second"])
+            .env("KFTENANT_STACK_DIR", stack.var("KFTENANT_STACK_DIR"))
+            .output()
+            .map_err(|e| format!("could not run {}: {e}", script.display()))?;
+        if !output.status.success() {
+            return Err(format!(
+                "scripts/stack add-cluster second failed ({}):\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim_end()
+            ));
+        }
+        let env_file = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        let text = std::fs::read_to_string(&env_file)
+            .map_err(|e| format!("cannot read {}: {e}", env_file.display()))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("export KUBECONFIG="))
+            .map(PathBuf::from)
+            .ok_or_else(|| format!("{} lacks KUBECONFIG", env_file.display()))
+    });
+    match result {
+        Ok(p) => p,
+        Err(message) => panic!("{message}"),
+    }
+}
+
+/// Writes a kubeconfig at `out` with one context per `(name, kubeconfig)`,
+/// named `name`, each the current context of its kubeconfig; the first is
+/// the current context.
+pub fn merged_kubeconfig(out: &Path, clusters: &[(&str, &Path)]) {
+    use kube::config::{Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext};
+    let mut merged = Kubeconfig::default();
+    for (name, path) in clusters {
+        let k = Kubeconfig::read_from(path).expect("read a stack kubeconfig");
+        let current = k.current_context.clone().expect("a current context");
+        let ctx = k
+            .contexts
+            .iter()
+            .find(|c| c.name == current)
+            .and_then(|c| c.context.clone())
+            .expect("the current context");
+        let cluster = k
+            .clusters
+            .iter()
+            .find(|c| c.name == ctx.cluster)
+            .and_then(|c| c.cluster.clone());
+        let user = k
+            .auth_infos
+            .iter()
+            .find(|u| Some(&u.name) == ctx.user.as_ref())
+            .and_then(|u| u.auth_info.clone());
+        merged.clusters.push(NamedCluster {
+            name: name.to_string(),
+            cluster,
+            other: Default::default(),
+        });
+        merged.auth_infos.push(NamedAuthInfo {
+            name: name.to_string(),
+            auth_info: user,
+            other: Default::default(),
+        });
+        let mut ctx = ctx;
+        ctx.cluster = name.to_string();
+        ctx.user = Some(name.to_string());
+        merged.contexts.push(NamedContext {
+            name: name.to_string(),
+            context: Some(ctx),
+            other: Default::default(),
+        });
+    }
+    merged.current_context = clusters.first().map(|(n, _)| n.to_string());
+    // JSON is YAML: kubeconfig readers take it.
+    std::fs::write(out, serde_json::to_vec_pretty(&merged).expect("serialise")).expect("write");
+}
+
+/// A kube client for the current context of `kubeconfig`.
+pub async fn kube_client_at(kubeconfig: &Path) -> kube::Client {
+    let k = kube::config::Kubeconfig::read_from(kubeconfig).expect("read kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(k, &Default::default())
+        .await
+        .expect("kube config");
+    kube::Client::try_from(config).expect("kube client")
 }

@@ -34,7 +34,9 @@
 //!   counted as `rate_limited`. Off by default.
 //!
 //! It counts every call per action and per outcome (each page is a call), so a
-//! test can assert the exact number of IAM calls kftenant made.
+//! test can assert the exact number of IAM calls kftenant made, and keeps a
+//! timeline of calls (when each arrived and when moto's answer came back), so
+//! a test can say when a write landed.
 //!
 //! Two ways in:
 //! - Rust: [`IamProxy::start`] returns a handle; the proxy runs on its own thread
@@ -265,6 +267,24 @@ pub struct ActionCounts {
 /// Counts per IAM action; requests without an `Action` are under `"(none)"`.
 pub type Counts = BTreeMap<String, ActionCounts>;
 
+/// One call in the timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallRecord {
+    pub action: String,
+    /// When the proxy received it.
+    pub received: std::time::SystemTime,
+    /// When moto's answer was passed back (`None`: not forwarded, or not
+    /// answered yet). A write has landed by then.
+    pub answered: Option<std::time::SystemTime>,
+}
+
+impl CallRecord {
+    /// Reads (`Get*`, `List*`) change nothing.
+    pub fn is_write(&self) -> bool {
+        !(self.action.starts_with("Get") || self.action.starts_with("List"))
+    }
+}
+
 /// Where the proxy forwards to, and in which moto account.
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
@@ -404,6 +424,9 @@ struct Inner {
     counts: Counts,
     settings: Settings,
     bucket: Option<TokenBucket>,
+    timeline: Vec<CallRecord>,
+    /// Calls received and not answered yet.
+    in_flight: u64,
 }
 
 impl Inner {
@@ -416,6 +439,8 @@ impl Inner {
             counts: Counts::new(),
             settings,
             bucket,
+            timeline: Vec::new(),
+            in_flight: 0,
         }
     }
 }
@@ -482,6 +507,38 @@ impl Shared {
         let mut inner = self.lock();
         inner.rules.clear();
         inner.counts.clear();
+        inner.timeline.clear();
+    }
+
+    pub fn timeline(&self) -> Vec<CallRecord> {
+        self.lock().timeline.clone()
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.lock().in_flight
+    }
+
+    /// Notes a call's arrival; its index in the timeline.
+    fn arrived(&self, action: &str) -> usize {
+        let mut inner = self.lock();
+        inner.in_flight += 1;
+        inner.timeline.push(CallRecord {
+            action: action.to_string(),
+            received: std::time::SystemTime::now(),
+            answered: None,
+        });
+        inner.timeline.len() - 1
+    }
+
+    /// Notes that the call at `index` is over (`answered`: moto answered it).
+    fn finished(&self, index: usize, answered: bool) {
+        let mut inner = self.lock();
+        inner.in_flight -= 1;
+        if answered {
+            if let Some(r) = inner.timeline.get_mut(index) {
+                r.answered = Some(std::time::SystemTime::now());
+            }
+        }
     }
 
     pub fn counts(&self) -> Counts {
@@ -496,13 +553,12 @@ impl Shared {
     pub fn set_settings(&self, settings: Settings) -> Result<(), String> {
         settings.validate()?;
         let mut inner = self.lock();
-        let (rules, counts) = (
-            std::mem::take(&mut inner.rules),
-            std::mem::take(&mut inner.counts),
-        );
-        *inner = Inner::new(settings);
-        inner.rules = rules;
-        inner.counts = counts;
+        let mut new = Inner::new(settings);
+        std::mem::swap(&mut new.rules, &mut inner.rules);
+        std::mem::swap(&mut new.counts, &mut inner.counts);
+        std::mem::swap(&mut new.timeline, &mut inner.timeline);
+        new.in_flight = inner.in_flight;
+        *inner = new;
         Ok(())
     }
 
@@ -642,6 +698,16 @@ impl IamProxy {
         self.shared.reset();
     }
 
+    /// Every call so far, in order of arrival.
+    pub fn timeline(&self) -> Vec<CallRecord> {
+        self.shared.timeline()
+    }
+
+    /// Calls received and not answered yet.
+    pub fn in_flight(&self) -> u64 {
+        self.shared.in_flight()
+    }
+
     pub fn counts(&self) -> Counts {
         self.shared.counts()
     }
@@ -763,6 +829,39 @@ async fn handle(
         Err(_) => return Err(DroppedOnPurpose),
     };
     let action = action_of(parts.uri.query(), &body).unwrap_or_else(|| "(none)".to_string());
+    // Finished on drop too: hyper drops this future when the client goes away.
+    let mut call = InFlight {
+        shared: &shared,
+        index: shared.arrived(&action),
+        answered: false,
+    };
+    respond(&shared, &client, parts, body, &action, &mut call).await
+}
+
+/// A call in the timeline until it is over.
+struct InFlight<'a> {
+    shared: &'a Shared,
+    index: usize,
+    /// moto answered it (whatever the client was then told).
+    answered: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.shared.finished(self.index, self.answered);
+    }
+}
+
+/// The faults, pages and forwarding of one IAM call.
+async fn respond(
+    shared: &Shared,
+    client: &Client<HttpConnector, Full<Bytes>>,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+    action: &str,
+    call: &mut InFlight<'_>,
+) -> Result<Response<Full<Bytes>>, DroppedOnPurpose> {
+    let action = action.to_string();
     let verdict = shared.decide(&action, std::str::from_utf8(&body).unwrap_or_default());
     if !verdict.delay.is_zero() {
         tokio::time::sleep(verdict.delay).await;
@@ -808,11 +907,14 @@ async fn handle(
     };
     if verdict.terminal == Some(FaultKind::Preempt) {
         // The stranger's answer is not the client's business.
-        let _ = forward(&shared, &client, &parts, without_ownership(&body)).await;
+        let _ = forward(shared, client, &parts, without_ownership(&body)).await;
     }
     let upstream_body = page.as_ref().map_or(body, |p| p.upstream_body.clone());
-    let (mut response, body) = match forward(&shared, &client, &parts, upstream_body).await {
-        Ok(answer) => answer,
+    let (mut response, body) = match forward(shared, client, &parts, upstream_body).await {
+        Ok(answer) => {
+            call.answered = true;
+            answer
+        }
         Err(e) => {
             shared.record(&action, |c| c.unreachable += 1);
             return Ok(plain(StatusCode::BAD_GATEWAY, &format!("iam proxy: {e}")));

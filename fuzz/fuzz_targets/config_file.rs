@@ -1,0 +1,4 @@
+//! libFuzzer entry point of `kftenant_fuzz::config_file` (see fuzz/src/lib.rs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kftenant_fuzz::config_file(data));
