@@ -381,7 +381,7 @@ struct LiveOpts {
     /// (for accounts without iam:GetAccountAuthorizationDetails).
     #[arg(long, value_enum, default_value_t = IamModeArg::Bulk)]
     iam_mode: IamModeArg,
-    /// Attempts per AWS call (the SDK's adaptive retry mode).
+    /// Attempts per AWS call (the SDK's standard retry mode; IAM writes are paced once IAM throttles).
     #[arg(long, default_value_t = 8)]
     aws_max_attempts: u32,
     /// Print the API calls made, by operation, to standard error (JSON).

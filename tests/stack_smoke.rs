@@ -367,7 +367,8 @@ async fn faults_over_http_failures_drops_and_counts() {
     assert_eq!(
         counts["ListRoles"],
         json!({"calls": 3, "forwarded": 1, "upstream_errors": 0, "throttled": 0,
-               "service_failures": 1, "dropped": 1, "delayed": 1, "unreachable": 0})
+               "rate_limited": 0, "service_failures": 1, "dropped": 1,
+               "lost_after_forward": 0, "preempted": 0, "delayed": 1, "unreachable": 0})
     );
 
     let (status, _) = http(addr, "POST", "/_proxy/reset", "");

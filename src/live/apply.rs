@@ -11,14 +11,22 @@
 //! - The [`WriteGuard`] of [`ApplyOptions`] is asked before every call
 //!   (every attempt, the AWS SDK's retries included); once it refuses,
 //!   nothing more is sent and every step not yet begun is reported as
-//!   stopped with its code (`LostLeadership` in the daemon). Kubernetes writes
-//!   are retried here (429, 503, 504), not by kube's own retry layer, which
+//!   stopped with its code (`LostLeadership` in the daemon). Kubernetes calls
+//!   are retried by [`Clients::kube_call`] (429, 500, 502, 503, 504, broken
+//!   connections, at most 4 attempts), not by kube's own retry layer, which
 //!   the guard could not see.
+//! - `EntityAlreadyExists` from `CreateRole` / `CreatePolicy` counts as done
+//!   only when the entity carries kftenant's tags (or marker) for this
+//!   cluster; anything else is a `Conflict`: nothing written to it, the rest
+//!   of its tenant skipped, a conflicted repo policy attached to no tenant.
+//! - `CreatePolicyVersion` is sent without the SDK's retries; after an
+//!   unknown outcome the versions are read back before it is sent again.
 //! - Deleting a role first waits (bounded) until the tenant's Profile is gone,
 //!   so the Kubeflow controller's finalizer still finds the role.
 //! - Steps are idempotent: deleting what is already gone, or attaching what is
 //!   attached, succeeds.
-//! - Retries are bounded: the SDK's adaptive retry for throttling and 5xx, and
+//! - Retries are bounded: the SDK's standard retry for throttling and 5xx
+//!   (writes paced once IAM throttles, see [`super::pace`]), and
 //!   our own short backoff for IAM's eventual consistency (a role just created
 //!   reported missing, or "Invalid principal" in a trust policy).
 //! - Each [`Operation`] has one small function below that makes its calls
@@ -37,14 +45,15 @@ use crate::kubeflow::{
     OWNER_AUTHORIZATION_POLICY, OWNER_ROLE_BINDING, PROFILE_GROUP, PROFILE_KIND, PROFILE_VERSION,
     RBAC_GROUP, ROLE_ANNOTATION, ROLE_ARN_ANNOTATION, USER_ANNOTATION,
 };
-use crate::ownership::MANAGER;
+use crate::ownership::{MANAGER, TAG_CLUSTER, owns_policy, owns_tags};
 use crate::plan::{Action, Change, Operation, Plan, TagChange, Tags};
+use aws_config::retry::RetryConfig;
 use aws_sdk_iam::types::Tag;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -119,6 +128,7 @@ async fn run_group(
     clients: &Clients,
     opts: &ApplyOptions,
     commit: Option<&str>,
+    conflicted: &BTreeSet<String>,
     steps: Vec<Change>,
 ) -> Vec<StepResult> {
     let mut out = Vec::with_capacity(steps.len());
@@ -140,7 +150,11 @@ async fn run_group(
             },
             (None, None) => {
                 let started = std::time::Instant::now();
-                let (result, uid) = match execute_operation(clients, opts, &c.operation).await {
+                let executed = match uses_conflicted_policy(&c.operation, conflicted) {
+                    Some(refused) => Err(refused),
+                    None => execute_operation(clients, opts, &c.operation).await,
+                };
+                let (result, uid) = match executed {
                     Ok(uid) => (Ok(()), uid),
                     Err(e) => (Err(e), None),
                 };
@@ -193,9 +207,24 @@ pub async fn execute(clients: &Clients, plan: &Plan, opts: &ApplyOptions) -> App
     let tail_start = tail_start.max(lead);
     let mut results = Vec::new();
     // Shared policies one by one: a failure of one does not stop the others.
+    let none = BTreeSet::new();
     for c in &changes[..lead] {
-        results.extend(run_group(clients, opts, commit, vec![c.clone()]).await);
+        results.extend(run_group(clients, opts, commit, &none, vec![c.clone()]).await);
     }
+    // A repo policy whose name someone else took is attached to no tenant.
+    let conflicted: Arc<BTreeSet<String>> = Arc::new(
+        changes[..lead]
+            .iter()
+            .zip(&results)
+            .filter(
+                |(_, r)| matches!(&r.outcome, Outcome::Failed { code, .. } if code == "Conflict"),
+            )
+            .filter_map(|(c, _)| match &c.operation {
+                Operation::CreatePolicy { arn, .. } => Some(arn.clone()),
+                _ => None,
+            })
+            .collect(),
+    );
     let mut groups: BTreeMap<usize, (String, Vec<Change>)> = BTreeMap::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     for (i, c) in changes[lead..tail_start].iter().enumerate() {
@@ -211,10 +240,10 @@ pub async fn execute(clients: &Clients, plan: &Plan, opts: &ApplyOptions) -> App
     let mut tasks = Vec::new();
     for (_, (_, steps)) in groups {
         let (clients, opts, sem) = (clients.clone(), opts.clone(), sem.clone());
-        let commit = commit.map(String::from);
+        let (commit, conflicted) = (commit.map(String::from), conflicted.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.expect("semaphore open");
-            run_group(&clients, &opts, commit.as_deref(), steps).await
+            run_group(&clients, &opts, commit.as_deref(), &conflicted, steps).await
         }));
     }
     for t in tasks {
@@ -232,7 +261,7 @@ pub async fn execute(clients: &Clients, plan: &Plan, opts: &ApplyOptions) -> App
         }
     }
     for c in &changes[tail_start..] {
-        results.extend(run_group(clients, opts, commit, vec![c.clone()]).await);
+        results.extend(run_group(clients, opts, commit, &none, vec![c.clone()]).await);
     }
     let summary = ApplySummary {
         done: results
@@ -343,7 +372,7 @@ async fn profile_event(
         .kube_call(
             "create",
             format!("record an Event on Profile {name}"),
-            api.create(&Default::default(), &event),
+            || async { api.create(&Default::default(), &event).await },
         )
         .await
     {
@@ -392,13 +421,108 @@ fn gone_ok<T>(r: Result<T, Error>) -> Result<(), Error> {
     }
 }
 
-/// A create that finds the entity already there: a retry after a lost
-/// response, so the entity is there.
-fn exists_ok<T>(r: Result<T, Error>) -> Result<(), Error> {
-    match r {
-        Err(e) if e.code() == "EntityAlreadyExists" => Ok(()),
-        other => other.map(|_| ()),
+/// The cluster an operation's ownership tags name.
+fn tagged_cluster(tags: &Tags) -> &str {
+    tags.get(TAG_CLUSTER).map_or("", String::as_str)
+}
+
+/// `CreateRole` answered `EntityAlreadyExists`. Either an earlier attempt
+/// landed and its answer was lost (the SDK retried it, or a run was killed),
+/// and the role carries kftenant's tags for this cluster: done. Or someone
+/// else made a role of that name since the world was read: a conflict, and
+/// nothing is written to their role.
+async fn existing_role_is_ours(
+    clients: &Clients,
+    opts: &ApplyOptions,
+    name: &str,
+    tags: &Tags,
+) -> Result<(), Error> {
+    let cluster = tagged_cluster(tags);
+    let live = with_backoff(opts, || async {
+        clients
+            .iam_call("GetRole", clients.iam.get_role().role_name(name).send())
+            .await
+    })
+    .await?;
+    let live_tags: Tags = live
+        .role()
+        .map(|r| {
+            r.tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if owns_tags(&live_tags, cluster) {
+        return Ok(());
     }
+    Err(Error::Conflict {
+        what: format!("role {name}"),
+        message: format!(
+            "already exists without kftenant's tags for cluster {cluster}: someone else \
+             created it after the world was read; nothing was written to it, and the \
+             rest of its tenant was skipped"
+        ),
+    })
+}
+
+/// `CreatePolicy` answered `EntityAlreadyExists`: ours when it carries
+/// kftenant's `Description` marker or tags for this cluster (an earlier
+/// attempt landed), else a conflict, as for roles.
+async fn existing_policy_is_ours(
+    clients: &Clients,
+    opts: &ApplyOptions,
+    arn: &str,
+    tags: &Tags,
+) -> Result<(), Error> {
+    let cluster = tagged_cluster(tags);
+    let live = with_backoff(opts, || async {
+        clients
+            .iam_call("GetPolicy", clients.iam.get_policy().policy_arn(arn).send())
+            .await
+    })
+    .await?;
+    let policy = live.policy();
+    let description = policy.and_then(|p| p.description()).unwrap_or_default();
+    let live_tags: Tags = policy
+        .map(|p| {
+            p.tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if owns_policy(description, Some(&live_tags), cluster) {
+        return Ok(());
+    }
+    Err(Error::Conflict {
+        what: format!("policy {arn}"),
+        message: format!(
+            "already exists without kftenant's marker or tags for cluster {cluster}: \
+             someone else created it after the world was read; nothing was written to \
+             it, and no tenant attaches it"
+        ),
+    })
+}
+
+/// A step that would attach (or set as boundary) a repo policy whose create
+/// met someone else's policy: refused, so no tenant is given a stranger's
+/// permissions.
+fn uses_conflicted_policy(op: &Operation, conflicted: &BTreeSet<String>) -> Option<Error> {
+    let arn = match op {
+        Operation::AttachPolicy { arn, .. } | Operation::PutBoundary { arn, .. } => Some(arn),
+        Operation::CreateRole {
+            permissions_boundary,
+            ..
+        } => permissions_boundary.as_ref(),
+        _ => None,
+    }?;
+    conflicted.contains(arn).then(|| Error::Conflict {
+        what: format!("policy {arn}"),
+        message: "is not kftenant's (its create met someone else's policy of that name): \
+                  not attached, and the rest of this tenant was skipped"
+            .to_string(),
+    })
 }
 
 fn iam_tags(tags: &Tags) -> Vec<Tag> {
@@ -443,11 +567,21 @@ async fn execute_write(
         CreatePolicy {
             name,
             path,
+            arn,
             document,
             tags,
             description,
-            ..
-        } => create_policy(clients, opts, name, path, document, tags, description).await,
+        } => {
+            let policy = NewPolicy {
+                name,
+                path,
+                arn,
+                document,
+                tags,
+                description,
+            };
+            create_policy(clients, opts, &policy).await
+        }
         UpdatePolicy {
             arn,
             document,
@@ -480,10 +614,16 @@ async fn execute_write(
                     .set_tags(Some(iam_tags(tags)))
                     .send()
             };
-            with_backoff(opts, || async {
-                exists_ok(clients.iam_call("CreateRole", req()).await)
+            let created = with_backoff(opts, || async {
+                clients.iam_call("CreateRole", req()).await.map(|_| ())
             })
-            .await
+            .await;
+            match created {
+                Err(e) if e.code() == "EntityAlreadyExists" => {
+                    existing_role_is_ours(clients, opts, name, tags).await
+                }
+                other => other,
+            }
         }
         DeleteRole {
             name,
@@ -910,15 +1050,29 @@ async fn wait_namespace(clients: &Clients, name: &str, timeout: Duration) -> Res
     }
 }
 
+/// A repo policy to create, as the plan gives it.
+struct NewPolicy<'a> {
+    name: &'a str,
+    path: &'a str,
+    arn: &'a str,
+    document: &'a Document,
+    tags: &'a Tags,
+    description: &'a str,
+}
+
 async fn create_policy(
     clients: &Clients,
     opts: &ApplyOptions,
-    name: &str,
-    path: &str,
-    document: &Document,
-    tags: &Tags,
-    description: &str,
+    policy: &NewPolicy<'_>,
 ) -> Result<(), Error> {
+    let NewPolicy {
+        name,
+        path,
+        arn,
+        document,
+        tags,
+        description,
+    } = *policy;
     let req = || {
         clients
             .iam
@@ -930,35 +1084,64 @@ async fn create_policy(
             .set_tags(Some(iam_tags(tags)))
             .send()
     };
-    with_backoff(opts, || async {
-        exists_ok(clients.iam_call("CreatePolicy", req()).await)
+    let created = with_backoff(opts, || async {
+        clients.iam_call("CreatePolicy", req()).await.map(|_| ())
     })
-    .await
+    .await;
+    match created {
+        Err(e) if e.code() == "EntityAlreadyExists" => {
+            existing_policy_is_ours(clients, opts, arn, tags).await
+        }
+        other => other,
+    }
 }
 
-/// A new default version of a policy; IAM keeps at most 5, so the oldest
-/// non-default one is deleted first when it is full.
-async fn new_policy_version(
-    clients: &Clients,
-    opts: &ApplyOptions,
-    arn: &str,
-    document: &Document,
-) -> Result<(), Error> {
+/// A policy's versions, oldest first: (id, is default).
+async fn policy_versions(clients: &Clients, arn: &str) -> Result<Vec<(String, bool)>, Error> {
     let out = clients
         .iam_call(
             "ListPolicyVersions",
             clients.iam.list_policy_versions().policy_arn(arn).send(),
         )
         .await?;
-    if out.versions().len() >= 5 {
-        let mut old: Vec<&str> = out
-            .versions()
-            .iter()
-            .filter(|v| !v.is_default_version())
-            .filter_map(|v| v.version_id())
-            .collect();
-        old.sort_by_key(|v| v.trim_start_matches('v').parse::<u64>().unwrap_or(u64::MAX));
-        if let Some(oldest) = old.first() {
+    let mut versions: Vec<(String, bool)> = out
+        .versions()
+        .iter()
+        .filter_map(|v| Some((v.version_id()?.to_string(), v.is_default_version())))
+        .collect();
+    versions.sort_by_key(|(v, _)| v.trim_start_matches('v').parse::<u64>().unwrap_or(u64::MAX));
+    Ok(versions)
+}
+
+/// Errors after which a write may or may not have landed: the request went
+/// out and no answer (or a server error) came back.
+fn outcome_unknown(e: &Error) -> bool {
+    matches!(
+        e.code(),
+        "DispatchFailure" | "ResponseError" | "Timeout" | "ServiceFailure" | "ServiceUnavailable"
+    )
+}
+
+/// A new default version of a policy; IAM keeps at most 5, so the oldest
+/// non-default one is deleted first when it is full.
+///
+/// `CreatePolicyVersion` is the one IAM write that is not idempotent: sent
+/// twice, it makes two versions. So the SDK does not retry it here; after an
+/// error that leaves the outcome unknown (the answer lost, a 500), the
+/// versions are read again, and a version made since with this document
+/// (made default by the same call) means the write landed: done. Only then
+/// is it sent again. A policy never gains more versions than the updates
+/// git asked for.
+async fn new_policy_version(
+    clients: &Clients,
+    opts: &ApplyOptions,
+    arn: &str,
+    document: &Document,
+) -> Result<(), Error> {
+    let mut known = policy_versions(clients, arn).await?;
+    if known.len() >= 5 {
+        if let Some(pos) = known.iter().position(|(_, default)| !default) {
+            let (oldest, _) = known.remove(pos);
             gone_ok(
                 clients
                     .iam_call(
@@ -967,29 +1150,98 @@ async fn new_policy_version(
                             .iam
                             .delete_policy_version()
                             .policy_arn(arn)
-                            .version_id(*oldest)
+                            .version_id(oldest)
                             .send(),
                     )
                     .await,
             )?;
         }
     }
-    let req = || {
-        clients
-            .iam
-            .create_policy_version()
-            .policy_arn(arn)
-            .policy_document(document.as_str())
-            .set_as_default(true)
-            .send()
-    };
-    with_backoff(opts, || async {
-        clients
-            .iam_call("CreatePolicyVersion", req())
-            .await
-            .map(|_| ())
-    })
-    .await
+    let known: BTreeSet<String> = known.into_iter().map(|(v, _)| v).collect();
+    let no_sdk_retries =
+        aws_sdk_iam::config::Builder::default().retry_config(RetryConfig::disabled());
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        let sent = clients
+            .iam_call(
+                "CreatePolicyVersion",
+                clients
+                    .iam
+                    .create_policy_version()
+                    .policy_arn(arn)
+                    .policy_document(document.as_str())
+                    .set_as_default(true)
+                    .customize()
+                    .config_override(no_sdk_retries.clone())
+                    .send(),
+            )
+            .await;
+        let e = match sent {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        if outcome_unknown(&e) && landed_version(clients, arn, &known, document).await? {
+            return Ok(());
+        }
+        if !(transient(&e) || outcome_unknown(&e)) || attempt >= opts.consistency_attempts {
+            return Err(e);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+        attempt += 1;
+    }
+}
+
+/// True when a version not in `known` holds `document` and is the default
+/// (a `CreatePolicyVersion` whose answer was lost landed). One landed but
+/// not made default is made default.
+async fn landed_version(
+    clients: &Clients,
+    arn: &str,
+    known: &BTreeSet<String>,
+    document: &Document,
+) -> Result<bool, Error> {
+    let want = document.to_json();
+    for (id, default) in policy_versions(clients, arn).await? {
+        if known.contains(&id) {
+            continue;
+        }
+        let got = clients
+            .iam_call(
+                "GetPolicyVersion",
+                clients
+                    .iam
+                    .get_policy_version()
+                    .policy_arn(arn)
+                    .version_id(&id)
+                    .send(),
+            )
+            .await?;
+        let same = got
+            .policy_version()
+            .and_then(|v| v.document())
+            .and_then(|d| crate::policy::parse_live(d).ok())
+            .is_some_and(|d| crate::policy::same_policy(&d, &want));
+        if !same {
+            continue;
+        }
+        if !default {
+            clients
+                .iam_call(
+                    "SetDefaultPolicyVersion",
+                    clients
+                        .iam
+                        .set_default_policy_version()
+                        .policy_arn(arn)
+                        .version_id(&id)
+                        .send(),
+                )
+                .await?;
+        }
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// What tags are put on: a role (by name) or a policy (by ARN).
@@ -1143,7 +1395,7 @@ async fn wait_profile_gone(clients: &Clients, name: &str, timeout: Duration) -> 
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let found = clients
-            .kube_call("get", format!("get Profile {name}"), api.get_opt(name))
+            .kube_call("get", format!("get Profile {name}"), || api.get_opt(name))
             .await?;
         match found {
             None => return Ok(()),
@@ -1289,7 +1541,7 @@ mod tests {
         };
         let clients = clients(&url).await.for_writes(opts.guard.clone());
         let steps: Vec<Change> = (1..=4).map(|i| profile(&format!("p{i}"))).collect();
-        let results = run_group(&clients, &opts, Some("abc"), steps).await;
+        let results = run_group(&clients, &opts, Some("abc"), &BTreeSet::new(), steps).await;
         let outcomes: Vec<&Outcome> = results.iter().map(|r| &r.outcome).collect();
         // The second write was sent before the lease went: it is done.
         assert_eq!(outcomes[..2], [&Outcome::Done, &Outcome::Done]);
@@ -1340,7 +1592,14 @@ mod tests {
             Action::Update,
             "in git",
         );
-        let results = run_group(&clients, &opts, None, vec![attach.clone(), attach]).await;
+        let results = run_group(
+            &clients,
+            &opts,
+            None,
+            &BTreeSet::new(),
+            vec![attach.clone(), attach],
+        )
+        .await;
         match &results[0].outcome {
             Outcome::Failed { code, .. } => assert_eq!(code, "LostLeadership"),
             other => panic!("{other:?}"),

@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod observe;
+pub mod pace;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
@@ -74,6 +75,16 @@ pub enum Error {
     /// nothing was sent.
     #[error(transparent)]
     Stopped(#[from] apply::Stopped),
+    /// A create found the name taken by a resource kftenant does not own for
+    /// this cluster (made by someone else since the world was read): nothing
+    /// was written to it, and the rest of its tenant is skipped.
+    #[error("{what}: {message}")]
+    Conflict {
+        /// The resource, e.g. `role team-a-prod-role`.
+        what: String,
+        /// Why it is not kftenant's, and what was left undone.
+        message: String,
+    },
 }
 
 impl Error {
@@ -86,6 +97,7 @@ impl Error {
             Error::Timeout { .. } => "Timeout",
             Error::Unbounded { .. } => "Unbounded",
             Error::Stopped(s) => s.code,
+            Error::Conflict { .. } => "Conflict",
         }
     }
 
@@ -196,10 +208,13 @@ pub struct Clients {
     pub calls: std::sync::Arc<CallCounter>,
     /// Namespaces seen, for steps that wait for the Kubeflow controller.
     pub namespaces: std::sync::Arc<NamespaceCache>,
+    /// Paces IAM writes once IAM has throttled one (see [`pace`]).
+    pub pacer: std::sync::Arc<pace::WritePacer>,
     /// Kubernetes without kube's own retry layer, which re-sends a request
-    /// answered 429, 503 or 504 for minutes (15 tries, `Retry-After`
-    /// honoured) where no guard can see it. [`Clients::for_writes`] puts it
-    /// in place of `kube`; [`Clients::kube_write`] retries in its stead.
+    /// answered 429, 503 or 504 for minutes (15 tries, backoff up to
+    /// 1,000 s, `Retry-After` honoured) where no guard can see it and no
+    /// cycle can bound it. `kube` is the same: [`Clients::kube_call`]
+    /// retries instead, a few times and bounded.
     kube_single_attempt: kube::Client,
     /// Asked before every call when set ([`Clients::for_writes`]).
     guard: Option<Arc<dyn WriteGuard>>,
@@ -224,11 +239,9 @@ impl NamespaceCache {
             let api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
                 kube::Api::all(clients.kube.clone());
             let list = clients
-                .kube_call(
-                    "list",
-                    "list Namespaces",
-                    api.list_metadata(&Default::default()),
-                )
+                .kube_call("list", "list Namespaces", || async {
+                    api.list_metadata(&Default::default()).await
+                })
                 .await?;
             seen.1 = list
                 .items
@@ -242,8 +255,24 @@ impl NamespaceCache {
     }
 }
 
-/// Attempts of one Kubernetes write answered 429, 503 or 504.
-const KUBE_WRITE_ATTEMPTS: u32 = 4;
+/// Attempts of one Kubernetes call (see [`Clients::kube_call`]).
+pub const KUBE_ATTEMPTS: u32 = 4;
+
+/// Bound on one attempt of a Kubernetes call.
+pub const KUBE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Bound on one attempt of an IAM call.
+pub const IAM_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Failures after which a Kubernetes call is worth making again: the API
+/// server asked to slow down or was unavailable, or the connection broke.
+fn kube_retryable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
 
 impl Clients {
     /// Clients from the standard settings. `region` is used when the
@@ -255,13 +284,22 @@ impl Clients {
         max_attempts: u32,
         context: Option<&str>,
     ) -> Result<Clients, Error> {
+        // The standard retry mode (a random backoff, doubling), not the
+        // adaptive one: kftenant paces its writes itself (see `pace`).
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::adaptive().with_max_attempts(max_attempts));
+            .retry_config(RetryConfig::standard().with_max_attempts(max_attempts));
         if std::env::var_os("AWS_REGION").is_none()
             && std::env::var_os("AWS_DEFAULT_REGION").is_none()
         {
             loader = loader.region(aws_config::Region::new(region.to_string()));
         }
+        // A hung IAM must not hang a cycle: each attempt is bounded (and a
+        // timed-out attempt is retried like any transient failure).
+        loader = loader.timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(IAM_ATTEMPT_TIMEOUT)
+                .build(),
+        );
         let sdk = loader.load().await;
         let connect = |e: &dyn std::fmt::Display| Error::Connect(e.to_string());
         let config = match context {
@@ -276,16 +314,24 @@ impl Clients {
                     .map_err(|e| Error::Connect(format!("kubeconfig context `{context}`: {e}")))?
             }
         };
-        let kube = kube::Client::try_from(config.clone()).map_err(|e| connect(&e))?;
-        let mut single = config;
-        single.default_retry = false;
-        let kube_single_attempt = kube::Client::try_from(single).map_err(|e| connect(&e))?;
+        // kube's own retry answers 429, 503 and 504 up to 15 times, its
+        // backoff growing to 1,000 s: a refusing API server would hold a cycle
+        // for minutes. `kube_call` retries instead, a few times and bounded.
+        let mut config = config;
+        config.default_retry = false;
+        let kube = kube::Client::try_from(config).map_err(|e| connect(&e))?;
+        let pacer = Arc::new(pace::WritePacer::default());
+        let iam = aws_sdk_iam::config::Builder::from(&sdk)
+            .interceptor(pace::PacingInterceptor(pacer.clone()))
+            .retry_classifier(pace::PacingClassifier(pacer.clone()))
+            .build();
         Ok(Clients {
-            iam: aws_sdk_iam::Client::new(&sdk),
-            kube,
+            iam: aws_sdk_iam::Client::from_conf(iam),
+            kube: kube.clone(),
             calls: Default::default(),
             namespaces: Default::default(),
-            kube_single_attempt,
+            pacer,
+            kube_single_attempt: kube,
             guard: None,
         })
     }
@@ -315,6 +361,7 @@ impl Clients {
             kube: self.kube_single_attempt.clone(),
             calls: self.calls.clone(),
             namespaces: self.namespaces.clone(),
+            pacer: self.pacer.clone(),
             kube_single_attempt: self.kube_single_attempt.clone(),
             guard: Some(guard),
         }
@@ -342,6 +389,7 @@ impl Clients {
             kube: kube.clone(),
             calls: Default::default(),
             namespaces: Default::default(),
+            pacer: Default::default(),
             kube_single_attempt: kube,
             guard: None,
         }
@@ -357,7 +405,9 @@ impl Clients {
 
     /// One IAM call (`op` is its action name): counted and timed as
     /// `iam:<op>`, its error given a stable code. Not sent when the guard
-    /// refuses.
+    /// refuses. A write waits for its slot first once IAM has throttled
+    /// ([`pace::WritePacer`]); `call` is a future, so nothing is sent before
+    /// it is awaited (and the guard is asked after the wait).
     pub(crate) async fn iam_call<T, E, R>(
         &self,
         op: &'static str,
@@ -367,6 +417,12 @@ impl Clients {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
+        if !pace::is_read(op) {
+            let wait = self.pacer.reserve(Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
         self.allowed()?;
         let started = Instant::now();
         let result = call.await;
@@ -395,58 +451,75 @@ impl Clients {
         result.map_err(|e| Error::iam(op, e))
     }
 
-    /// One Kubernetes call: counted and timed as `kube:<verb>`; `what` names
-    /// it in errors (`apply Profile team-a`). Not sent when the guard refuses.
-    pub(crate) async fn kube_call<T>(
+    /// One Kubernetes call: counted and timed as `kube:<verb>` (each
+    /// attempt); `what` names it in errors (`apply Profile team-a`).
+    ///
+    /// `call` makes the request; it is made again, at most
+    /// [`KUBE_ATTEMPTS`] times in all with a short backoff, when the API
+    /// server refused it (429), failed (500, 502, 503, 504), the connection
+    /// broke, or an attempt took longer than [`KUBE_ATTEMPT_TIMEOUT`]. The
+    /// guard is asked before every attempt: nothing is sent once it refuses.
+    /// Every call kftenant makes is safe to repeat: reads, server-side
+    /// applies and merge patches of the same content, deletes (gone counts as
+    /// deleted), and Events (a repeated one is only noise).
+    pub(crate) async fn kube_call<T, F, Fut>(
         &self,
         verb: &'static str,
         what: impl Into<String>,
-        call: impl Future<Output = Result<T, kube::Error>>,
-    ) -> Result<T, Error> {
-        self.allowed()?;
-        let started = Instant::now();
-        let result = call.await;
-        self.calls
-            .record(&format!("kube:{verb}"), 1, started.elapsed());
-        result.map_err(|e| Error::kube(what, e))
-    }
-
-    /// A Kubernetes write: as [`Clients::kube_call`], and tried again (at
-    /// most [`KUBE_WRITE_ATTEMPTS`] times, backing off) when the API server
-    /// answers 429, 503 or 504, the guard asked before every attempt.
-    pub(crate) async fn kube_write<T, Fut>(
-        &self,
-        verb: &'static str,
-        what: impl Into<String>,
-        mut call: impl FnMut() -> Fut,
+        mut call: F,
     ) -> Result<T, Error>
     where
+        F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
         let what = what.into();
         let mut delay = Duration::from_millis(200);
-        for attempt in 1.. {
+        let mut attempt = 1;
+        loop {
             self.allowed()?;
             let started = Instant::now();
-            let result = call().await;
+            let result = tokio::time::timeout(KUBE_ATTEMPT_TIMEOUT, call()).await;
             self.calls
                 .record(&format!("kube:{verb}"), 1, started.elapsed());
-            match result {
-                Err(kube::Error::Api(s))
-                    if matches!(s.code, 429 | 503 | 504) && attempt < KUBE_WRITE_ATTEMPTS =>
-                {
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                other => return other.map_err(|e| Error::kube(what, e)),
+            let retry = match &result {
+                Ok(Ok(_)) => false,
+                Ok(Err(e)) => kube_retryable(e),
+                Err(_) => true,
+            };
+            if !retry || attempt >= KUBE_ATTEMPTS {
+                return match result {
+                    Ok(r) => r.map_err(|e| Error::kube(what, e)),
+                    Err(_) => Err(Error::Timeout {
+                        what,
+                        seconds: KUBE_ATTEMPT_TIMEOUT.as_secs(),
+                    }),
+                };
             }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+            attempt += 1;
         }
-        unreachable!("the loop returns")
+    }
+
+    /// A Kubernetes write: [`Clients::kube_call`] (the same bounded retries,
+    /// the guard asked before every attempt). Named apart so that the
+    /// executor's writes read as such.
+    pub(crate) async fn kube_write<T, F, Fut>(
+        &self,
+        verb: &'static str,
+        what: impl Into<String>,
+        call: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        self.kube_call(verb, what, call).await
     }
 }
 
 /// Asks the guard before every attempt the AWS SDK makes, its own retries
-/// included (the adaptive retry mode may wait many seconds before one).
+/// included (the retry mode may wait many seconds before one).
 /// A refused attempt fails the call without being sent, and is not retried:
 /// the SDK retries only transient transport errors, throttling and 5xx.
 #[derive(Debug)]

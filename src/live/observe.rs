@@ -657,7 +657,9 @@ fn to_profile(o: DynamicObject) -> ObservedProfile {
 async fn observe_profiles(clients: &Clients, scope: &Scope) -> Result<Vec<ObservedProfile>, Error> {
     let api: Api<DynamicObject> = Api::all_with(clients.kube.clone(), &profile_resource());
     let list = clients
-        .kube_call("list", "list Profiles", api.list(&ListParams::default()))
+        .kube_call("list", "list Profiles", || async {
+            api.list(&ListParams::default()).await
+        })
         .await
         .map_err(|e| match e {
             Error::Kube { code, .. } if code == "NotFound" => Error::Kube {
@@ -688,7 +690,7 @@ pub async fn list_profiles(
         lp = lp.labels(selector);
     }
     let list = clients
-        .kube_call("list", "list Profiles", api.list(&lp))
+        .kube_call("list", "list Profiles", || api.list(&lp))
         .await?;
     let mut profiles: Vec<ObservedProfile> = list.items.into_iter().map(to_profile).collect();
     profiles.sort_by(|a, b| a.name.cmp(&b.name));
@@ -794,10 +796,11 @@ async fn observe_tenant_objects(
     let policies: Api<DynamicObject> =
         Api::all_with(clients.kube.clone(), &authorization_policy_resource());
     let (ns, rb, sa, ap) = tokio::join!(
-        clients.kube_call("list", "list Namespaces", namespaces.list_metadata(&lp)),
-        clients.kube_call("list", "list RoleBindings", bindings.list(&lp)),
-        clients.kube_call("list", "list ServiceAccounts", accounts.list_metadata(&lp)),
-        clients.kube_call("list", "list AuthorizationPolicies", policies.list(&lp)),
+        clients.kube_call("list", "list Namespaces", || namespaces.list_metadata(&lp)),
+        clients.kube_call("list", "list RoleBindings", || bindings.list(&lp)),
+        clients.kube_call("list", "list ServiceAccounts", || accounts
+            .list_metadata(&lp)),
+        clients.kube_call("list", "list AuthorizationPolicies", || policies.list(&lp)),
     );
     let mut out = TenantObjects {
         namespaces: ns?

@@ -23,9 +23,11 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod check;
 pub mod daemon;
 pub mod git_http;
 pub mod git_ssh;
+pub mod kube_proxy;
 pub mod kubeflow;
 pub mod proxy;
 pub mod repo;

@@ -4,6 +4,9 @@
 use super::World;
 use std::path::{Path, PathBuf};
 
+#[path = "../../benches/synthetic.rs"]
+mod synthetic;
+
 /// A copy of `sample-repo` for one world: its account, its own cluster name,
 /// tenant names prefixed so cluster-scoped Profiles do not collide.
 pub struct Repo {
@@ -12,13 +15,39 @@ pub struct Repo {
     pub p: String,
 }
 
+/// The short prefix (and cluster name) of a world's repositories.
+fn short_prefix(world: &World) -> String {
+    let mut h: u32 = 2166136261;
+    for b in world.prefix.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(16777619);
+    }
+    format!("k{:06x}", h & 0xff_ffff)
+}
+
 impl Repo {
-    pub fn new(world: &World) -> Repo {
-        let mut h: u32 = 2166136261;
-        for b in world.prefix.bytes() {
-            h = (h ^ u32::from(b)).wrapping_mul(16777619);
+    /// The benchmarks' synthetic repository of `n` tenants (`team-00000`...,
+    /// 21 shared policies, 3 attachments, an inline policy and an extra
+    /// service account each) for one world: its account, its own cluster
+    /// name, prefixed tenant names.
+    pub fn synthetic(world: &World, n: usize) -> Repo {
+        let p = short_prefix(world);
+        let dir = tempfile::tempdir().unwrap();
+        let tenant_prefix = format!("{p}-");
+        let names = synthetic::Names {
+            account_id: &world.account_id,
+            cluster: &p,
+            tenant_prefix: &tenant_prefix,
+        };
+        for (path, text) in synthetic::repository_at(n, &names).0 {
+            let file = dir.path().join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, text).unwrap();
         }
-        let p = format!("k{:06x}", h & 0xff_ffff);
+        Repo { dir, p }
+    }
+
+    pub fn new(world: &World) -> Repo {
+        let p = short_prefix(world);
         let dir = tempfile::tempdir().unwrap();
         copy_dir(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-repo"),
