@@ -893,3 +893,31 @@ fn any_source_commit_is_shown_without_panicking() {
         assert_eq!(plan["source_commit"], commit.as_str());
     }
 }
+
+/// Logs to a file or a pipe (not a terminal) carry no ANSI colour codes:
+/// `kftenant run` logs its start, then fails for want of a Kubernetes
+/// configuration, with standard error a pipe.
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kftenant"))
+        .args(["run", "--repo"])
+        .arg(dir.path().join("nowhere"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "text",
+            "--cache-dir",
+        ])
+        .arg(dir.path().join("cache"))
+        .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KFTENANT_GIT_TOKEN")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(err.contains("starting"), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert_ne!(out.status.code(), Some(0), "{err}");
+}
