@@ -1479,3 +1479,105 @@ fn a_bad_allowed_signers_file_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("allowed_signers:1: bad public key"), "{err}");
 }
+
+/// The whole broken corpus (`tests/support/broken.rs`, also run through
+/// `kftenant validate` by `tests/cli`) pushed to a running daemon, one
+/// commit on top of the good one each: every repository `validate` refuses,
+/// the daemon refuses too, reporting the same first problem, keeps the good
+/// commit as the desired world, and writes nothing to IAM.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_broken_repository_keeps_the_last_good_commit() {
+    use support::broken::{Edit, apply, cases};
+    let (world, _iam, repo) = setup("corpus").await;
+    let remote = repo.dir.path();
+    let cache = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let secret_file = outside.path().join("outside.json");
+    std::fs::write(&secret_file, "{\"secret\": \"TOP SECRET\"}").unwrap();
+    let mut d = start(&world, remote, cache.path(), "1h", &[]);
+    let good = head(remote);
+    converged(&world, &repo, d.port, &good);
+    let writes_before = world
+        .proxy
+        .timeline()
+        .iter()
+        .filter(|c| c.is_write())
+        .count();
+    let (mut refused, mut skipped) = (0, Vec::new());
+    for c in cases() {
+        git(remote, &["reset", "-q", "--hard", &good]);
+        git(remote, &["clean", "-q", "-f", "-d", "-x"]);
+        // The world's copy names its tenants with a prefix: a case that
+        // replaces text the copy does not have is not this test's.
+        let applicable = c.edits.iter().all(|e| match e {
+            Edit::Replace(path, from, _) => {
+                std::fs::read_to_string(remote.join(path)).is_ok_and(|t| t.contains(from))
+            }
+            _ => true,
+        });
+        if !applicable {
+            skipped.push(c.name);
+            continue;
+        }
+        apply(remote, &secret_file, &c.edits);
+        let out = world
+            .kftenant()
+            .args(["validate", repo.path()])
+            .output()
+            .unwrap();
+        if out.status.code() == Some(0) {
+            skipped.push(c.name);
+            continue;
+        }
+        let first = support::text(&out.stderr)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        commit_all(remote, c.name);
+        let commit = head(remote);
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        assert_eq!(
+            http(
+                d.port,
+                "POST",
+                "/hook",
+                &[("x-hub-signature-256", sign(body))],
+                body
+            )
+            .0,
+            202,
+            "{}",
+            c.name
+        );
+        wait_for(c.name, Duration::from_secs(30), || {
+            let st = status(d.port);
+            st["current_commit"] == commit.as_str()
+                && !st["validation_errors"].as_array().unwrap().is_empty()
+        });
+        let st = status(d.port);
+        let reported = st["validation_errors"][0].as_str().unwrap_or_default();
+        assert_eq!(
+            reported.lines().next(),
+            Some(first.as_str()),
+            "{}: {st}",
+            c.name
+        );
+        assert!(!st.to_string().contains("TOP SECRET"), "{}", c.name);
+        assert_eq!(st["last_good_commit"], good.as_str(), "{}", c.name);
+        refused += 1;
+    }
+    let writes_after = world
+        .proxy
+        .timeline()
+        .iter()
+        .filter(|c| c.is_write())
+        .count();
+    assert_eq!(
+        writes_after, writes_before,
+        "nothing written while refusing"
+    );
+    assert!(refused >= 40, "{refused} refused; skipped: {skipped:?}");
+    eprintln!("{refused} broken repositories refused by the daemon; skipped {skipped:?}");
+    terminate(&mut d);
+}

@@ -22,6 +22,7 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod broken;
 pub mod browser;
 pub mod check;
 pub mod daemon;
