@@ -9,6 +9,7 @@ use kftenant::{model, schema};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use support::repo::copy_dir;
+use support::text;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -20,10 +21,6 @@ fn kftenant(args: &[&str]) -> Output {
         .current_dir(root())
         .output()
         .expect("kftenant runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]

@@ -13,6 +13,7 @@ use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use support::repo::copy_dir;
+use support::text;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -24,10 +25,6 @@ fn kftenant(args: &[&str]) -> Output {
         .current_dir(root())
         .output()
         .expect("kftenant runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// A copy of sample-clusters, with a converged snapshot of each cluster

@@ -13,7 +13,7 @@
 mod support;
 
 use aws_sdk_iam::error::ProvideErrorMetadata;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -24,10 +24,7 @@ use support::check::assert_matches_git;
 use support::kube_proxy::{KubeFault, KubeProxy, KubeRule};
 use support::proxy::{FaultRule, Settings};
 use support::repo::Repo;
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use support::{expect_code, profiles, text};
 
 /// Runs kftenant against the world, through `kubeconfig` when given (a
 /// [`KubeProxy`]'s) instead of the stack's own.
@@ -44,17 +41,6 @@ fn kftenant(world: &World, args: &[&str]) -> Output {
 }
 
 #[track_caller]
-fn expect_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
-#[track_caller]
 fn assert_converged(world: &World, repo: &Repo) {
     let out = kftenant(world, &["plan", repo.path(), "--live"]);
     expect_code(&out, 0);
@@ -63,11 +49,6 @@ fn assert_converged(world: &World, repo: &Repo) {
         "{}",
         text(&out.stdout)
     );
-}
-
-fn profiles(client: kube::Client) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("kubeflow.org", "v1", "Profile");
-    Api::all_with(client, &ApiResource::from_gvk_with_plural(&gvk, "profiles"))
 }
 
 async fn setup(name: &str) -> (World, Repo, aws_sdk_iam::Client, Api<DynamicObject>) {
