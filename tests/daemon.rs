@@ -10,6 +10,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
+use support::daemon::{free_port, status, wait_for};
 use support::repo::Repo;
 use support::{World, git};
 
@@ -27,14 +28,6 @@ fn head(dir: &Path) -> String {
         .output()
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A minimal HTTP/1.1 client for the daemon's endpoints.
@@ -69,23 +62,6 @@ fn http(
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (code, body)
-}
-
-fn status(port: u16) -> serde_json::Value {
-    let (code, body) = http(port, "GET", "/status", &[], b"");
-    assert_eq!(code, 200);
-    serde_json::from_str(&body).unwrap()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return start.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
 }
 
 /// A world, its IAM client, and the sample tenants committed to a fresh git repository.
