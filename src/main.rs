@@ -567,15 +567,20 @@ fn validate(a: ValidateArgs) -> Result<u8> {
             if let [r] = repos.as_slice() {
                 writeln!(
                     out,
-                    "{}: valid ({} tenants, {} shared policies)",
+                    "{}: valid ({} tenant{}, {} shared polic{})",
                     a.repo.display(),
                     r.tenants.len(),
-                    policies
+                    report::plural(r.tenants.len()),
+                    policies,
+                    if policies == 1 { "y" } else { "ies" }
                 )?;
             } else {
                 let each: Vec<String> = repos
                     .iter()
-                    .map(|r| format!("{} {} tenants", r.config.cluster.name, r.tenants.len()))
+                    .map(|r| {
+                        let n = r.tenants.len();
+                        format!("{} {n} tenant{}", r.config.cluster.name, report::plural(n))
+                    })
                     .collect();
                 writeln!(
                     out,

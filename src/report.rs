@@ -138,7 +138,8 @@ fn summary_line(p: &Plan) -> String {
     line
 }
 
-fn plural(n: usize) -> &'static str {
+/// The plural ending of a count: "" for 1, else "s".
+pub fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 

@@ -404,9 +404,7 @@ fn capped(mut reasons: Vec<String>) -> Vec<String> {
     reasons
 }
 
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
+use crate::report::plural;
 
 /// A commit as the page shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

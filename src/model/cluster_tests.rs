@@ -87,6 +87,9 @@ fn one_cluster_reads_only_its_own_cluster_file() {
     let all = problems_all(&src);
     assert!(all[0].starts_with("clusters/dev.toml:1:"), "{all:#?}");
     let err = load_cluster(&src, "qa").unwrap_err();
+    // Only that problem: the tenants' cluster names are not checked against
+    // a cluster that is not there.
+    assert_eq!(err.len(), 1, "{err:#?}");
     assert_eq!(
         err[0].to_string(),
         "clusters: no cluster `qa`: this repository declares dev, prod\n  hint: add clusters/qa.toml, or name one of those"
@@ -112,8 +115,10 @@ fn a_repository_of_one_cluster_names_only_that_one() {
     );
     assert_eq!(load(&src).unwrap().tenants.len(), 1);
     assert!(load_cluster(&src, "prod").is_ok());
+    let err = load_cluster(&src, "dev").unwrap_err();
+    assert_eq!(err.len(), 1, "{err:#?}");
     assert!(
-        load_cluster(&src, "dev").unwrap_err()[0]
+        err[0]
             .to_string()
             .contains("no cluster `dev`: this repository describes cluster `prod`")
     );

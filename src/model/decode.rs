@@ -406,7 +406,7 @@ impl Cx<'_> {
                 continue;
             };
             if let Some(msg) = check_user(&user) {
-                self.err_hint(pos, format!("member user `{user}` {msg}"), "use the user id your identity provider gives (usually an email), as the owner is written");
+                self.err_hint(pos, format!("member user `{user}` {msg}"), "members are email addresses, as the dashboard and KFAM store them: e.g. lina.ng@acme.example");
                 continue;
             }
             if user == t.owner {

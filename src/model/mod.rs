@@ -511,7 +511,10 @@ fn load_with(src: &dyn Source, only: Option<&str>) -> Result<Vec<Repository>, Ve
             None
         }
     };
-    let mut loads = cluster_configs(&reader, &layout, base.as_deref(), only, &mut diags);
+    let Some(mut loads) = cluster_configs(&reader, &layout, base.as_deref(), only, &mut diags)
+    else {
+        return Err(diags.sorted());
+    };
     // Every cluster is known by name (for spec.clusters and spec.overrides);
     // tenants are decoded for the ones being loaded.
     let infos: Vec<clusters::ClusterInfo> = loads.iter().map(|l| l.info.clone()).collect();
@@ -627,20 +630,22 @@ fn load_with(src: &dyn Source, only: Option<&str>) -> Result<Vec<Repository>, Ve
 }
 
 /// The config of each cluster to load: the one of `kftenant.toml`, or one
-/// per `clusters/<name>.toml` over it (only `only`'s when given).
+/// per `clusters/<name>.toml` over it (only `only`'s when given); `None`
+/// when `only` names no cluster of the repository (that one problem is
+/// pushed, and nothing else is worth checking for a cluster that is not there).
 fn cluster_configs(
     reader: &Reader<'_>,
     layout: &Layout,
     base: Option<&str>,
     only: Option<&str>,
     diags: &mut Diagnostics,
-) -> Vec<ClusterLoad> {
+) -> Option<Vec<ClusterLoad>> {
     let Some(base) = base else {
-        return Vec::new();
+        return Some(Vec::new());
     };
     if layout.cluster_files.is_empty() {
         let Some(config) = config::load(base, diags) else {
-            return Vec::new();
+            return Some(Vec::new());
         };
         if let Some(want) = only.filter(|n| *n != config.cluster.name) {
             diags.push(
@@ -654,15 +659,15 @@ fn cluster_configs(
                 )
                 .with_hint("drop --cluster, or name that cluster"),
             );
-            return Vec::new();
+            return None;
         }
-        return vec![ClusterLoad {
+        return Some(vec![ClusterLoad {
             info: clusters::ClusterInfo {
                 name: config.cluster.name.clone(),
                 labels: Some(config.cluster.labels.clone()),
             },
             config: Some(config),
-        }];
+        }]);
     }
     let base_ok = config::check_base(base, diags);
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
@@ -691,7 +696,7 @@ fn cluster_configs(
                 )
                 .with_hint(format!("add clusters/{want}.toml, or name one of those")),
             );
-            return Vec::new();
+            return None;
         }
     }
     let mut loads = Vec::new();
@@ -724,7 +729,7 @@ fn cluster_configs(
             config,
         });
     }
-    loads
+    Some(loads)
 }
 
 /// Reads and parses through a [`Source`], remembering what was read and
@@ -1921,7 +1926,7 @@ mod tests {
             vec![
                 "tenants/a.yaml:9:14: member `b@example.com` is listed twice (first at line 8)",
                 "tenants/a.yaml:10:14: `a@example.com` is the owner of this tenant\n  hint: the owner has every right already; remove this member",
-                "tenants/a.yaml:11:14: member user `not-an-email` is not an email address\n  hint: use the user id your identity provider gives (usually an email), as the owner is written",
+                "tenants/a.yaml:11:14: member user `not-an-email` is not an email address\n  hint: members are email addresses, as the dashboard and KFAM store them: e.g. lina.ng@acme.example",
                 "tenants/a.yaml:12:35: member role must be `edit` or `view`, found `admin`\n  hint: `edit` (a contributor) or `view`",
                 "tenants/a.yaml:13:35: member role must be `edit` or `view`, found `veiw`\n  hint: did you mean `view`?",
                 "tenants/a.yaml:14:14: members `b@example.com` and `B@Example.com` would get the same RoleBinding `user-b-example-com-clusterrole-edit` (KFAM names bindings by the letters and digits of the user id)\n  hint: Kubernetes cannot hold both; give one of them another role or user id",
